@@ -1,0 +1,430 @@
+#include "common/config.hpp"
+
+#include <sched.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "common/log.hpp"
+#include "common/sys.hpp"
+
+namespace shoal {
+
+std::string ConfigError::to_string() const {
+  if (line == 0) return file + ": " + message;
+  return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
+}
+
+int Config::cpu_for_worker(int index) const {
+  switch (server.cpu_affinity) {
+    case CpuAffinity::None: return -1;
+    case CpuAffinity::List: return server.cpu_list[static_cast<size_t>(index) % server.cpu_list.size()];
+    case CpuAffinity::Auto: {
+      auto cpus = allowed_cpus();
+      return cpus.empty() ? -1 : cpus[static_cast<size_t>(index) % cpus.size()];
+    }
+  }
+  return -1;
+}
+
+std::string closest_key(std::string_view key, const std::vector<std::string_view>& known) {
+  std::string_view best;
+  size_t best_distance = SIZE_MAX;
+  for (std::string_view candidate : known) {
+    // Levenshtein distance with adjacent transpositions counted as one edit ("wrokers").
+    const size_t n = key.size(), m = candidate.size();
+    std::vector<std::vector<size_t>> d(n + 1, std::vector<size_t>(m + 1));
+    for (size_t i = 0; i <= n; ++i) d[i][0] = i;
+    for (size_t j = 0; j <= m; ++j) d[0][j] = j;
+    for (size_t i = 1; i <= n; ++i)
+      for (size_t j = 1; j <= m; ++j) {
+        size_t cost = key[i - 1] == candidate[j - 1] ? 0 : 1;
+        d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+        if (i > 1 && j > 1 && key[i - 1] == candidate[j - 2] && key[i - 2] == candidate[j - 1])
+          d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    if (d[n][m] < best_distance) best_distance = d[n][m], best = candidate;
+  }
+  size_t allowed = std::max<size_t>(2, key.size() / 3);
+  return best_distance <= allowed ? std::string(best) : std::string();
+}
+
+namespace {
+
+using Keys = std::vector<std::string_view>;
+
+const char* type_name(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    default: return "a date or time";
+  }
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// Reads one validated Config out of a parsed TOML table, collecting every error on the way.
+class Loader {
+ public:
+  Loader(std::string file, std::string base_dir) : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
+
+  std::vector<ConfigError> errors;
+
+  void error(const toml::source_region& where, std::string message) {
+    errors.push_back({file_, static_cast<int>(where.begin.line), static_cast<int>(where.begin.column),
+                      std::move(message)});
+  }
+
+  void check_keys(const toml::table& table, const std::string& section, const Keys& known) {
+    for (auto&& [key, node] : table) {
+      if (std::find(known.begin(), known.end(), key.str()) != known.end()) continue;
+      std::string message = "unknown key '" + std::string(key.str()) + "' in " + section;
+      if (auto hint = closest_key(key.str(), known); !hint.empty())
+        message += "; did you mean '" + hint + "'?";
+      error(key.source(), message);
+    }
+  }
+
+  // A sub-table such as [server]; nullptr (and an error) when the key holds something else.
+  const toml::table* section(const toml::table& root, std::string_view name) {
+    const toml::node* node = root.get(name);
+    if (!node) return nullptr;
+    if (auto* table = node->as_table()) return table;
+    error(node->source(), "'" + std::string(name) + "' must be a table ([" + std::string(name) +
+                              "]), got " + type_name(*node));
+    return nullptr;
+  }
+
+  void read_string(const toml::table& t, const std::string& where, std::string_view key, std::string& out) {
+    const toml::node* node = t.get(key);
+    if (!node) return;
+    if (auto* s = node->as_string()) out = s->get();
+    else error(node->source(), where + " " + std::string(key) + ": expected a string, got " + type_name(*node));
+  }
+
+  template <typename Int>
+  void read_int(const toml::table& t, const std::string& where, std::string_view key, int64_t min,
+                int64_t max, Int& out) {
+    const toml::node* node = t.get(key);
+    if (!node) return;
+    auto* i = node->as_integer();
+    if (!i) {
+      error(node->source(), where + " " + std::string(key) + ": expected an integer, got " + type_name(*node));
+      return;
+    }
+    int64_t value = i->get();
+    if (value < min || value > max) {
+      error(node->source(), where + " " + std::string(key) + ": " + std::to_string(value) +
+                                " is out of range (" + std::to_string(min) + " to " + std::to_string(max) + ")");
+      return;
+    }
+    out = static_cast<Int>(value);
+  }
+
+  void read_duration(const toml::table& t, const std::string& where, std::string_view key, Millis min,
+                     Millis max, Millis& out) {
+    const toml::node* node = t.get(key);
+    if (!node) return;
+    auto* s = node->as_string();
+    std::optional<Millis> value = s ? parse_duration(s->get()) : std::nullopt;
+    if (!value) {
+      std::string got = s ? "\"" + s->get() + "\"" : std::string(type_name(*node));
+      error(node->source(), where + " " + std::string(key) +
+                                ": expected a duration such as \"250ms\", \"10s\" or \"2m\", got " + got);
+      return;
+    }
+    if (*value < min || *value > max) {
+      error(node->source(), where + " " + std::string(key) + ": " + format_duration(*value) +
+                                " is out of range (" + format_duration(min) + " to " + format_duration(max) + ")");
+      return;
+    }
+    out = *value;
+  }
+
+  // A path relative to the config file's directory, made absolute; its directory must exist.
+  void read_path(const toml::table& t, const std::string& where, std::string_view key, std::string& out) {
+    std::string value;
+    read_string(t, where, key, value);
+    if (value.empty()) return;
+    std::string path = value[0] == '/' ? value : base_dir_ + "/" + value;
+    path = std::filesystem::path(path).lexically_normal().string();
+    std::string dir = std::filesystem::path(path).parent_path().string();
+    if (!is_directory(dir)) {
+      error(t.get(key)->source(), where + " " + std::string(key) + ": directory " + dir + " does not exist");
+      return;
+    }
+    out = path;
+  }
+
+  Config load(const toml::table& root) {
+    Config config;
+    config.base_dir = base_dir_;
+    check_keys(root, "the top level", {"server", "shutdown", "http", "health", "log", "route"});
+    if (auto* t = section(root, "server")) load_server(*t, config.server);
+    if (auto* t = section(root, "shutdown")) load_shutdown(*t, config.shutdown);
+    if (auto* t = section(root, "http")) load_http(*t, config.http);
+    if (auto* t = section(root, "health")) load_health(*t, config.health);
+    if (auto* t = section(root, "log")) load_log(*t, config.log);
+    load_routes(root, config);
+    if (!root.get("server"))
+      errors.push_back({file_, 0, 0, "[server] is missing: shoal needs at least [server] listen"});
+    return config;
+  }
+
+ private:
+  void load_server(const toml::table& t, Config::Server& s) {
+    const std::string where = "[server]";
+    check_keys(t, where, {"listen", "backlog", "workers", "cpu_affinity", "pid_file"});
+    if (const toml::node* node = t.get("listen")) {
+      const toml::array* list = node->as_array();
+      if (!list) {
+        error(node->source(), "[server] listen: expected an array of addresses such as [\"127.0.0.1:8080\"], got " +
+                                  std::string(type_name(*node)));
+      } else if (list->empty()) {
+        error(node->source(), "[server] listen: the list is empty: shoal would accept no connection");
+      }
+      for (const toml::node& item : list ? *list : toml::array{}) {
+        auto* text = item.as_string();
+        if (!text) {
+          error(item.source(), "[server] listen: expected a string, got " + std::string(type_name(item)));
+          continue;
+        }
+        std::string why;
+        auto address = parse_listen(text->get(), base_dir_, why);
+        if (!address) {
+          error(item.source(), "[server] listen: \"" + text->get() + "\": " + why);
+          continue;
+        }
+        bool duplicate = std::any_of(s.listen.begin(), s.listen.end(), [&](const ListenAddress& a) {
+          return a.addr_len == address->addr_len && memcmp(&a.addr, &address->addr, a.addr_len) == 0;
+        });
+        if (duplicate) error(item.source(), "[server] listen: \"" + text->get() + "\" is listed twice");
+        else s.listen.push_back(std::move(*address));
+      }
+    } else {
+      error(t.source(), "[server] listen is missing: shoal would accept no connection");
+    }
+    read_int(t, where, "backlog", 1, 65535, s.backlog);
+
+    const auto cpus = allowed_cpus();
+    if (const toml::node* node = t.get("workers")) {
+      if (auto* text = node->as_string(); text && text->get() == "auto") {
+        s.workers_auto = true;
+      } else if (node->is_integer()) {
+        s.workers_auto = false;
+        read_int(t, where, "workers", 1, 1024, s.workers);
+      } else {
+        error(node->source(), "[server] workers: expected an integer from 1 to 1024 or \"auto\", got " +
+                                  (text ? "\"" + text->get() + "\"" : std::string(type_name(*node))));
+      }
+    }
+    if (s.workers_auto) s.workers = std::max<int>(1, static_cast<int>(cpus.size()));
+
+    if (const toml::node* node = t.get("cpu_affinity")) {
+      if (auto* text = node->as_string()) {
+        if (text->get() == "auto") s.cpu_affinity = CpuAffinity::Auto;
+        else if (text->get() == "none") s.cpu_affinity = CpuAffinity::None;
+        else error(node->source(), "[server] cpu_affinity: expected \"auto\", \"none\" or a list of CPUs, got \"" +
+                                       text->get() + "\"");
+      } else if (auto* list = node->as_array()) {
+        s.cpu_affinity = CpuAffinity::List;
+        if (list->empty()) error(node->source(), "[server] cpu_affinity: the list of CPUs is empty");
+        for (const toml::node& item : *list) {
+          auto* cpu = item.as_integer();
+          if (!cpu) {
+            error(item.source(), "[server] cpu_affinity: expected a CPU number, got " + std::string(type_name(item)));
+          } else if (std::find(cpus.begin(), cpus.end(), cpu->get()) == cpus.end()) {
+            error(item.source(), "[server] cpu_affinity: CPU " + std::to_string(cpu->get()) +
+                                     " is not in this process's affinity mask (" + format_cpu_list(cpus) + ")");
+          } else {
+            s.cpu_list.push_back(static_cast<int>(cpu->get()));
+          }
+        }
+      } else {
+        error(node->source(), "[server] cpu_affinity: expected \"auto\", \"none\" or a list of CPUs, got " +
+                                  std::string(type_name(*node)));
+      }
+    }
+    read_path(t, where, "pid_file", s.pid_file);
+  }
+
+  void load_shutdown(const toml::table& t, Config::Shutdown& s) {
+    const std::string where = "[shutdown]";
+    check_keys(t, where, {"drain_delay", "timeout", "idle_grace"});
+    read_duration(t, where, "drain_delay", Millis(0), Millis(3'600'000), s.drain_delay);
+    read_duration(t, where, "timeout", Millis(1), Millis(3'600'000), s.timeout);
+    read_duration(t, where, "idle_grace", Millis(0), Millis(60'000), s.idle_grace);
+  }
+
+  void load_http(const toml::table& t, Config::Http& h) {
+    const std::string where = "[http]";
+    check_keys(t, where, {"max_header_bytes", "max_url_bytes", "max_body_bytes", "header_timeout",
+                          "keepalive_timeout", "max_connections"});
+    read_int(t, where, "max_header_bytes", 1024, 1 << 20, h.max_header_bytes);
+    read_int(t, where, "max_url_bytes", 64, 1 << 20, h.max_url_bytes);
+    read_int(t, where, "max_body_bytes", 0, int64_t{1} << 32, h.max_body_bytes);
+    read_duration(t, where, "header_timeout", Millis(1), Millis(3'600'000), h.header_timeout);
+    read_duration(t, where, "keepalive_timeout", Millis(0), Millis(3'600'000), h.keepalive_timeout);
+    read_int(t, where, "max_connections", 1, 1'000'000, h.max_connections);
+    if (h.max_url_bytes > h.max_header_bytes)
+      error(t.get("max_url_bytes") ? t.get("max_url_bytes")->source() : t.source(),
+            "[http] max_url_bytes (" + std::to_string(h.max_url_bytes) + ") must not exceed max_header_bytes (" +
+                std::to_string(h.max_header_bytes) + "): the URL is part of the header section");
+  }
+
+  void check_path_key(const toml::table& t, const std::string& where, std::string_view key, const std::string& value,
+                      bool may_be_empty) {
+    if ((value.empty() && may_be_empty) || value.starts_with("/")) return;
+    error(t.get(key)->source(), where + " " + std::string(key) + ": \"" + value + "\" must start with '/'" +
+                                    (may_be_empty ? " (or be \"\" to turn it off)" : ""));
+  }
+
+  void load_health(const toml::table& t, Config::Health& h) {
+    const std::string where = "[health]";
+    check_keys(t, where, {"liveness_path", "readiness_path"});
+    read_string(t, where, "liveness_path", h.liveness_path);
+    read_string(t, where, "readiness_path", h.readiness_path);
+    if (t.get("liveness_path")) check_path_key(t, where, "liveness_path", h.liveness_path, true);
+    if (t.get("readiness_path")) check_path_key(t, where, "readiness_path", h.readiness_path, true);
+  }
+
+  void load_log(const toml::table& t, Config::Log& l) {
+    const std::string where = "[log]";
+    check_keys(t, where, {"level", "file", "access_log"});
+    read_string(t, where, "level", l.level);
+    spdlog::level::level_enum level;
+    if (t.get("level") && !log::parse_level(l.level, level))
+      error(t.get("level")->source(), "[log] level: \"" + l.level +
+                                          "\" is not one of trace, debug, info, warn, error, critical, off");
+    read_path(t, where, "file", l.file);
+    read_path(t, where, "access_log", l.access_log);
+  }
+
+  void load_routes(const toml::table& root, Config& config) {
+    const toml::node* node = root.get("route");
+    if (!node) return;
+    const toml::array* list = node->as_array();
+    if (!list || !list->is_array_of_tables()) {
+      error(node->source(), "'route' must be written as [[route]] tables, one per route");
+      return;
+    }
+    struct Seen { std::string path; int line; };
+    std::vector<Seen> seen;
+    if (!config.health.liveness_path.empty()) seen.push_back({config.health.liveness_path, 0});
+    if (!config.health.readiness_path.empty()) seen.push_back({config.health.readiness_path, 0});
+    int number = 0;
+    for (const toml::node& item : *list) {
+      const toml::table& t = *item.as_table();
+      ++number;
+      RouteConfig route;
+      route.line = static_cast<int>(t.source().begin.line);
+      std::string where = "[[route]] #" + std::to_string(number);
+      check_keys(t, where, {"path", "status", "body", "content_type", "delay", "root", "handler"});
+      read_string(t, where, "path", route.path);
+      if (!t.get("path")) {
+        error(t.source(), where + ": path is missing");
+        continue;
+      }
+      if (!route.path.starts_with("/")) {
+        error(t.get("path")->source(), where + " path: \"" + route.path + "\" must start with '/'");
+        continue;
+      }
+      where = "[[route]] \"" + route.path + "\"";
+      bool fixed_keys = t.get("status") || t.get("body") || t.get("delay") || t.get("content_type");
+      if (t.get("root")) {
+        route.kind = RouteConfig::Kind::Static;
+        if (fixed_keys || t.get("handler"))
+          error(t.get("root")->source(), where + ": a static route (root) takes no status, body, content_type, "
+                                                  "delay or handler");
+        if (!route.path.ends_with("/"))
+          error(t.get("path")->source(), where + " path: a static route's path is a prefix and must end with '/'");
+        std::string root_text;
+        read_string(t, where, "root", root_text);
+        std::string path = !root_text.empty() && root_text[0] == '/' ? root_text : base_dir_ + "/" + root_text;
+        std::error_code ec;
+        auto canonical = std::filesystem::canonical(path, ec);
+        if (ec || !is_directory(canonical.string()))
+          error(t.get("root")->source(), where + " root: \"" + root_text + "\" (" + path + ") is not a directory");
+        else
+          route.root = canonical.string();
+      } else if (t.get("handler")) {
+        std::string handler;
+        read_string(t, where, "handler", handler);
+        if (handler == "echo") route.kind = RouteConfig::Kind::Echo;
+        else error(t.get("handler")->source(), where + " handler: \"" + handler + "\" is not a built-in handler "
+                                                                                  "(known: \"echo\")");
+        if (fixed_keys)
+          error(t.get("handler")->source(), where + ": a handler route takes no status, body, content_type or delay");
+      } else {
+        route.kind = RouteConfig::Kind::Fixed;
+        read_int(t, where, "status", 200, 599, route.status);
+        read_string(t, where, "body", route.body);
+        read_string(t, where, "content_type", route.content_type);
+        read_duration(t, where, "delay", Millis(0), Millis(3'600'000), route.delay);
+        if (route.content_type.find_first_of("\r\n") != std::string::npos)
+          error(t.get("content_type")->source(), where + " content_type: must be one line");
+      }
+      auto previous = std::find_if(seen.begin(), seen.end(), [&](const Seen& s) { return s.path == route.path; });
+      if (previous != seen.end()) {
+        error(t.get("path")->source(), where + ": duplicate route path (" +
+                                           (previous->line ? "first declared at line " + std::to_string(previous->line)
+                                                           : std::string("it is a [health] path")) + ")");
+        continue;
+      }
+      seen.push_back({route.path, route.line});
+      config.routes.push_back(std::move(route));
+    }
+  }
+
+  std::string file_;
+  std::string base_dir_;
+};
+
+}  // namespace
+
+ConfigResult parse_config(std::string_view text, const std::string& file) {
+  ConfigResult result;
+  std::string base_dir = std::filesystem::absolute(file).parent_path().lexically_normal().string();
+  if (base_dir.size() > 1 && base_dir.ends_with('/')) base_dir.pop_back();
+  toml::table root;
+  try {
+    root = toml::parse(text, file);
+  } catch (const toml::parse_error& e) {
+    result.errors.push_back({file, static_cast<int>(e.source().begin.line),
+                             static_cast<int>(e.source().begin.column),
+                             "syntax error: " + std::string(e.description())});
+    return result;
+  }
+  Loader loader(file, base_dir);
+  Config config = loader.load(root);
+  config.file = file;
+  if (loader.errors.empty()) result.config = std::move(config);
+  result.errors = std::move(loader.errors);
+  return result;
+}
+
+ConfigResult load_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    ConfigResult result;
+    result.errors.push_back({path, 0, 0, "cannot open: " + errno_text(errno)});
+    return result;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str(), path);
+}
+
+}  // namespace shoal

@@ -1,0 +1,101 @@
+// The operator's interface: server.toml, parsed and validated in one place.
+// Validation is strict and complete: every problem is reported with file:line:column and the key,
+// and a config with any error is never used, so a half-configured server never starts.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/duration.hpp"
+#include "common/net.hpp"
+
+namespace shoal {
+
+struct ConfigError {
+  std::string file;
+  int line = 0;    // 1-based; 0 when the error concerns the file as a whole
+  int column = 0;  // 1-based
+  std::string message;
+  std::string to_string() const;  // "file:line:column: message"
+};
+
+struct RouteConfig {
+  enum class Kind { Fixed, Static, Echo } kind = Kind::Fixed;
+  std::string path;  // exact for Fixed and Echo; a prefix ending in '/' for Static
+  int line = 0;      // where the route was declared, for messages
+  // Fixed:
+  int status = 200;
+  std::string body;
+  std::string content_type = "text/plain";
+  Millis delay{0};
+  // Static:
+  std::string root;  // absolute
+};
+
+enum class CpuAffinity { Auto, None, List };
+
+struct Config {
+  std::string file;      // the path as given
+  std::string base_dir;  // directory of the file: relative paths in it are resolved against this
+
+  struct Server {
+    std::vector<ListenAddress> listen;
+    int backlog = 1024;
+    int workers = 1;             // resolved: "auto" becomes the number of allowed CPUs
+    bool workers_auto = true;
+    CpuAffinity cpu_affinity = CpuAffinity::Auto;
+    std::vector<int> cpu_list;   // for CpuAffinity::List
+    std::string pid_file;        // absolute, or empty
+  } server;
+
+  struct Shutdown {
+    Millis drain_delay{0};
+    Millis timeout{30'000};
+    Millis idle_grace{250};
+  } shutdown;
+
+  struct Http {
+    size_t max_header_bytes = 16384;
+    size_t max_url_bytes = 8192;
+    size_t max_body_bytes = 1048576;
+    Millis header_timeout{10'000};
+    Millis keepalive_timeout{60'000};
+    int max_connections = 10000;
+  } http;
+
+  struct Health {
+    std::string liveness_path = "/healthz";
+    std::string readiness_path = "/readyz";
+  } health;
+
+  struct Log {
+    std::string level = "info";
+    std::string file;        // absolute, or empty for stderr
+    std::string access_log;  // absolute, or empty for off
+  } log;
+
+  std::vector<RouteConfig> routes;
+
+  // The CPU worker `index` is pinned to, or -1 for none.
+  int cpu_for_worker(int index) const;
+};
+
+struct ConfigResult {
+  std::optional<Config> config;
+  std::vector<ConfigError> errors;  // empty exactly when config is set
+};
+
+// Reads and validates a file.
+ConfigResult load_config_file(const std::string& path);
+
+// Validates config text; `file` names it in messages and its directory anchors relative paths.
+ConfigResult parse_config(std::string_view text, const std::string& file);
+
+// The known key closest to `key` by edit distance, or "" if none is close enough to be a typo.
+std::string closest_key(std::string_view key, const std::vector<std::string_view>& known);
+
+}  // namespace shoal

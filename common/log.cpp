@@ -1,0 +1,89 @@
+#include "common/log.hpp"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/base_sink.h>
+#include <unistd.h>
+
+#include <memory>
+
+#include "common/sys.hpp"
+
+namespace shoal::log {
+namespace {
+
+// One write(2) per line: lines from several processes appending to one file never interleave.
+class FdSink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
+ public:
+  explicit FdSink(int fd) : fd_(fd) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t line;
+    formatter_->format(msg, line);
+    const char* p = line.data();
+    size_t left = line.size();
+    while (left > 0) {
+      ssize_t n = ::write(fd_, p, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // Nowhere left to report a failing log destination.
+      p += n;
+      left -= static_cast<size_t>(n);
+    }
+  }
+  void flush_() override {}
+
+ private:
+  int fd_;
+};
+
+std::string pattern_for(const Identity& who) {
+  std::string prefix = who.worker_index >= 0
+                           ? "worker " + std::to_string(who.worker_index)
+                           : std::string(who.role);
+  return "%Y-%m-%dT%H:%M:%S.%e %l [" + prefix + " pid=%P gen=" + std::to_string(who.generation) +
+         "] %v";
+}
+
+void libevent_log(int severity, const char* msg) {
+  switch (severity) {
+    case EVENT_LOG_DEBUG: spdlog::debug("libevent: {}", msg); break;
+    case EVENT_LOG_MSG: spdlog::info("libevent: {}", msg); break;
+    case EVENT_LOG_WARN: spdlog::warn("libevent: {}", msg); break;
+    default: spdlog::error("libevent: {}", msg); break;
+  }
+}
+
+}  // namespace
+
+bool parse_level(const std::string& name, spdlog::level::level_enum& out) {
+  static const std::pair<const char*, spdlog::level::level_enum> kLevels[] = {
+      {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
+      {"info", spdlog::level::info},   {"warn", spdlog::level::warn},
+      {"error", spdlog::level::err},   {"critical", spdlog::level::critical},
+      {"off", spdlog::level::off}};
+  for (const auto& [text, level] : kLevels)
+    if (name == text) return out = level, true;
+  return false;
+}
+
+void setup(const Identity& who, spdlog::level::level_enum level, int fd) {
+  auto logger = std::make_shared<spdlog::logger>("shoal", std::make_shared<FdSink>(fd));
+  logger->set_level(level);
+  logger->set_pattern(pattern_for(who));
+  spdlog::set_default_logger(std::move(logger));
+}
+
+void set_identity(const Identity& who) { spdlog::default_logger()->set_pattern(pattern_for(who)); }
+
+int open_append(const std::string& path, std::string& err) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) err = "open(" + path + ") failed: " + errno_text(errno);
+  return fd;
+}
+
+void capture_libevent() { event_set_log_callback(libevent_log); }
+
+}  // namespace shoal::log

@@ -1,0 +1,35 @@
+// Logging for every process: spdlog's default logger, writing whole lines with write(2) to an fd
+// that the process owns (stderr or a log file opened O_APPEND|O_CLOEXEC), so that the master and
+// all of its workers can share one file without interleaving inside a line.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <cstdint>
+#include <string>
+
+namespace shoal::log {
+
+// Who is speaking: every line carries the role, pid, worker index and generation.
+struct Identity {
+  const char* role = "master";  // "master" or "worker"
+  int worker_index = -1;        // -1 for the master
+  uint64_t generation = 0;
+};
+
+// Parses "trace".."off"; returns false for anything else.
+bool parse_level(const std::string& name, spdlog::level::level_enum& out);
+
+// Installs the default logger writing to fd (not owned). Call again after fork with the child's identity.
+void setup(const Identity& who, spdlog::level::level_enum level, int fd);
+
+// Changes only the identity in the line prefix (a worker learns its index after fork).
+void set_identity(const Identity& who);
+
+// Opens path for appending, close-on-exec. Returns -1 and fills err on failure.
+int open_append(const std::string& path, std::string& err);
+
+// Routes libevent's internal warnings into spdlog.
+void capture_libevent();
+
+}  // namespace shoal::log

@@ -1,0 +1,36 @@
+// Listen addresses: parsing the config's forms and binding them in the master.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace shoal {
+
+struct ListenAddress {
+  enum class Kind { Tcp4, Tcp6, Unix } kind = Kind::Tcp4;
+  std::string text;       // as written in the config: "127.0.0.1:8080", "[::1]:8080", "unix:/run/x.sock"
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  std::string unix_path;  // absolute, for Kind::Unix
+};
+
+// Parses "host:port", "[v6]:port", "*:port" (all IPv4 addresses), "localhost:port", or "unix:PATH".
+// A relative unix path is resolved against base_dir. Returns nullopt and fills err when unusable.
+std::optional<ListenAddress> parse_listen(std::string_view text, const std::string& base_dir,
+                                          std::string& err);
+
+// "127.0.0.1:8080", "[::1]:8080", "unix:/path" for a bound or accepted socket address.
+std::string format_sockaddr(const sockaddr* sa, socklen_t len);
+
+// Binds and listens, close-on-exec, non-blocking, SO_REUSEADDR (TCP). For a unix path, a stale
+// socket file (nobody accepting on it) is removed first; a live one or a non-socket file is an error.
+// Returns the fd, or -1 with err naming the system call and address.
+int bind_listener(const ListenAddress& address, int backlog, std::string& err);
+
+// The address a listening fd is actually bound to (resolves port 0 to the ephemeral port).
+std::string bound_address(int fd);
+
+}  // namespace shoal

@@ -1,0 +1,27 @@
+// Small helpers at the edge with the operating system, shared by master and worker.
+#pragma once
+
+#include <sched.h>
+
+#include <string>
+#include <vector>
+
+namespace shoal {
+
+// strerror as a std::string, for "bind(127.0.0.1:8080) failed: Address already in use".
+std::string errno_text(int err);
+
+// The CPUs in this process's affinity mask, ascending.
+std::vector<int> allowed_cpus();
+
+// "0-3,6": the compact list form the kernel uses in /proc/PID/status.
+std::string format_cpu_list(const std::vector<int>& cpus);
+
+// Sets FD_CLOEXEC; returns false with errno set on failure.
+bool set_cloexec(int fd);
+
+// Closes every fd of this process except 0, 1, 2 and those in keep.
+// Used right after fork so that a worker holds only what it was handed explicitly.
+void close_fds_except(const std::vector<int>& keep);
+
+}  // namespace shoal

@@ -1,0 +1,97 @@
+#include "master/run.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "common/config.hpp"
+#include "common/log.hpp"
+#include "master/master.hpp"
+
+namespace shoal {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: shoal [-c FILE] [-t]\n"
+    "\n"
+    "A pre-fork HTTP/1.1 server: one master binds the listening sockets and supervises\n"
+    "CPU-pinned worker processes that serve HTTP.\n"
+    "\n"
+    "options:\n"
+    "  -c, --config FILE  the config file (default: ./server.toml)\n"
+    "  -t, --test         check the config, print 'FILE: ok' or every error, exit 0 or 1\n"
+    "  -v, --version      print the version and exit\n"
+    "  -h, --help         print this help and exit\n"
+    "\n"
+    "signals to the master:\n"
+    "  SIGTERM  graceful shutdown (drain_delay, then drain, then exit)\n"
+    "  SIGINT   graceful shutdown without drain_delay (Ctrl+C)\n"
+    "  SIGQUIT  stop now, without draining (exit code 1)\n"
+    "\n"
+    "exit codes: 0 clean stop, 1 failure (config, bind, or an unclean shutdown), 2 bad usage\n";
+
+}  // namespace
+
+int run(int argc, char** argv, const Application& app) {
+  std::string config_path = "server.toml";
+  bool test_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-c" || arg == "--config") {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "shoal: %s needs a file name\n%s", arg.c_str(), kUsage);
+        return 2;
+      }
+      config_path = argv[++i];
+    } else if (arg.starts_with("--config=")) {
+      config_path = arg.substr(9);
+    } else if (arg == "-t" || arg == "--test") {
+      test_only = true;
+    } else if (arg == "-v" || arg == "--version") {
+      printf("shoal %s\n", SHOAL_VERSION);
+      return 0;
+    } else if (arg == "-h" || arg == "--help") {
+      fputs(kUsage, stdout);
+      return 0;
+    } else {
+      fprintf(stderr, "shoal: unknown argument '%s'\n%s", arg.c_str(), kUsage);
+      return 2;
+    }
+  }
+
+  ConfigResult loaded = load_config_file(config_path);
+  if (!loaded.config) {
+    for (const ConfigError& error : loaded.errors) fprintf(stderr, "%s\n", error.to_string().c_str());
+    fprintf(stderr, "%s: %zu error(s); %s\n", config_path.c_str(), loaded.errors.size(),
+            test_only ? "test failed" : "not started");
+    return 1;
+  }
+  if (test_only) {
+    printf("%s: ok\n", config_path.c_str());
+    return 0;
+  }
+  Config& config = *loaded.config;
+
+  spdlog::level::level_enum level = spdlog::level::info;
+  log::parse_level(config.log.level, level);
+  int log_fd = STDERR_FILENO;
+  std::string err;
+  if (!config.log.file.empty() && (log_fd = log::open_append(config.log.file, err)) < 0) {
+    fprintf(stderr, "shoal: [log] file: %s\n", err.c_str());
+    return 1;
+  }
+  log::setup({"master", -1, 1}, level, log_fd);
+  log::capture_libevent();
+  int access_log_fd = -1;
+  if (!config.log.access_log.empty() && (access_log_fd = log::open_append(config.log.access_log, err)) < 0) {
+    spdlog::critical("[log] access_log: {}", err);
+    return 1;
+  }
+  Master master(std::move(config), app, log_fd, access_log_fd);
+  return master.run();
+}
+
+}  // namespace shoal

@@ -1,0 +1,48 @@
+// A worker process as the master sees it. The code that runs inside the worker never sees this.
+#pragma once
+
+#include <event2/event.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+
+namespace shoal {
+
+class Master;
+
+struct WorkerHandle {
+  enum class State {
+    Starting,  // forked, has not reported ready
+    Ready,     // accepting
+    Draining,  // told to drain or stop
+    Exited,    // reaped; waiting for a respawn, or done
+  };
+
+  Master* master = nullptr;  // for the event callbacks
+  int index = 0;
+  int cpu = -1;
+  uint64_t generation = 1;
+  pid_t pid = -1;
+  State state = State::Exited;
+  int channel_fd = -1;
+  event* channel_ev = nullptr;
+  event* respawn_timer = nullptr;
+  std::chrono::steady_clock::time_point started_at{};
+  std::chrono::steady_clock::time_point ready_at{};
+  int startup_failures = 0;  // consecutive deaths before or soon after ready: drives the backoff
+  int exit_code = -1;        // from the Done message or waitpid
+  bool killed = false;       // SIGKILLed at a deadline
+};
+
+inline const char* state_name(WorkerHandle::State s) {
+  switch (s) {
+    case WorkerHandle::State::Starting: return "starting";
+    case WorkerHandle::State::Ready: return "ready";
+    case WorkerHandle::State::Draining: return "draining";
+    case WorkerHandle::State::Exited: return "exited";
+  }
+  return "?";
+}
+
+}  // namespace shoal

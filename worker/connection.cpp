@@ -1,0 +1,733 @@
+#include "worker/connection.hpp"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstring>
+
+#include "common/net.hpp"
+#include "worker/server.hpp"
+
+namespace shoal {
+namespace {
+
+// Past this much unsent output, pipelined requests wait: a client that writes but never reads
+// must not make the worker buffer without bound.
+constexpr size_t kOutputHighWater = 256 * 1024;
+// Buffers above this size are given back when a request is done, so idle connections stay small.
+constexpr size_t kKeepCapacity = 64 * 1024;
+
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+  }
+  return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
+}
+
+std::string_view content_type_for(std::string_view path) {
+  static const std::pair<std::string_view, std::string_view> kTypes[] = {
+      {".html", "text/html; charset=utf-8"}, {".htm", "text/html; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},   {".js", "text/javascript; charset=utf-8"},
+      {".json", "application/json"},         {".txt", "text/plain; charset=utf-8"},
+      {".xml", "application/xml"},           {".svg", "image/svg+xml"},
+      {".png", "image/png"},                 {".jpg", "image/jpeg"},
+      {".jpeg", "image/jpeg"},               {".gif", "image/gif"},
+      {".webp", "image/webp"},               {".ico", "image/x-icon"},
+      {".woff2", "font/woff2"},              {".wasm", "application/wasm"},
+      {".pdf", "application/pdf"},           {".gz", "application/gzip"},
+  };
+  auto dot = path.rfind('.');
+  auto slash = path.rfind('/');
+  if (dot != std::string_view::npos && (slash == std::string_view::npos || dot > slash)) {
+    std::string_view ext = path.substr(dot);
+    for (const auto& [suffix, type] : kTypes)
+      if (iequals(ext, suffix)) return type;
+  }
+  return "application/octet-stream";
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decodes a path; false for a malformed escape or an encoded NUL.
+bool percent_decode(std::string_view in, std::string& out) {
+  out.clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out += in[i];
+      continue;
+    }
+    int hi = i + 1 < in.size() ? hex_value(in[i + 1]) : -1;
+    int lo = i + 2 < in.size() ? hex_value(in[i + 2]) : -1;
+    if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return false;
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return true;
+}
+
+void append_number(std::string& out, uint64_t value) {
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
+  out.append(digits, static_cast<size_t>(end - digits));
+}
+
+}  // namespace
+
+Connection::Connection(HttpServer& server, uint32_t slot) : server_(server), slot_(slot) {}
+
+Connection::~Connection() {
+  if (fd_ >= 0) close();
+}
+
+void Connection::open(int fd, const sockaddr* addr, socklen_t addr_len) {
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = on_message_begin;
+    s.on_url = on_url;
+    s.on_header_field = on_header_field;
+    s.on_header_value = on_header_value;
+    s.on_headers_complete = on_headers_complete;
+    s.on_body = on_body;
+    s.on_message_complete = on_message_complete;
+    return s;
+  }();
+  fd_ = fd;
+  ++serial_;
+  phase_ = Phase::Idle;
+  timer_ = Timer::None;
+  reading_ = writing_ = read_eof_ = close_after_write_ = linger_ = more_input_ = headers_done_ = false;
+  pending_.clear(), pending_offset_ = 0;
+  out_.clear(), out_offset_ = 0;
+  method_ = {};
+  url_ = {};
+  keep_alive_ = true;
+  error_status_ = 0;
+  is_tcp_ = addr->sa_family == AF_INET || addr->sa_family == AF_INET6;
+  remote_ = format_sockaddr(addr, addr_len);
+  llhttp_init(&parser_, HTTP_REQUEST, &settings);
+  parser_.data = this;
+  if (is_tcp_) {
+    // Responses leave in one send(); Nagle would only hold back the tail of a large one.
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  event_assign(&read_ev_, server_.base(), fd_, EV_READ | EV_PERSIST, on_readable, this);
+  event_assign(&write_ev_, server_.base(), fd_, EV_WRITE | EV_PERSIST, on_writable, this);
+  evtimer_assign(&timer_ev_, server_.base(), on_timer, this);
+  idle_since_ms_ = monotonic_ms();
+  start_reading();
+  // A new connection gets header_timeout to send its first request, not the longer keep-alive.
+  arm(Timer::Header, server_.header_timeout());
+  if (server_.draining()) on_drain();
+}
+
+void Connection::close() {
+  if (fd_ < 0) return;
+  event_del(&read_ev_);
+  event_del(&write_ev_);
+  event_del(&timer_ev_);
+  ::close(fd_);
+  fd_ = -1;
+  if (file_fd_ >= 0) ::close(file_fd_), file_fd_ = -1;
+  ++serial_;  // any Responder still held for this connection now does nothing
+  phase_ = Phase::Idle;
+  delayed_ = nullptr;
+  pending_.clear();
+  pending_offset_ = 0;
+  out_.clear();
+  out_offset_ = 0;
+  body_.clear();
+  for (std::string* buffer : {&pending_, &out_, &body_, &arena_})
+    if (buffer->capacity() > kKeepCapacity) buffer->shrink_to_fit();
+  server_.release(*this);
+}
+
+// ---------------------------------------------------------------- parser callbacks
+
+int Connection::on_message_begin(llhttp_t* p) {
+  auto* c = static_cast<Connection*>(p->data);
+  c->phase_ = Phase::Reading;
+  c->arena_.clear();
+  c->url_ = {};
+  c->header_spans_.clear();
+  c->header_bytes_ = 0;
+  c->in_header_value_ = false;
+  c->body_.clear();
+  c->error_status_ = 0;
+  c->headers_done_ = false;
+  c->method_ = {};
+  c->request_start_us_ = c->server_.access_log_on() ? monotonic_us() : 0;
+  return 0;
+}
+
+bool Connection::over_header_limit() const {
+  return header_bytes_ + url_.length > server_.config().http.max_header_bytes;
+}
+
+int Connection::on_url(llhttp_t* p, const char* at, size_t length) {
+  auto* c = static_cast<Connection*>(p->data);
+  if (c->url_.length == 0) c->url_.offset = static_cast<uint32_t>(c->arena_.size());
+  c->url_.length += static_cast<uint32_t>(length);
+  if (c->url_.length > c->server_.config().http.max_url_bytes) {
+    c->error_status_ = 414;
+    return -1;
+  }
+  c->arena_.append(at, length);
+  return 0;
+}
+
+int Connection::on_header_field(llhttp_t* p, const char* at, size_t length) {
+  auto* c = static_cast<Connection*>(p->data);
+  if (c->header_spans_.empty() || c->in_header_value_) {
+    c->header_spans_.push_back({{static_cast<uint32_t>(c->arena_.size()), 0}, {}});
+    c->in_header_value_ = false;
+    c->header_bytes_ += 4;  // ": " and CRLF
+  }
+  c->header_spans_.back().name.length += static_cast<uint32_t>(length);
+  c->header_bytes_ += length;
+  if (c->over_header_limit()) {
+    c->error_status_ = 431;
+    return -1;
+  }
+  c->arena_.append(at, length);
+  return 0;
+}
+
+int Connection::on_header_value(llhttp_t* p, const char* at, size_t length) {
+  auto* c = static_cast<Connection*>(p->data);
+  HeaderSpan& header = c->header_spans_.back();
+  if (!c->in_header_value_) {
+    header.value.offset = static_cast<uint32_t>(c->arena_.size());
+    c->in_header_value_ = true;
+  }
+  header.value.length += static_cast<uint32_t>(length);
+  c->header_bytes_ += length;
+  if (c->over_header_limit()) {
+    c->error_status_ = 431;
+    return -1;
+  }
+  c->arena_.append(at, length);
+  return 0;
+}
+
+int Connection::on_headers_complete(llhttp_t* p) {
+  auto* c = static_cast<Connection*>(p->data);
+  const auto& http = c->server_.config().http;
+  const bool has_length = (p->flags & F_CONTENT_LENGTH) != 0;
+  const bool chunked = (p->flags & F_CHUNKED) != 0;
+  if (has_length && p->content_length > http.max_body_bytes) {
+    c->error_status_ = 413;
+    return -1;
+  }
+  for (const HeaderSpan& h : c->header_spans_) {
+    if (!iequals(c->span(h.name), "expect")) continue;
+    if (!iequals(c->span(h.value), "100-continue")) {
+      c->error_status_ = 417;
+      return -1;
+    }
+    // RFC 9110 10.1.1: the client waits for this before sending the body. HTTP/1.0 has no 1xx.
+    if (p->http_major == 1 && p->http_minor >= 1 && (chunked || p->content_length > 0))
+      c->out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+  }
+  c->headers_done_ = true;
+  return 0;
+}
+
+int Connection::on_body(llhttp_t* p, const char* at, size_t length) {
+  auto* c = static_cast<Connection*>(p->data);
+  if (c->body_.size() + length > c->server_.config().http.max_body_bytes) {
+    c->error_status_ = 413;
+    return -1;
+  }
+  c->body_.append(at, length);
+  return 0;
+}
+
+int Connection::on_message_complete(llhttp_t* p) {
+  auto* c = static_cast<Connection*>(p->data);
+  // Decided now, while the parser still holds this request's flags.
+  c->keep_alive_ = llhttp_should_keep_alive(p) && !p->upgrade;
+  c->is_head_ = p->method == HTTP_HEAD;
+  // Pause so that the request is handled before anything behind it is parsed.
+  return HPE_PAUSED;
+}
+
+// ---------------------------------------------------------------- input
+
+void Connection::on_readable(evutil_socket_t, short, void* self) {
+  static_cast<Connection*>(self)->read_input();
+}
+
+void Connection::on_writable(evutil_socket_t, short, void* self) {
+  static_cast<Connection*>(self)->advance();
+}
+
+void Connection::read_input() {
+  std::span<char> buffer = server_.read_buffer();
+  ssize_t n = recv(fd_, buffer.data(), buffer.size(), 0);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+    close();  // ECONNRESET and the like: nobody is left to answer
+    return;
+  }
+  if (n == 0) {
+    read_eof_ = true;
+    stop_reading();
+    advance();
+    return;
+  }
+  if (phase_ == Phase::Lingering) return;  // discarding
+  size_t length = static_cast<size_t>(n);
+  size_t used = feed_all(buffer.data(), length);
+  if (used < length) pending_.append(buffer.data() + used, length - used);
+  // A request left incomplete at the end of a read is now on the clock; one that arrived whole
+  // never touches a timer. The header section has one deadline as a whole; the body's timeout
+  // restarts with every read that brings some of it.
+  if (phase_ == Phase::Reading && fd_ >= 0) {
+    if (!headers_done_ && timer_ != Timer::Header) arm(Timer::Header, server_.header_timeout());
+    else if (headers_done_) arm(Timer::Body, server_.header_timeout());
+  }
+  advance();
+}
+
+bool Connection::can_parse() const {
+  return (phase_ == Phase::Idle || phase_ == Phase::Reading) && !close_after_write_ &&
+         out_.size() - out_offset_ < kOutputHighWater;
+}
+
+size_t Connection::feed_all(const char* data, size_t length) {
+  size_t used = 0;
+  in_parse_ = true;
+  while (used < length && can_parse()) used += feed(data + used, length - used);
+  in_parse_ = false;
+  return used;
+}
+
+size_t Connection::feed(const char* data, size_t length) {
+  llhttp_errno_t err = llhttp_execute(&parser_, data, length);
+  if (err == HPE_OK) return length;
+  if (err == HPE_PAUSED) {
+    size_t used = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
+    llhttp_resume(&parser_);
+    more_input_ = used < length;
+    dispatch();
+    return used;
+  }
+  if (err == HPE_PAUSED_UPGRADE) {
+    // The request before it was answered with Connection: close; nothing after it is HTTP.
+    close_after_write_ = true;
+    return length;
+  }
+  int status = error_status_ != 0 ? error_status_ : 400;
+  if (err == HPE_INVALID_VERSION) status = 505;
+  reject(status, error_status_ != 0 ? std::string_view() : llhttp_get_error_reason(&parser_));
+  return length;
+}
+
+// ---------------------------------------------------------------- requests
+
+void Connection::dispatch() {
+  phase_ = Phase::Handling;
+  ++serial_;
+  if (timer_ == Timer::Header || timer_ == Timer::Body) disarm();
+
+  headers_.clear();
+  for (const HeaderSpan& h : header_spans_) headers_.push_back({span(h.name), span(h.value)});
+  Request request;
+  request.method = method_ = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  request.target = span(url_);
+  auto question = request.target.find('?');
+  request.path = request.target.substr(0, question);
+  if (question != std::string_view::npos) request.query = request.target.substr(question + 1);
+  request.body = body_;
+  request.remote = remote_;
+  request.version_major = parser_.http_major;
+  request.version_minor = parser_.http_minor;
+  request.headers = headers_;
+
+  const RouteEntry* route = server_.route(request.path);
+  if (!route) {
+    respond(404, "text/plain", "not found\n");
+  } else {
+    switch (route->kind) {
+      case RouteEntry::Kind::Liveness:
+        respond(200, "text/plain", "ok\n");
+        break;
+      case RouteEntry::Kind::Readiness:
+        if (server_.ready()) respond(200, "text/plain", "ready\n");
+        else respond(503, "text/plain", "draining\n");
+        break;
+      case RouteEntry::Kind::Echo:
+        respond(200, request.header("content-type").empty() ? "application/octet-stream"
+                                                            : request.header("content-type"),
+                request.body);
+        break;
+      case RouteEntry::Kind::Fixed:
+        if (route->config->delay.count() == 0) {
+          respond(route->config->status, route->config->content_type, route->config->body);
+        } else {
+          delayed_ = route->config;
+          auto ms = route->config->delay.count();
+          timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
+          arm(Timer::Delay, &tv);
+        }
+        break;
+      case RouteEntry::Kind::Static:
+        serve_static(*route, request);
+        break;
+      case RouteEntry::Kind::App:
+        try {
+          (*route->handler)(request, Responder(&server_, slot_, serial_));
+        } catch (const std::exception& e) {
+          spdlog::error("handler for {} threw: {}", route->path, e.what());
+          respond(500, "text/plain", "internal server error\n");
+        } catch (...) {
+          spdlog::error("handler for {} threw a non-standard exception", route->path);
+          respond(500, "text/plain", "internal server error\n");
+        }
+        break;
+    }
+  }
+}
+
+void Connection::respond(int status, std::string_view content_type, std::string_view body) {
+  if (phase_ != Phase::Handling) return;
+  write_head(status, content_type, body.size());
+  if (!is_head_) out_.append(body);
+  finish_response(status, body.size());
+  phase_ = Phase::Idle;
+  // Inside the parse loop, the loop moves on; from the event loop (an answer given later, a
+  // timeout), this is where the connection moves on.
+  if (!in_parse_) advance();
+}
+
+void Connection::reject(int status, std::string_view why) {
+  spdlog::debug("{} from {}: {}", status, remote_, why.empty() ? reason_phrase(status) : why);
+  keep_alive_ = false;
+  is_head_ = false;
+  linger_ = true;  // the client may still be sending: read it away before closing (see advance)
+  phase_ = Phase::Handling;
+  std::string body = std::to_string(status) + " " + reason_phrase(status) + "\n";
+  if (method_.empty()) method_ = "-";
+  if (phase_ == Phase::Idle) url_ = {};
+  respond(status, "text/plain", body);
+  close_after_write_ = true;
+}
+
+void Connection::write_head(int status, std::string_view content_type, size_t content_length,
+                            std::string_view extra_headers) {
+  // Keep-alive ends with this response when the request or the config says so, or while the
+  // worker drains and no pipelined request follows this one.
+  bool keep = keep_alive_ && server_.config().http.keepalive_timeout.count() > 0 &&
+              !(server_.draining() && !more_input_);
+  if (!keep) close_after_write_ = true;
+  out_.append("HTTP/1.1 ");
+  append_number(out_, static_cast<uint64_t>(status));
+  out_ += ' ';
+  out_.append(reason_phrase(status));
+  out_.append("\r\nServer: shoal\r\nDate: ");
+  out_.append(server_.date());
+  if (!content_type.empty()) {
+    out_.append("\r\nContent-Type: ");
+    out_.append(content_type);
+  }
+  out_.append("\r\nContent-Length: ");
+  append_number(out_, content_length);
+  out_.append(keep ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
+  out_.append(extra_headers);
+  out_.append("\r\n");
+}
+
+void Connection::finish_response(int status, size_t body_bytes) {
+  if (!server_.access_log_on()) return;
+  // "remote - - [date] "METHOD target HTTP/x.y" status bytes duration_ms"
+  std::string& log = server_.access_log_buffer();
+  log.append(remote_);
+  log.append(" - - [");
+  log.append(server_.date());
+  log.append("] \"");
+  log.append(method_);
+  log += ' ';
+  log.append(span(url_));
+  log.append(" HTTP/");
+  log += static_cast<char>('0' + parser_.http_major);
+  log += '.';
+  log += static_cast<char>('0' + parser_.http_minor);
+  log.append("\" ");
+  append_number(log, static_cast<uint64_t>(status));
+  log += ' ';
+  append_number(log, body_bytes);
+  log += ' ';
+  int64_t micros = request_start_us_ ? monotonic_us() - request_start_us_ : 0;
+  append_number(log, static_cast<uint64_t>(micros / 1000));
+  log += '.';
+  char frac[4] = {static_cast<char>('0' + micros / 100 % 10), static_cast<char>('0' + micros / 10 % 10),
+                  static_cast<char>('0' + micros % 10), '\n'};
+  log.append(frac, 4);
+  server_.access_log_written();
+}
+
+void Connection::serve_static(const RouteEntry& route, const Request& request) {
+  if (request.method != "GET" && request.method != "HEAD") {
+    write_head(405, "text/plain", 19, "Allow: GET, HEAD\r\n");
+    if (!is_head_) out_.append("method not allowed\n");
+    finish_response(405, 19);
+    phase_ = Phase::Idle;
+    return;
+  }
+  if (route.root_fd < 0) return respond(500, "text/plain", "static root unavailable\n");
+  std::string relative;
+  if (!percent_decode(request.path.substr(route.path.size()), relative))
+    return respond(400, "text/plain", "bad path encoding\n");
+  if (relative.empty() || relative.back() == '/') relative += "index.html";
+  while (!relative.empty() && relative.front() == '/') relative.erase(0, 1);
+
+  // RESOLVE_BENEATH refuses "..", absolute paths and symlinks that lead out of the root.
+  open_how how{};
+  how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  int fd = static_cast<int>(syscall(SYS_openat2, route.root_fd, relative.c_str(), &how, sizeof how));
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT || err == ENOTDIR) return respond(404, "text/plain", "not found\n");
+    if (err == EXDEV || err == ELOOP || err == EACCES || err == EPERM)
+      return respond(403, "text/plain", "forbidden\n");
+    spdlog::error("openat2({}/{}) failed: {}", route.config->root, relative, strerror(err));
+    return respond(500, "text/plain", "internal server error\n");
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    bool dir = S_ISDIR(st.st_mode);
+    ::close(fd);
+    if (!dir) return respond(403, "text/plain", "forbidden\n");
+    std::string location = "Location: " + std::string(request.path) + "/\r\n";
+    write_head(301, "text/plain", 0, location);
+    finish_response(301, 0);
+    phase_ = Phase::Idle;
+    return;
+  }
+  write_head(200, content_type_for(relative), static_cast<size_t>(st.st_size));
+  finish_response(200, static_cast<size_t>(st.st_size));
+  if (is_head_ || st.st_size == 0) {
+    ::close(fd);
+    phase_ = Phase::Idle;
+    return;
+  }
+  file_fd_ = fd;
+  file_offset_ = 0;
+  file_end_ = st.st_size;
+  phase_ = Phase::SendingFile;
+}
+
+// ---------------------------------------------------------------- output and state
+
+void Connection::advance() {
+  while (fd_ >= 0) {
+    // Requests held back while the previous one was answered.
+    if (can_parse() && pending_offset_ < pending_.size()) {
+      pending_offset_ += feed_all(pending_.data() + pending_offset_, pending_.size() - pending_offset_);
+      if (pending_offset_ == pending_.size()) pending_.clear(), pending_offset_ = 0;
+    }
+    if (!flush_output()) return;
+    if (phase_ == Phase::SendingFile) {
+      if (!send_file()) return;
+      phase_ = Phase::Idle;
+      continue;
+    }
+    if (can_parse() && pending_offset_ < pending_.size()) continue;
+    break;
+  }
+  if (fd_ < 0) return;
+
+  if (phase_ == Phase::Lingering) {
+    if (read_eof_) close();
+    return;
+  }
+  if (close_after_write_) {
+    if (!linger_ && pending_.empty()) return close();
+    // Shut our side (the response is complete) and read away what the client still sends,
+    // so that closing with unread input does not reset the connection under its response.
+    ::shutdown(fd_, SHUT_WR);
+    phase_ = Phase::Lingering;
+    pending_.clear(), pending_offset_ = 0;
+    if (read_eof_) return close();
+    start_reading();
+    arm(Timer::Linger, server_.linger_timeout());
+    return;
+  }
+  if (phase_ == Phase::Handling) {
+    stop_reading();
+    if (timer_ != Timer::Delay) disarm();
+    return;
+  }
+  if (!pending_.empty()) {  // held back by output that could not be written yet
+    stop_reading();
+    return;
+  }
+  if (read_eof_) {
+    // The client sent its last byte: close once everything is answered; a partial request
+    // can never complete.
+    return close();
+  }
+  start_reading();
+  if (phase_ == Phase::Idle) wait_idle();
+}
+
+void Connection::wait_idle() {
+  idle_since_ms_ = monotonic_ms();
+  if (server_.draining()) return on_drain();
+  arm(Timer::Keepalive, server_.keepalive_timeout());
+}
+
+void Connection::on_drain() {
+  if (fd_ < 0 || phase_ != Phase::Idle || !pending_.empty() || out_offset_ < out_.size()) return;
+  // Idle: close only once no request can be on its way from a client that saw the last response
+  // before it saw us stop (the idle grace). A request arriving in the grace gets Connection: close.
+  int64_t grace_ms = server_.config().shutdown.idle_grace.count();
+  int64_t left_ms = grace_ms - (monotonic_ms() - idle_since_ms_);
+  if (left_ms <= 0) return close();
+  timeval tv{static_cast<time_t>(left_ms / 1000), static_cast<suseconds_t>(left_ms % 1000 * 1000)};
+  arm(Timer::DrainIdle, &tv);
+}
+
+bool Connection::flush_output() {
+  while (out_offset_ < out_.size()) {
+    int flags = MSG_NOSIGNAL | (phase_ == Phase::SendingFile ? MSG_MORE : 0);
+    ssize_t n = send(fd_, out_.data() + out_offset_, out_.size() - out_offset_, flags);
+    if (n > 0) {
+      out_offset_ += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      want_write(true);
+      return false;
+    } else {
+      close();
+      return false;
+    }
+  }
+  out_.clear();
+  out_offset_ = 0;
+  if (phase_ != Phase::SendingFile) want_write(false);
+  return true;
+}
+
+bool Connection::send_file() {
+  while (file_offset_ < file_end_) {
+    size_t chunk = static_cast<size_t>(std::min<off_t>(file_end_ - file_offset_, 1 << 20));
+    ssize_t n = sendfile(fd_, file_fd_, &file_offset_, chunk);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      want_write(true);
+      return false;
+    }
+    // The file shrank under us (n == 0) or the client left: the promised length cannot be kept.
+    if (n == 0) spdlog::warn("static file shrank while being sent to {}; closing", remote_);
+    close();
+    return false;
+  }
+  ::close(file_fd_);
+  file_fd_ = -1;
+  want_write(false);
+  return true;
+}
+
+void Connection::on_timer(evutil_socket_t, short, void* self) {
+  auto* c = static_cast<Connection*>(self);
+  Timer fired = c->timer_;
+  c->timer_ = Timer::None;
+  switch (fired) {
+    case Timer::Header:
+    case Timer::Body:
+      if (c->phase_ == Phase::Reading || c->phase_ == Phase::Idle) {
+        c->error_status_ = 408;
+        c->reject(408, "header or body not received within header_timeout");
+      }
+      return;
+    case Timer::Delay: {
+      const RouteConfig* route = c->delayed_;
+      c->delayed_ = nullptr;
+      if (route) c->respond(route->status, route->content_type, route->body);
+      return;
+    }
+    case Timer::Keepalive:
+    case Timer::Write:
+    case Timer::DrainIdle:
+    case Timer::Linger:
+      return c->close();
+    case Timer::None:
+      return;
+  }
+}
+
+void Connection::arm(Timer purpose, const timeval* after) {
+  timer_ = purpose;
+  evtimer_add(&timer_ev_, after);
+}
+
+void Connection::disarm() {
+  timer_ = Timer::None;
+  evtimer_del(&timer_ev_);
+}
+
+void Connection::start_reading() {
+  if (!reading_ && !read_eof_) event_add(&read_ev_, nullptr), reading_ = true;
+}
+
+void Connection::stop_reading() {
+  if (reading_) event_del(&read_ev_), reading_ = false;
+}
+
+void Connection::want_write(bool on) {
+  if (on == writing_) return;
+  writing_ = on;
+  if (on) {
+    event_add(&write_ev_, nullptr);
+    if (timer_ != Timer::Delay) arm(Timer::Write, server_.keepalive_timeout());
+  } else {
+    event_del(&write_ev_);
+    if (timer_ == Timer::Write) disarm();
+  }
+}
+
+}  // namespace shoal

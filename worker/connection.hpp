@@ -1,0 +1,153 @@
+// One client connection inside a worker: HTTP/1.1 parsing on llhttp (strict mode), routing,
+// response writing, keep-alive, pipelining and the connection's part of a graceful drain.
+//
+// Invariants:
+// - Requests are handled one at a time, in order. While one is being answered (a handler that
+//   answers later, a delay, a file being sent), input is not parsed: bytes already read wait in
+//   pending_, and reading stops, which is the backpressure on a pipelining client.
+// - Responses produced while parsing one read are written together, in one send().
+// - close() is only called from the top of an event callback (advance()), never from inside
+//   llhttp_execute or a handler, so no code runs on a closed connection.
+#pragma once
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <llhttp.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "worker/http.hpp"
+
+namespace shoal {
+
+struct RouteConfig;
+struct RouteEntry;
+
+class Connection {
+ public:
+  Connection(HttpServer& server, uint32_t slot);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  void open(int fd, const sockaddr* addr, socklen_t addr_len);
+  bool is_open() const { return fd_ >= 0; }
+  uint32_t slot() const { return slot_; }
+
+  // True while the request numbered `serial` still waits for its response.
+  bool awaiting(uint64_t serial) const { return fd_ >= 0 && serial == serial_ && phase_ == Phase::Handling; }
+
+  // Answers the request being handled; from a handler (synchronously) or later from the loop.
+  void respond(int status, std::string_view content_type, std::string_view body);
+
+  // The worker began draining: close now if idle long enough, else after the idle grace.
+  void on_drain();
+
+ private:
+  enum class Phase : uint8_t {
+    Idle,         // between requests (or before the first one)
+    Reading,      // request bytes have arrived, the request is not complete yet
+    Handling,     // complete request handed to its handler, response not produced yet
+    SendingFile,  // response headers queued, file body going out with sendfile
+    Lingering,    // response sent, write side shut, discarding input until EOF or timeout
+  };
+  enum class Timer : uint8_t { None, Header, Body, Keepalive, Write, Delay, DrainIdle, Linger };
+
+  struct Span {
+    uint32_t offset = 0, length = 0;
+  };
+  struct HeaderSpan {
+    Span name, value;
+  };
+
+  static int on_message_begin(llhttp_t* p);
+  static int on_url(llhttp_t* p, const char* at, size_t length);
+  static int on_header_field(llhttp_t* p, const char* at, size_t length);
+  static int on_header_value(llhttp_t* p, const char* at, size_t length);
+  static int on_headers_complete(llhttp_t* p);
+  static int on_body(llhttp_t* p, const char* at, size_t length);
+  static int on_message_complete(llhttp_t* p);
+
+  static void on_readable(evutil_socket_t, short, void* self);
+  static void on_writable(evutil_socket_t, short, void* self);
+  static void on_timer(evutil_socket_t, short, void* self);
+
+  void read_input();
+  size_t feed_all(const char* data, size_t length);
+  size_t feed(const char* data, size_t length);
+  bool can_parse() const;
+  void advance();
+  bool flush_output();
+  bool send_file();
+  void wait_idle();
+  void close();
+
+  void dispatch();
+  void serve_static(const RouteEntry& route, const Request& request);
+  void reject(int status, std::string_view why);
+  // Appends a status line and headers; the body (content_length bytes) follows from the caller.
+  void write_head(int status, std::string_view content_type, size_t content_length,
+                  std::string_view extra_headers = {});
+  void finish_response(int status, size_t body_bytes);
+
+  void arm(Timer purpose, const timeval* after);
+  void disarm();
+  void start_reading();
+  void stop_reading();
+  void want_write(bool on);
+  std::string_view span(Span s) const { return {arena_.data() + s.offset, s.length}; }
+  bool over_header_limit() const;
+
+  HttpServer& server_;
+  const uint32_t slot_;
+  int fd_ = -1;
+  uint64_t serial_ = 0;  // bumped per request and on close: identifies the request a Responder answers
+  Phase phase_ = Phase::Idle;
+  Timer timer_ = Timer::None;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool read_eof_ = false;
+  bool keep_alive_ = true;         // the current request allows keep-alive
+  bool close_after_write_ = false;
+  bool linger_ = false;            // unread input may remain: shut the write side and drain before closing
+  bool more_input_ = false;        // bytes of a pipelined request follow the current one
+  bool in_parse_ = false;          // inside feed_all: respond() must not re-enter advance()
+  bool headers_done_ = false;
+  bool is_head_ = false;
+  int error_status_ = 0;           // set by a parser callback that rejects the request
+  bool in_header_value_ = false;
+  bool is_tcp_ = true;
+
+  llhttp_t parser_;
+  event read_ev_, write_ev_, timer_ev_;
+
+  // The request being parsed: URL and headers are copied into one arena reused across requests.
+  std::string arena_;
+  Span url_;
+  std::vector<HeaderSpan> header_spans_;
+  std::vector<Header> headers_;
+  size_t header_bytes_ = 0;
+  std::string body_;
+
+  std::string pending_;  // input read but not parsed yet (see the invariants above)
+  size_t pending_offset_ = 0;
+  std::string out_;      // output not written yet
+  size_t out_offset_ = 0;
+
+  int file_fd_ = -1;
+  off_t file_offset_ = 0;
+  off_t file_end_ = 0;
+
+  const RouteConfig* delayed_ = nullptr;  // fixed route answering after its delay
+  std::string remote_;
+  int64_t idle_since_ms_ = 0;  // monotonic; when the last response was fully written
+  int64_t request_start_us_ = 0;
+  std::string_view method_;     // of the current request, for the access log
+};
+
+}  // namespace shoal

@@ -1,0 +1,57 @@
+// The application-facing HTTP types: what a handler sees and how it answers.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string_view>
+
+namespace shoal {
+
+class HttpServer;
+
+struct Header {
+  std::string_view name;
+  std::string_view value;
+};
+
+// One parsed request. Every view points into the connection's buffers and is valid only during
+// the handler call: a handler that answers later copies what it needs first.
+struct Request {
+  std::string_view method;  // "GET"
+  std::string_view target;  // "/path?query", as sent
+  std::string_view path;    // "/path" (not decoded)
+  std::string_view query;   // "query" without the '?', or empty
+  std::string_view body;
+  std::string_view remote;  // client address, "127.0.0.1:51234"
+  int version_major = 1;
+  int version_minor = 1;
+  std::span<const Header> headers;
+
+  // The first header with this name (ASCII case-insensitive), or an empty view.
+  std::string_view header(std::string_view name) const;
+};
+
+// A handle to answer one request, exactly once, now or later from the worker's event loop.
+// It is a small value (no allocation) and safe to keep after the client went away: send() then
+// does nothing and alive() is false.
+class Responder {
+ public:
+  // Sends a complete response with this body (copied into the connection's output buffer).
+  void send(int status, std::string_view content_type, std::string_view body) const;
+  bool alive() const;
+
+ private:
+  friend class Connection;
+  Responder(HttpServer* server, uint32_t slot, uint64_t serial) : server_(server), slot_(slot), serial_(serial) {}
+  HttpServer* server_;
+  uint32_t slot_;
+  uint64_t serial_;
+};
+
+using Handler = std::function<void(const Request&, Responder)>;
+
+// Case-insensitive ASCII comparison for header names and tokens.
+bool iequals(std::string_view a, std::string_view b);
+
+}  // namespace shoal

@@ -1,0 +1,285 @@
+#include "worker/server.hpp"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "common/sys.hpp"
+#include "worker/connection.hpp"
+
+namespace shoal {
+
+int64_t monotonic_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+int64_t monotonic_us() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000 + ts.tv_nsec / 1000;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+std::string_view Request::header(std::string_view name) const {
+  for (const Header& h : headers)
+    if (iequals(h.name, name)) return h.value;
+  return {};
+}
+
+void Responder::send(int status, std::string_view content_type, std::string_view body) const {
+  if (Connection* c = server_->awaiting(slot_, serial_)) c->respond(status, content_type, body);
+}
+
+bool Responder::alive() const { return server_->awaiting(slot_, serial_) != nullptr; }
+
+namespace {
+
+constexpr size_t kReadBufferBytes = 64 * 1024;
+constexpr size_t kAccessLogFlushBytes = 32 * 1024;
+constexpr timeval kAccessLogFlushInterval{1, 0};
+constexpr timeval kAcceptRetry{0, 100'000};
+constexpr timeval kLinger{2, 0};
+
+timeval to_timeval(Millis d) {
+  return {static_cast<time_t>(d.count() / 1000), static_cast<suseconds_t>(d.count() % 1000 * 1000)};
+}
+
+}  // namespace
+
+HttpServer::HttpServer(event_base* base, const Config& config, const Application& app, int access_log_fd)
+    : base_(base), config_(config), access_log_fd_(access_log_fd), read_buffer_(kReadBufferBytes) {
+  // Common timeouts: libevent keeps same-length timers in a queue instead of its heap, so
+  // re-arming a connection's keep-alive timer per request costs O(1).
+  timeval header = to_timeval(config.http.header_timeout);
+  timeval keepalive = to_timeval(config.http.keepalive_timeout.count() > 0 ? config.http.keepalive_timeout
+                                                                           : Millis(60'000));
+  header_tv_ = event_base_init_common_timeout(base_, &header);
+  keepalive_tv_ = event_base_init_common_timeout(base_, &keepalive);
+  linger_tv_ = event_base_init_common_timeout(base_, &kLinger);
+
+  auto add = [&](RouteEntry entry) {
+    size_t index = routes_.size();
+    if (entry.prefix) prefix_routes_.push_back(index);
+    else exact_routes_.emplace(entry.path, index);
+    routes_.push_back(std::move(entry));
+  };
+  if (!config.health.liveness_path.empty())
+    add({RouteEntry::Kind::Liveness, config.health.liveness_path});
+  if (!config.health.readiness_path.empty())
+    add({RouteEntry::Kind::Readiness, config.health.readiness_path});
+  for (const RouteConfig& route : config.routes) {
+    RouteEntry entry{RouteEntry::Kind::Fixed, route.path};
+    entry.config = &route;
+    if (route.kind == RouteConfig::Kind::Echo) entry.kind = RouteEntry::Kind::Echo;
+    if (route.kind == RouteConfig::Kind::Static) {
+      entry.kind = RouteEntry::Kind::Static;
+      entry.prefix = true;
+      entry.root_fd = ::open(route.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (entry.root_fd < 0)
+        spdlog::error("open({}) for static route {} failed: {}", route.root, route.path, errno_text(errno));
+    }
+    add(std::move(entry));
+  }
+  // Application handlers come after the config's routes: a path declared in both is served
+  // by the config, which the operator controls.
+  for (const Application::Route& route : app.routes()) {
+    bool taken = route.prefix ? std::any_of(prefix_routes_.begin(), prefix_routes_.end(),
+                                            [&](size_t i) { return routes_[i].path == route.path; })
+                              : exact_routes_.count(route.path) > 0;
+    if (taken) {
+      spdlog::warn("application route {} is shadowed by the config's route of the same path", route.path);
+      continue;
+    }
+    RouteEntry entry{RouteEntry::Kind::App, route.path, route.prefix};
+    entry.handler = &route.handler;
+    add(std::move(entry));
+  }
+  std::sort(prefix_routes_.begin(), prefix_routes_.end(),
+            [&](size_t a, size_t b) { return routes_[a].path.size() > routes_[b].path.size(); });
+
+  if (access_log_fd_ >= 0) {
+    access_flush_timer_ = event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* self) {
+      static_cast<HttpServer*>(self)->flush_access_log();
+    }, this);
+    event_add(access_flush_timer_, &kAccessLogFlushInterval);
+  }
+}
+
+HttpServer::~HttpServer() {
+  for (auto& slot : slots_) slot.reset();  // closes any connection still open
+  for (evconnlistener* listener : listeners_) evconnlistener_free(listener);
+  for (const RouteEntry& route : routes_)
+    if (route.root_fd >= 0) ::close(route.root_fd);
+  flush_access_log();
+  for (event* ev : {accept_retry_, drain_timer_, drained_event_, access_flush_timer_})
+    if (ev) event_free(ev);
+}
+
+bool HttpServer::listen(const std::vector<int>& fds, std::string& err) {
+  for (int fd : fds) {
+    // backlog -1: the master already called listen(); the queue is its, shared by all workers.
+    evconnlistener* listener = evconnlistener_new(base_, on_accept, this,
+                                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    if (!listener) {
+      err = "evconnlistener_new(fd " + std::to_string(fd) + ") failed";
+      return false;
+    }
+    evconnlistener_set_error_cb(listener, on_accept_error);
+    listeners_.push_back(listener);
+  }
+  accepting_ = true;
+  return true;
+}
+
+void HttpServer::set_accepting(bool on) {
+  if (on == accepting_) return;
+  accepting_ = on;
+  for (evconnlistener* listener : listeners_) on ? evconnlistener_enable(listener) : evconnlistener_disable(listener);
+}
+
+void HttpServer::on_accept(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int len, void* self) {
+  static_cast<HttpServer*>(self)->adopt(fd, addr, static_cast<socklen_t>(len));
+}
+
+void HttpServer::on_accept_error(evconnlistener*, void* self) {
+  auto* server = static_cast<HttpServer*>(self);
+  int err = errno;
+  // EMFILE, ENFILE, ENOBUFS: pause accepting briefly instead of spinning on a ready listener.
+  int64_t now = monotonic_ms();
+  if (now - server->last_accept_error_log_ms_ >= 1000) {
+    spdlog::error("accept() failed: {}; pausing accepts for 100ms", errno_text(err));
+    server->last_accept_error_log_ms_ = now;
+  }
+  server->set_accepting(false);
+  if (!server->accept_retry_)
+    server->accept_retry_ = evtimer_new(server->base_, [](evutil_socket_t, short, void* self) {
+      auto* s = static_cast<HttpServer*>(self);
+      if (!s->draining_ && !s->paused_at_limit_) s->set_accepting(true);
+    }, server);
+  evtimer_add(server->accept_retry_, &kAcceptRetry);
+}
+
+void HttpServer::adopt(int fd, const sockaddr* addr, socklen_t addr_len) {
+  uint32_t slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    slot = static_cast<uint32_t>(slots_.size());
+    slots_.push_back(std::make_unique<Connection>(*this, slot));
+  }
+  ++live_;
+  if (live_ >= static_cast<size_t>(config_.http.max_connections) && accepting_) {
+    spdlog::warn("max_connections ({}) reached; not accepting until a connection closes", config_.http.max_connections);
+    paused_at_limit_ = true;
+    set_accepting(false);
+  }
+  slots_[slot]->open(fd, addr, addr_len);
+}
+
+void HttpServer::release(Connection& connection) {
+  free_slots_.push_back(connection.slot());
+  --live_;
+  if (paused_at_limit_ && live_ < static_cast<size_t>(config_.http.max_connections)) {
+    paused_at_limit_ = false;
+    if (!draining_ && !listeners_.empty()) set_accepting(true);
+  }
+  maybe_drained();
+}
+
+Connection* HttpServer::awaiting(uint32_t slot, uint64_t serial) const {
+  if (slot >= slots_.size()) return nullptr;
+  Connection* c = slots_[slot].get();
+  return c->awaiting(serial) ? c : nullptr;
+}
+
+const RouteEntry* HttpServer::route(std::string_view path) const {
+  if (auto it = exact_routes_.find(path); it != exact_routes_.end()) return &routes_[it->second];
+  for (size_t index : prefix_routes_)
+    if (path.starts_with(routes_[index].path)) return &routes_[index];
+  return nullptr;
+}
+
+std::string_view HttpServer::date() {
+  timeval now;
+  event_base_gettimeofday_cached(base_, &now);
+  if (now.tv_sec != date_second_) {
+    date_second_ = now.tv_sec;
+    tm utc;
+    gmtime_r(&now.tv_sec, &utc);
+    date_length_ = strftime(date_, sizeof date_, "%a, %d %b %Y %H:%M:%S GMT", &utc);
+  }
+  return {date_, date_length_};
+}
+
+void HttpServer::access_log_written() {
+  if (access_buffer_.size() >= kAccessLogFlushBytes) flush_access_log();
+}
+
+void HttpServer::flush_access_log() {
+  size_t done = 0;
+  while (access_log_fd_ >= 0 && done < access_buffer_.size()) {
+    ssize_t n = ::write(access_log_fd_, access_buffer_.data() + done, access_buffer_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      spdlog::error("writing the access log failed: {}; {} bytes dropped", errno_text(errno),
+                    access_buffer_.size() - done);
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  access_buffer_.clear();
+}
+
+void HttpServer::drain(Millis delay, std::function<void()> on_drained) {
+  if (!ready_) return;  // already draining: the first request decides
+  ready_ = false;
+  on_drained_ = std::move(on_drained);
+  if (delay.count() == 0) return begin_drain();
+  spdlog::info("readiness now 503; still accepting for drain_delay {}", format_duration(delay));
+  drain_timer_ = evtimer_new(base_, [](evutil_socket_t, short, void* self) {
+    static_cast<HttpServer*>(self)->begin_drain();
+  }, this);
+  timeval tv = to_timeval(delay);
+  evtimer_add(drain_timer_, &tv);
+}
+
+void HttpServer::begin_drain() {
+  draining_ = true;
+  for (evconnlistener* listener : listeners_) evconnlistener_free(listener);  // closes our copies
+  listeners_.clear();
+  accepting_ = false;
+  spdlog::info("draining: listeners closed, {} connection(s) open", live_);
+  for (auto& slot : slots_)
+    if (slot->is_open()) slot->on_drain();
+  maybe_drained();
+}
+
+void HttpServer::maybe_drained() {
+  if (!draining_ || live_ != 0 || !on_drained_) return;
+  // Run from the loop, not from inside the connection that just closed.
+  if (!drained_event_)
+    drained_event_ = event_new(base_, -1, 0, [](evutil_socket_t, short, void* self) {
+      auto* s = static_cast<HttpServer*>(self);
+      if (auto done = std::move(s->on_drained_)) done();
+    }, this);
+  event_active(drained_event_, 0, 0);
+}
+
+}  // namespace shoal

@@ -1,0 +1,124 @@
+// The HTTP side of a worker: accepts on inherited listening sockets, owns a pool of connections,
+// holds the route table, and carries out the HTTP part of a graceful drain.
+// It needs only an event_base and a Config, so tests run it in-process on a socketpair.
+#pragma once
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <sys/socket.h>
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/config.hpp"
+#include "worker/app.hpp"
+#include "worker/http.hpp"
+
+namespace shoal {
+
+class Connection;
+
+struct RouteEntry {
+  enum class Kind { Fixed, Static, Echo, Liveness, Readiness, App } kind;
+  std::string path;
+  bool prefix = false;
+  const RouteConfig* config = nullptr;  // Fixed, Static
+  int root_fd = -1;                     // Static: O_PATH descriptor of the root directory
+  const Handler* handler = nullptr;     // App
+};
+
+class HttpServer {
+ public:
+  // config and app must outlive the server. access_log_fd (not owned) may be -1 for none.
+  HttpServer(event_base* base, const Config& config, const Application& app, int access_log_fd = -1);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Starts accepting on these listening sockets; the server owns them from now on.
+  bool listen(const std::vector<int>& fds, std::string& err);
+  // Serves an already-connected, non-blocking socket.
+  void adopt(int fd, const sockaddr* addr, socklen_t addr_len);
+
+  // Graceful drain: readiness turns 503 at once; after `delay` the listeners close and every
+  // connection is finished (idle ones after idle_grace). on_drained runs, from the loop, once
+  // no connection is left.
+  void drain(Millis delay, std::function<void()> on_drained);
+  bool ready() const { return ready_; }
+  bool draining() const { return draining_; }
+  size_t connection_count() const { return live_; }
+  void flush_access_log();
+
+  // --- for Connection and Responder ---
+  event_base* base() const { return base_; }
+  const Config& config() const { return config_; }
+  std::string_view date();
+  std::span<char> read_buffer() { return {read_buffer_.data(), read_buffer_.size()}; }
+  const RouteEntry* route(std::string_view path) const;
+  Connection* awaiting(uint32_t slot, uint64_t serial) const;
+  void release(Connection& connection);
+  bool access_log_on() const { return access_log_fd_ >= 0; }
+  std::string& access_log_buffer() { return access_buffer_; }
+  void access_log_written();
+  const timeval* header_timeout() const { return header_tv_; }
+  const timeval* keepalive_timeout() const { return keepalive_tv_; }
+  const timeval* linger_timeout() const { return linger_tv_; }
+
+ private:
+  static void on_accept(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int len, void* self);
+  static void on_accept_error(evconnlistener*, void* self);
+  void set_accepting(bool on);
+  void begin_drain();
+  void maybe_drained();
+
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+
+  event_base* base_;
+  const Config& config_;
+  int access_log_fd_;
+  std::vector<RouteEntry> routes_;
+  std::unordered_map<std::string, size_t, StringHash, std::equal_to<>> exact_routes_;
+  std::vector<size_t> prefix_routes_;  // longest first
+
+  std::vector<evconnlistener*> listeners_;
+  bool accepting_ = false;
+  bool paused_at_limit_ = false;
+  event* accept_retry_ = nullptr;  // re-enables accepting after EMFILE and the like
+  int64_t last_accept_error_log_ms_ = 0;
+
+  std::vector<std::unique_ptr<Connection>> slots_;
+  std::vector<uint32_t> free_slots_;
+  size_t live_ = 0;
+
+  bool ready_ = true;
+  bool draining_ = false;
+  std::function<void()> on_drained_;
+  event* drain_timer_ = nullptr;
+  event* drained_event_ = nullptr;
+
+  std::vector<char> read_buffer_;
+  std::string access_buffer_;
+  event* access_flush_timer_ = nullptr;
+
+  time_t date_second_ = -1;
+  char date_[40] = {};
+  size_t date_length_ = 0;
+
+  const timeval* header_tv_;
+  const timeval* keepalive_tv_;
+  const timeval* linger_tv_;
+};
+
+// Monotonic clock readings for bookkeeping (never for timers: those belong to libevent).
+int64_t monotonic_ms();
+int64_t monotonic_us();
+
+}  // namespace shoal
