@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 #include <toml++/toml.h>
 
 #include "common/log.hpp"
@@ -412,6 +413,10 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
   config.file = file;
   if (loader.errors.empty()) result.config = std::move(config);
   result.errors = std::move(loader.errors);
+  // In file order, as an operator reads the file (errors about the whole file come first).
+  std::stable_sort(result.errors.begin(), result.errors.end(), [](const ConfigError& a, const ConfigError& b) {
+    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+  });
   return result;
 }
 

@@ -254,6 +254,11 @@ int Connection::on_headers_complete(llhttp_t* p) {
   const auto& http = c->server_.config().http;
   const bool has_length = (p->flags & F_CONTENT_LENGTH) != 0;
   const bool chunked = (p->flags & F_CHUNKED) != 0;
+  // llhttp parses any single-digit version; this server speaks HTTP/1.0 and HTTP/1.1 only.
+  if (p->http_major != 1 || p->http_minor > 1) {
+    c->error_status_ = 505;
+    return -1;
+  }
   if (has_length && p->content_length > http.max_body_bytes) {
     c->error_status_ = 413;
     return -1;

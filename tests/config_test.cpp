@@ -1,0 +1,295 @@
+// Config parsing and validation: good files, each kind of error with its line and column,
+// the unknown-key suggestion, and durations.
+#include <gmock/gmock.h>
+#include <filesystem>
+#include <gtest/gtest.h>
+
+#include "common/config.hpp"
+#include "common/duration.hpp"
+#include "common/sys.hpp"
+#include "support/shoal_process.hpp"
+
+namespace shoal {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::vector<std::string> error_lines(const ConfigResult& result) {
+  std::vector<std::string> out;
+  for (const auto& e : result.errors) out.push_back(e.to_string());
+  return out;
+}
+
+ConfigResult parse(const std::string& text) { return parse_config(text, "/tmp/test.toml"); }
+
+constexpr const char* kMinimal = "[server]\nlisten = [\"127.0.0.1:8080\"]\n";
+
+TEST(Duration, ParsesUnitsAndSums) {
+  EXPECT_EQ(parse_duration("250ms"), Millis(250));
+  EXPECT_EQ(parse_duration("10s"), Millis(10'000));
+  EXPECT_EQ(parse_duration("2m"), Millis(120'000));
+  EXPECT_EQ(parse_duration("1h"), Millis(3'600'000));
+  EXPECT_EQ(parse_duration("1m30s"), Millis(90'000));
+  EXPECT_EQ(parse_duration("0s"), Millis(0));
+}
+
+TEST(Duration, RejectsWhatIsNotADuration) {
+  for (const char* bad : {"", "10", "s", "1.5s", "-1s", "10 s", "5d", "ms", "1s2", "99999999999h"})
+    EXPECT_FALSE(parse_duration(bad).has_value()) << bad;
+}
+
+TEST(Duration, FormatsShortestExactForm) {
+  EXPECT_EQ(format_duration(Millis(1500)), "1500ms");
+  EXPECT_EQ(format_duration(Millis(2000)), "2s");
+  EXPECT_EQ(format_duration(Millis(120'000)), "2m");
+  EXPECT_EQ(format_duration(Millis(0)), "0s");
+}
+
+TEST(Config, MinimalFileGetsDocumentedDefaults) {
+  auto result = parse(kMinimal);
+  ASSERT_TRUE(result.config) << ::testing::PrintToString(error_lines(result));
+  const Config& c = *result.config;
+  EXPECT_EQ(c.server.backlog, 1024);
+  EXPECT_TRUE(c.server.workers_auto);
+  EXPECT_EQ(c.server.workers, static_cast<int>(allowed_cpus().size()));
+  EXPECT_EQ(c.shutdown.timeout, Millis(30'000));
+  EXPECT_EQ(c.shutdown.idle_grace, Millis(250));
+  EXPECT_EQ(c.http.max_header_bytes, 16384u);
+  EXPECT_EQ(c.http.max_body_bytes, 1048576u);
+  EXPECT_EQ(c.http.keepalive_timeout, Millis(60'000));
+  EXPECT_EQ(c.health.readiness_path, "/readyz");
+  EXPECT_EQ(c.server.listen.at(0).kind, ListenAddress::Kind::Tcp4);
+}
+
+TEST(Config, ShippedConfigsAreValid) {
+  for (const char* file : {"server.toml", "conf/shoal.toml"}) {
+    auto result = load_config_file(std::string(SHOAL_SOURCE_DIR) + "/" + file);
+    EXPECT_TRUE(result.config) << file << ": " << ::testing::PrintToString(error_lines(result));
+  }
+}
+
+TEST(Config, ReadsEveryKey) {
+  auto result = parse(R"(
+[server]
+listen = ["127.0.0.1:0", "[::1]:0", "unix:/tmp/shoal-test.sock"]
+backlog = 64
+workers = 3
+cpu_affinity = "none"
+[shutdown]
+drain_delay = "1s"
+timeout = "5s"
+idle_grace = "100ms"
+[http]
+max_header_bytes = 4096
+max_url_bytes = 1024
+max_body_bytes = 10
+header_timeout = "2s"
+keepalive_timeout = "3s"
+max_connections = 7
+[health]
+liveness_path = "/live"
+readiness_path = ""
+[log]
+level = "debug"
+[[route]]
+path = "/a"
+status = 201
+body = "x"
+content_type = "text/x"
+delay = "20ms"
+[[route]]
+path = "/e"
+handler = "echo"
+)");
+  ASSERT_TRUE(result.config) << ::testing::PrintToString(error_lines(result));
+  const Config& c = *result.config;
+  ASSERT_EQ(c.server.listen.size(), 3u);
+  EXPECT_EQ(c.server.listen[1].kind, ListenAddress::Kind::Tcp6);
+  EXPECT_EQ(c.server.listen[2].unix_path, "/tmp/shoal-test.sock");
+  EXPECT_EQ(c.server.workers, 3);
+  EXPECT_EQ(c.server.cpu_affinity, CpuAffinity::None);
+  EXPECT_EQ(c.cpu_for_worker(0), -1);
+  EXPECT_EQ(c.shutdown.drain_delay, Millis(1000));
+  EXPECT_EQ(c.http.max_connections, 7);
+  EXPECT_EQ(c.health.readiness_path, "");
+  ASSERT_EQ(c.routes.size(), 2u);
+  EXPECT_EQ(c.routes[0].status, 201);
+  EXPECT_EQ(c.routes[0].delay, Millis(20));
+  EXPECT_EQ(c.routes[1].kind, RouteConfig::Kind::Echo);
+}
+
+TEST(Config, UnknownKeySuggestsTheClosestWithLineAndColumn) {
+  auto result = parse("[server]\nlisten = [\"127.0.0.1:8080\"]\nwrokers = 2\n");
+  ASSERT_FALSE(result.config);
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].to_string(),
+            "/tmp/test.toml:3:1: unknown key 'wrokers' in [server]; did you mean 'workers'?");
+}
+
+TEST(Config, UnknownSectionSuggestsTheClosest) {
+  auto result = parse(std::string(kMinimal) + "[shutdwn]\ntimeout = \"1s\"\n");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_THAT(result.errors[0].message, HasSubstr("did you mean 'shutdown'?"));
+  EXPECT_EQ(result.errors[0].line, 3);
+}
+
+TEST(Config, FarFetchedKeyGetsNoSuggestion) {
+  auto result = parse(std::string(kMinimal) + "[http]\ncompletely_else = 1\n");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].message, "unknown key 'completely_else' in [http]");
+}
+
+TEST(Config, SyntaxErrorHasLineAndColumn) {
+  auto result = parse("[server]\nlisten = [\"127.0.0.1:8080\"\nbacklog = 5\n");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].line, 3);
+  EXPECT_GT(result.errors[0].column, 0);
+  EXPECT_THAT(result.errors[0].message, HasSubstr("syntax error"));
+}
+
+TEST(Config, WrongTypesAndRangesAreReportedTogether) {
+  auto result = parse(R"([server]
+listen = ["127.0.0.1:8080"]
+workers = "lots"
+backlog = 0
+[shutdown]
+timeout = 30
+drain_delay = "soon"
+[http]
+max_body_bytes = -1
+)");
+  ASSERT_FALSE(result.config);
+  auto lines = error_lines(result);
+  ASSERT_EQ(lines.size(), 5u) << ::testing::PrintToString(lines);
+  EXPECT_THAT(lines[0], HasSubstr(":3:11: [server] workers: expected an integer from 1 to 1024 or \"auto\", got \"lots\""));
+  EXPECT_THAT(lines[1], HasSubstr(":4:11: [server] backlog: 0 is out of range (1 to 65535)"));
+  EXPECT_THAT(lines[2], HasSubstr(":6:11: [shutdown] timeout: expected a duration"));
+  EXPECT_THAT(lines[3], HasSubstr(":7:15: [shutdown] drain_delay: expected a duration such as \"250ms\""));
+  EXPECT_THAT(lines[4], HasSubstr(":9:18: [http] max_body_bytes: -1 is out of range"));
+}
+
+TEST(Config, UnusableListenAddresses) {
+  auto result = parse(R"([server]
+listen = ["127.0.0.1", "::1:80", "127.0.0.1:99999", "example.com:80", "unix:/no/such/dir/s.sock", "127.0.0.1:80", "127.0.0.1:80"]
+)");
+  auto lines = error_lines(result);
+  ASSERT_EQ(lines.size(), 6u) << ::testing::PrintToString(lines);
+  EXPECT_THAT(lines[0], HasSubstr("expected \"host:port\""));
+  EXPECT_THAT(lines[1], HasSubstr("must be written in brackets"));
+  EXPECT_THAT(lines[2], HasSubstr("port '99999' is not a number from 0 to 65535"));
+  EXPECT_THAT(lines[3], HasSubstr("is not an IP address"));
+  EXPECT_THAT(lines[4], HasSubstr("directory /no/such/dir does not exist"));
+  EXPECT_THAT(lines[5], HasSubstr("is listed twice"));
+}
+
+TEST(Config, MissingListenIsAnError) {
+  EXPECT_FALSE(parse("[server]\nworkers = 1\n").config);
+  EXPECT_FALSE(parse("").config);
+  EXPECT_FALSE(parse("[server]\nlisten = []\n").config);
+}
+
+TEST(Config, CpuAffinityListMustNameAllowedCpus) {
+  auto cpus = allowed_cpus();
+  auto ok = parse(std::string(kMinimal) + "workers = 3\ncpu_affinity = [" + std::to_string(cpus.back()) + "]\n");
+  ASSERT_TRUE(ok.config);
+  EXPECT_EQ(ok.config->cpu_for_worker(2), cpus.back());
+  auto bad = parse(std::string(kMinimal) + "cpu_affinity = [4000]\n");
+  ASSERT_EQ(bad.errors.size(), 1u);
+  EXPECT_THAT(bad.errors[0].message, HasSubstr("CPU 4000 is not in this process's affinity mask"));
+  EXPECT_EQ(bad.errors[0].line, 3);
+}
+
+TEST(Config, AutoAffinityIsRoundRobinOverAllowedCpus) {
+  auto result = parse(std::string(kMinimal) + "workers = 5\n");
+  ASSERT_TRUE(result.config);
+  auto cpus = allowed_cpus();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(result.config->cpu_for_worker(i), cpus[static_cast<size_t>(i) % cpus.size()]);
+}
+
+TEST(Config, DuplicateRoutePathsNameTheFirst) {
+  auto result = parse(std::string(kMinimal) + R"([[route]]
+path = "/a"
+body = "1"
+[[route]]
+path = "/a"
+body = "2"
+[[route]]
+path = "/healthz"
+body = "3"
+)");
+  auto lines = error_lines(result);
+  ASSERT_EQ(lines.size(), 2u) << ::testing::PrintToString(lines);
+  EXPECT_THAT(lines[0], HasSubstr(":7:8: [[route]] \"/a\": duplicate route path (first declared at line 3)"));
+  EXPECT_THAT(lines[1], HasSubstr("it is a [health] path"));
+}
+
+TEST(Config, RouteMistakes) {
+  shoal::test::TempDir dir;
+  auto result = parse_config(std::string(kMinimal) + R"([[route]]
+path = "no-slash"
+[[route]]
+path = "/s/"
+root = "missing-dir"
+[[route]]
+path = "/t"
+root = "."
+body = "x"
+[[route]]
+path = "/h"
+handler = "php"
+[[route]]
+path = "/x"
+status = 99
+)", dir.path() + "/c.toml");
+  EXPECT_FALSE(result.config);
+  std::string all;
+  for (const auto& line : error_lines(result)) all += line + "\n";
+  EXPECT_THAT(all, HasSubstr("must start with '/'"));
+  EXPECT_THAT(all, HasSubstr("\"missing-dir\" (" + dir.path() + "/missing-dir) is not a directory"));
+  EXPECT_THAT(all, HasSubstr("a static route (root) takes no status, body"));
+  EXPECT_THAT(all, HasSubstr("a static route's path is a prefix and must end with '/'"));
+  EXPECT_THAT(all, HasSubstr("\"php\" is not a built-in handler"));
+}
+
+TEST(Config, RouteMustBeArrayOfTables) {
+  auto result = parse(std::string(kMinimal) + "[route]\npath = \"/a\"\n");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_THAT(result.errors[0].message, HasSubstr("[[route]]"));
+}
+
+TEST(Config, RelativePathsAreRelativeToTheConfigFile) {
+  shoal::test::TempDir dir;
+  dir.write("www/index.html", "hi");
+  auto result = parse_config(std::string(kMinimal) + "pid_file = \"run/shoal.pid\"\n[[route]]\npath = \"/w/\"\nroot = \"www\"\n",
+                             dir.path() + "/c.toml");
+  // run/ does not exist: the pid file cannot be written there.
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_THAT(result.errors[0].message, HasSubstr("directory " + dir.path() + "/run does not exist"));
+  dir.write("run/.keep", "");
+  result = parse_config(std::string(kMinimal) + "pid_file = \"run/shoal.pid\"\n[[route]]\npath = \"/w/\"\nroot = \"www\"\n",
+                        dir.path() + "/c.toml");
+  ASSERT_TRUE(result.config);
+  EXPECT_EQ(result.config->server.pid_file, dir.path() + "/run/shoal.pid");
+  EXPECT_EQ(result.config->routes[0].root, std::filesystem::canonical(dir.path() + "/www").string());
+}
+
+TEST(Config, LogLevelMustBeKnown) {
+  auto result = parse(std::string(kMinimal) + "[log]\nlevel = \"loud\"\n");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_THAT(result.errors[0].message, HasSubstr("\"loud\" is not one of trace, debug"));
+}
+
+TEST(Config, MissingFileIsAClearError) {
+  auto result = load_config_file("/nonexistent/shoal.toml");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].to_string(), "/nonexistent/shoal.toml: cannot open: No such file or directory");
+}
+
+TEST(Config, ClosestKey) {
+  EXPECT_EQ(closest_key("wrokers", {"listen", "workers", "backlog"}), "workers");
+  EXPECT_EQ(closest_key("timout", {"timeout", "drain_delay"}), "timeout");
+  EXPECT_EQ(closest_key("zzz", {"timeout", "drain_delay"}), "");
+}
+
+}  // namespace
+}  // namespace shoal

@@ -1,0 +1,574 @@
+// HTTP handling, in-process: a real HttpServer on a real event loop, the client on the other end
+// of a socketpair. Single, keep-alive, pipelined, chunked, oversized and malformed requests,
+// timeouts, static files and asynchronous handlers.
+#include <event2/event.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <memory>
+
+#include "common/config.hpp"
+#include "support/http_client.hpp"
+#include "support/shoal_process.hpp"
+#include "worker/server.hpp"
+
+namespace shoal {
+namespace {
+
+using namespace std::chrono_literals;
+using test::Eof;
+using test::HttpResponse;
+using test::request;
+using ::testing::HasSubstr;
+
+constexpr const char* kServer = R"([server]
+listen = ["127.0.0.1:0"]
+)";
+constexpr const char* kHttp = R"([http]
+max_header_bytes = 2048
+max_url_bytes = 512
+max_body_bytes = 1000
+)";
+constexpr const char* kRoutes = R"([[route]]
+path = "/hello"
+body = "ok\n"
+[[route]]
+path = "/slow"
+body = "slow\n"
+delay = "50ms"
+[[route]]
+path = "/teapot"
+status = 418
+body = "short and stout\n"
+content_type = "text/x-tea"
+[[route]]
+path = "/echo"
+handler = "echo"
+[[route]]
+path = "/files/"
+root = "www"
+)";
+
+struct Peer {
+  int fd = -1;
+  test::ResponseParser parser;
+  Eof eof = Eof::None;
+  std::string raw;
+  ~Peer() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+class HttpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    base_ = event_base_new();
+    dir_.write("www/hello.txt", "hello file\n");
+    dir_.write("www/page.html", "<p>hi</p>\n");
+    dir_.write("www/sub/index.html", "sub index\n");
+    dir_.write("secret.txt", "outside the root\n");
+    std::filesystem::create_symlink(dir_.path() + "/secret.txt", dir_.path() + "/www/escape.txt");
+    std::filesystem::create_symlink("hello.txt", dir_.path() + "/www/inside-link.txt");
+  }
+  void TearDown() override {
+    peers_.clear();
+    server_.reset();
+    event_base_free(base_);
+  }
+
+  // http_extra goes into [http]; sections are whole extra tables.
+  void start(const std::string& http_extra = "", const std::string& sections = "") {
+    auto result = parse_config(kServer + sections + kHttp + http_extra + kRoutes, dir_.path() + "/c.toml");
+    ASSERT_TRUE(result.config) << result.errors.at(0).to_string();
+    config_ = std::make_unique<Config>(std::move(*result.config));
+    server_ = std::make_unique<HttpServer>(base_, *config_, app_);
+  }
+
+  Peer& connect() {
+    int fds[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    server_->adopt(fds[0], reinterpret_cast<sockaddr*>(&sun), sizeof(sa_family_t));
+    peers_.push_back(std::make_unique<Peer>());
+    peers_.back()->fd = fds[1];
+    return *peers_.back();
+  }
+
+  // Runs the server's loop and reads the client side until `done` or the deadline.
+  void pump(Peer& p, const std::function<bool()>& done, std::chrono::milliseconds timeout = 3s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      event_base_loop(base_, EVLOOP_NONBLOCK);
+      char buf[65536];
+      ssize_t n = recv(p.fd, buf, sizeof buf, 0);
+      if (n > 0) {
+        p.raw.append(buf, static_cast<size_t>(n));
+        EXPECT_TRUE(p.parser.feed({buf, static_cast<size_t>(n)})) << p.parser.error() << " in " << p.raw;
+      } else if (n == 0) {
+        if (p.eof == Eof::None) p.eof = Eof::Clean;
+        if (done()) return;
+        pollfd none{-1, 0, 0};
+        poll(&none, 0, 1);
+      } else if (errno == EAGAIN) {
+        pollfd pfd{p.fd, POLLIN, 0};
+        poll(&pfd, 1, 1);
+      } else {
+        p.eof = Eof::Reset;
+      }
+    }
+  }
+
+  void send(Peer& p, std::string_view bytes) {
+    while (!bytes.empty()) {
+      ssize_t n = ::send(p.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n > 0) bytes.remove_prefix(static_cast<size_t>(n));
+      else if (n < 0 && errno == EAGAIN) pump(p, [] { return true; }, 0ms), event_base_loop(base_, EVLOOP_NONBLOCK);
+      else return;
+    }
+  }
+
+  std::vector<HttpResponse> exchange(Peer& p, std::string_view bytes, size_t count = 1, std::chrono::milliseconds timeout = 3s) {
+    send(p, bytes);
+    pump(p, [&] { return p.parser.responses().size() >= count || p.eof != Eof::None; }, timeout);
+    auto out = std::move(p.parser.responses());
+    p.parser.responses().clear();
+    return out;
+  }
+
+  // Waits for the server to close the connection (after the responses already read).
+  Eof closed(Peer& p, std::chrono::milliseconds timeout = 3s) {
+    pump(p, [&] { return p.eof != Eof::None; }, timeout);
+    return p.eof;
+  }
+
+  event_base* base_ = nullptr;
+  test::TempDir dir_;
+  std::unique_ptr<Config> config_;
+  Application app_;
+  std::unique_ptr<HttpServer> server_;
+  std::vector<std::unique_ptr<Peer>> peers_;
+};
+
+TEST_F(HttpTest, SimpleGetHasDateLengthAndKeepAlive) {
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/hello"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 200);
+  EXPECT_EQ(r[0].body, "ok\n");
+  EXPECT_EQ(r[0].header("content-length"), "3");
+  EXPECT_EQ(r[0].header("content-type"), "text/plain");
+  EXPECT_EQ(r[0].header("connection"), "keep-alive");
+  EXPECT_THAT(r[0].header("date"), ::testing::MatchesRegex("[A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} [0-9:]{8} GMT"));
+  EXPECT_EQ(p.eof, Eof::None);
+  EXPECT_EQ(server_->connection_count(), 1u);
+}
+
+TEST_F(HttpTest, FixedRouteStatusAndContentType) {
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/teapot"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 418);
+  EXPECT_EQ(r[0].header("content-type"), "text/x-tea");
+  EXPECT_EQ(r[0].body, "short and stout\n");
+}
+
+TEST_F(HttpTest, UnknownPathIs404) {
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/nowhere?x=1"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 404);
+  EXPECT_EQ(p.eof, Eof::None);  // a 404 does not end keep-alive
+}
+
+TEST_F(HttpTest, QueryStringDoesNotChangeTheRoute) {
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/hello?name=x"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 200);
+}
+
+TEST_F(HttpTest, HundredRequestsOnOneKeepAliveConnection) {
+  start();
+  Peer& p = connect();
+  for (int i = 0; i < 100; ++i) {
+    auto r = exchange(p, request("GET", "/hello"));
+    ASSERT_EQ(r.size(), 1u) << "request " << i;
+    ASSERT_EQ(r[0].status, 200);
+  }
+  EXPECT_EQ(p.eof, Eof::None);
+  EXPECT_EQ(server_->connection_count(), 1u);
+}
+
+TEST_F(HttpTest, PipelinedRequestsAreAnsweredInOrder) {
+  start();
+  Peer& p = connect();
+  std::string batch;
+  for (int i = 0; i < 10; ++i) batch += request("POST", "/echo", "", "body-" + std::to_string(i));
+  auto r = exchange(p, batch, 10);
+  ASSERT_EQ(r.size(), 10u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(r[static_cast<size_t>(i)].body, "body-" + std::to_string(i));
+}
+
+TEST_F(HttpTest, PipelinedBehindADelayedResponseWaitsItsTurn) {
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/slow") + request("GET", "/hello") + request("GET", "/slow") + request("GET", "/hello"), 4);
+  ASSERT_EQ(r.size(), 4u);
+  EXPECT_EQ(r[0].body, "slow\n");
+  EXPECT_EQ(r[1].body, "ok\n");
+  EXPECT_EQ(r[2].body, "slow\n");
+  EXPECT_EQ(r[3].body, "ok\n");
+}
+
+TEST_F(HttpTest, RequestSplitAcrossManyWrites) {
+  start();
+  Peer& p = connect();
+  std::string req = request("POST", "/echo", "X-Long: " + std::string(300, 'v') + "\r\n", "split body");
+  for (char c : req) {
+    send(p, std::string_view(&c, 1));
+    event_base_loop(base_, EVLOOP_NONBLOCK);
+  }
+  auto r = exchange(p, "");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].body, "split body");
+}
+
+TEST_F(HttpTest, ChunkedRequestBody) {
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Type: text/wiki\r\n\r\n"
+                       "4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].body, "Wikipedia");
+  EXPECT_EQ(r[0].header("content-type"), "text/wiki");
+}
+
+TEST_F(HttpTest, HeadHasLengthButNoBody) {
+  start();
+  Peer& p = connect();
+  p.parser.expect_head();
+  auto r = exchange(p, request("HEAD", "/hello") + request("GET", "/hello"), 2);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].header("content-length"), "3");
+  EXPECT_EQ(r[0].body, "");
+  EXPECT_EQ(r[1].body, "ok\n");  // the HEAD response had no stray body that would corrupt this one
+}
+
+TEST_F(HttpTest, Http10ClosesUnlessKeepAliveIsAsked) {
+  start();
+  Peer& a = connect();
+  auto r = exchange(a, "GET /hello HTTP/1.0\r\n\r\n");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].header("connection"), "close");
+  EXPECT_EQ(closed(a), Eof::Clean);
+
+  Peer& b = connect();
+  r = exchange(b, "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].header("connection"), "keep-alive");
+  r = exchange(b, "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(b.eof, Eof::None);
+}
+
+TEST_F(HttpTest, ConnectionCloseIsHonoured) {
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/hello", "Connection: close\r\n"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].header("connection"), "close");
+  EXPECT_EQ(closed(p), Eof::Clean);
+  pump(p, [&] { return server_->connection_count() == 0; });
+  EXPECT_EQ(server_->connection_count(), 0u);
+}
+
+TEST_F(HttpTest, ExpectContinueGets100BeforeTheBody) {
+  start();
+  Peer& p = connect();
+  send(p, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+  pump(p, [&] { return p.parser.interim_count() == 1; });
+  ASSERT_EQ(p.parser.interim_count(), 1);
+  EXPECT_THAT(p.raw, ::testing::StartsWith("HTTP/1.1 100 Continue\r\n\r\n"));
+  auto r = exchange(p, "hello");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].body, "hello");
+}
+
+TEST_F(HttpTest, ExpectContinueWithTooLargeBodyGets413Instead) {
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 413);
+  EXPECT_EQ(p.parser.interim_count(), 0);
+}
+
+TEST_F(HttpTest, UnknownExpectationIs417) {
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nExpect: coffee\r\n\r\nx");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 417);
+}
+
+struct ErrorCase {
+  const char* name;
+  std::string request;
+  int status;
+};
+
+class HttpErrorTest : public HttpTest, public ::testing::WithParamInterface<ErrorCase> {};
+
+TEST_P(HttpErrorTest, AnswersWithStatusClosesAndParsesNothingAfter) {
+  start();
+  Peer& p = connect();
+  // A valid request follows the bad one in the same write: it must never be answered.
+  auto r = exchange(p, GetParam().request + request("GET", "/hello"), 2);
+  ASSERT_EQ(r.size(), 1u) << p.raw;
+  EXPECT_EQ(r[0].status, GetParam().status) << p.raw;
+  EXPECT_EQ(r[0].header("connection"), "close");
+  EXPECT_EQ(closed(p), Eof::Clean);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Malformed, HttpErrorTest,
+    ::testing::Values(
+        ErrorCase{"Garbage", "GARBAGE\r\n\r\n", 400},
+        ErrorCase{"BareLf", "GET /hello HTTP/1.1\nHost: t\n\n", 400},
+        ErrorCase{"SpaceBeforeColon", "GET /hello HTTP/1.1\r\nHost : t\r\n\r\n", 400},
+        ErrorCase{"LengthAndChunked",
+                  "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
+        ErrorCase{"DoubleLength", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
+        ErrorCase{"SignedLength", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: +3\r\n\r\nabc", 400},
+        ErrorCase{"NulInHeader", std::string("GET /hello HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n", 37), 400},
+        ErrorCase{"BadChunkSize", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+        ErrorCase{"Http2Version", "GET /hello HTTP/2.0\r\nHost: t\r\n\r\n", 505},
+        ErrorCase{"UrlTooLong", "GET /" + std::string(600, 'u') + " HTTP/1.1\r\nHost: t\r\n\r\n", 414},
+        ErrorCase{"HeadersTooLarge", "GET /hello HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(2100, 'h') + "\r\n\r\n", 431},
+        ErrorCase{"ManyHeadersTooLarge", [] {
+                    std::string r = "GET /hello HTTP/1.1\r\nHost: t\r\n";
+                    for (int i = 0; i < 200; ++i) r += "X-H" + std::to_string(i) + ": v\r\n";
+                    return r + "\r\n";
+                  }(), 431},
+        ErrorCase{"BodyTooLargeByLength", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n", 413},
+        ErrorCase{"BodyTooLargeChunked",
+                  "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n" + std::string(1001, 'b') + "\r\n0\r\n\r\n", 413}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_F(HttpTest, HeaderTimeoutGives408AndCloses) {
+  start("header_timeout = \"100ms\"\n");
+  Peer& p = connect();
+  auto began = std::chrono::steady_clock::now();
+  auto r = exchange(p, "GET /hello HTTP/1.1\r\nHost: t\r\n", 1, 3s);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 408);
+  EXPECT_GE(std::chrono::steady_clock::now() - began, 90ms);
+  EXPECT_EQ(closed(p), Eof::Clean);
+}
+
+TEST_F(HttpTest, IdleKeepAliveConnectionClosesAfterKeepaliveTimeout) {
+  start("keepalive_timeout = \"100ms\"\n");
+  Peer& p = connect();
+  ASSERT_EQ(exchange(p, request("GET", "/hello")).size(), 1u);
+  auto idle_from = std::chrono::steady_clock::now();
+  EXPECT_EQ(closed(p, 3s), Eof::Clean);
+  EXPECT_GE(std::chrono::steady_clock::now() - idle_from, 90ms);
+  EXPECT_TRUE(p.parser.responses().empty());  // closed quietly, no 408
+}
+
+TEST_F(HttpTest, KeepaliveTimeoutZeroTurnsKeepAliveOff) {
+  start("keepalive_timeout = \"0s\"\n");
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/hello"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].header("connection"), "close");
+  EXPECT_EQ(closed(p), Eof::Clean);
+}
+
+TEST_F(HttpTest, StaticFileWithContentType) {
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/files/hello.txt") + request("GET", "/files/page.html"), 2);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].status, 200);
+  EXPECT_EQ(r[0].body, "hello file\n");
+  EXPECT_EQ(r[0].header("content-type"), "text/plain; charset=utf-8");
+  EXPECT_EQ(r[1].header("content-type"), "text/html; charset=utf-8");
+  EXPECT_EQ(p.eof, Eof::None);
+}
+
+TEST_F(HttpTest, StaticPathsCannotLeaveTheRoot) {
+  start();
+  Peer& p = connect();
+  struct { const char* path; int status; } cases[] = {
+      {"/files/../secret.txt", 403},      {"/files/%2e%2e/secret.txt", 403},
+      {"/files/sub/../../secret.txt", 403}, {"/files/escape.txt", 403},
+      {"/files/inside-link.txt", 200},     {"/files/missing.txt", 404},
+      {"/files/hello.txt/x", 404},          {"/files/%00x", 400},
+      {"/files/%zz", 400},
+  };
+  for (const auto& c : cases) {
+    auto r = exchange(p, request("GET", c.path));
+    ASSERT_EQ(r.size(), 1u) << c.path;
+    EXPECT_EQ(r[0].status, c.status) << c.path;
+    EXPECT_THAT(r[0].body, ::testing::Not(HasSubstr("outside the root"))) << c.path;
+  }
+}
+
+TEST_F(HttpTest, StaticDirectoryRedirectsThenServesIndex) {
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/files/sub"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 301);
+  EXPECT_EQ(r[0].header("location"), "/files/sub/");
+  r = exchange(p, request("GET", "/files/sub/"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].body, "sub index\n");
+  r = exchange(p, request("GET", "/files/"));  // no index.html at the root
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 404);
+}
+
+TEST_F(HttpTest, StaticRejectsOtherMethodsAndHonoursHead) {
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("POST", "/files/hello.txt", "", "x"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 405);
+  EXPECT_EQ(r[0].header("allow"), "GET, HEAD");
+  p.parser.expect_head();
+  r = exchange(p, request("HEAD", "/files/hello.txt"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].header("content-length"), "11");
+  EXPECT_EQ(r[0].body, "");
+}
+
+TEST_F(HttpTest, LargeStaticFileArrivesWholeAndInOrderWithPipelining) {
+  std::string big;
+  for (int i = 0; big.size() < 3'000'000; ++i) big += "line " + std::to_string(i) + "\n";
+  dir_.write("www/big.txt", big);
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/files/big.txt") + request("GET", "/hello"), 2, 10s);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].header("content-length"), std::to_string(big.size()));
+  EXPECT_TRUE(r[0].body == big) << "body differs: " << r[0].body.size() << " bytes";
+  EXPECT_EQ(r[1].body, "ok\n");
+}
+
+TEST_F(HttpTest, HealthEndpointsAndReadinessDuringDrainDelay) {
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/healthz") + request("GET", "/readyz"), 2);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].status, 200);
+  EXPECT_EQ(r[1].status, 200);
+  bool drained = false;
+  server_->drain(10s, [&] { drained = true; });
+  r = exchange(p, request("GET", "/readyz") + request("GET", "/hello"), 2);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].status, 503);
+  EXPECT_EQ(r[0].body, "draining\n");
+  EXPECT_EQ(r[1].status, 200);  // still serving during the delay
+  EXPECT_FALSE(drained);
+}
+
+TEST_F(HttpTest, DrainClosesIdleConnectionsAfterGraceAndBusyOnesAfterTheirResponse) {
+  start("", "[shutdown]\nidle_grace = \"50ms\"\n");
+  Peer& idle = connect();
+  ASSERT_EQ(exchange(idle, request("GET", "/hello")).size(), 1u);
+  Peer& busy = connect();
+  send(busy, request("GET", "/slow"));
+  event_base_loop(base_, EVLOOP_NONBLOCK);
+  bool drained = false;
+  server_->drain(0ms, [&] { drained = true; });
+  auto r = exchange(busy, "");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].body, "slow\n");
+  EXPECT_EQ(r[0].header("connection"), "close");
+  EXPECT_EQ(closed(busy), Eof::Clean);
+  EXPECT_EQ(closed(idle), Eof::Clean);
+  pump(idle, [&] { return drained; });
+  EXPECT_TRUE(drained);
+}
+
+TEST_F(HttpTest, AsyncHandlerAnswersLaterAndInOrder) {
+  std::vector<Responder> parked;
+  app_.handle("/later", [&](const Request& req, Responder r) {
+    EXPECT_EQ(req.header("x-test"), "yes");
+    parked.push_back(r);
+  });
+  start();
+  Peer& p = connect();
+  send(p, request("GET", "/later", "X-Test: yes\r\n") + request("GET", "/hello"));
+  pump(p, [&] { return !parked.empty(); });
+  ASSERT_EQ(parked.size(), 1u);
+  pump(p, [] { return false; }, 30ms);
+  EXPECT_TRUE(p.parser.responses().empty());  // /hello waits behind /later
+  EXPECT_TRUE(parked[0].alive());
+  parked[0].send(202, "text/plain", "done later\n");
+  parked[0].send(500, "text/plain", "a second answer is ignored\n");
+  pump(p, [&] { return p.parser.responses().size() >= 2; });
+  auto& r = p.parser.responses();
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].status, 202);
+  EXPECT_EQ(r[0].body, "done later\n");
+  EXPECT_EQ(r[1].body, "ok\n");
+  EXPECT_FALSE(parked[0].alive());
+}
+
+TEST_F(HttpTest, ResponderOutlivingItsConnectionDoesNothing) {
+  std::vector<Responder> parked;
+  app_.handle("/later", [&](const Request&, Responder r) { parked.push_back(r); });
+  start();
+  {
+    Peer& p = connect();
+    send(p, request("GET", "/later"));
+    pump(p, [&] { return !parked.empty(); });
+    close(p.fd);
+    p.fd = -1;
+  }
+  // The server notices the close only when it writes; answering must be harmless, and the
+  // slot must not answer a later connection's request.
+  parked.at(0).send(200, "text/plain", "to nobody\n");
+  Peer& q = connect();
+  auto r = exchange(q, request("GET", "/hello"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].body, "ok\n");
+  EXPECT_FALSE(parked[0].alive());
+}
+
+TEST_F(HttpTest, HandlerThatThrowsGets500) {
+  app_.handle("/boom", [](const Request&, Responder) { throw std::runtime_error("kaput"); });
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/boom") + request("GET", "/hello"), 2);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].status, 500);
+  EXPECT_EQ(r[1].status, 200);
+}
+
+TEST_F(HttpTest, ConfigRouteShadowsApplicationRoute) {
+  app_.handle("/hello", [](const Request&, Responder r) { r.send(200, "text/plain", "from app\n"); });
+  app_.handle_prefix("/api/", [](const Request& req, Responder r) { r.send(200, "text/plain", req.path); });
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/hello") + request("GET", "/api/v1/x"), 2);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].body, "ok\n");
+  EXPECT_EQ(r[1].body, "/api/v1/x");
+}
+
+}  // namespace
+}  // namespace shoal

@@ -1,0 +1,199 @@
+#include "support/shoal_process.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace shoal::test {
+
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (condition()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+TempDir::TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "shoal-test-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string TempDir::write(const std::string& name, const std::string& content) const {
+  std::string full = path_ + "/" + name;
+  std::filesystem::create_directories(std::filesystem::path(full).parent_path());
+  std::ofstream(full, std::ios::binary) << content;
+  return full;
+}
+
+namespace {
+
+// fork + exec with stdout/stderr redirected; the child leads its own process group.
+pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int null = open("/dev/null", O_RDONLY);
+    dup2(null, 0);
+    dup2(out, 1);
+    dup2(out, 2);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  if (pid > 0) setpgid(pid, pid);  // also from the parent: no race with an early killpg
+  return pid;
+}
+
+}  // namespace
+
+ShoalProcess::ShoalProcess(const std::string& config_path, const std::string& log_path) : log_path_(log_path) {
+  pid_ = spawn({SHOAL_BINARY, "-c", config_path}, log_path);
+}
+
+ShoalProcess::~ShoalProcess() {
+  if (pid_ <= 0) return;
+  killpg(pid_, SIGKILL);
+  if (!reaped_) waitpid(pid_, nullptr, 0);
+  // Workers are in the same group; make sure none outlives the test (they are not our children).
+  wait_until([&] { return killpg(pid_, 0) != 0; }, 5s);
+}
+
+std::string ShoalProcess::log() const {
+  std::ifstream in(log_path_);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::optional<std::string> ShoalProcess::wait_for_log(const std::string& regex, std::chrono::milliseconds timeout,
+                                                      size_t occurrences) const {
+  std::regex re(regex);
+  std::optional<std::string> found;
+  wait_until([&] {
+    std::string text = log();
+    size_t seen = 0;
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), re); it != std::sregex_iterator(); ++it) {
+      if (++seen == occurrences) {
+        found = it->size() > 1 ? (*it)[1].str() : (*it)[0].str();
+        return true;
+      }
+    }
+    return false;
+  }, timeout);
+  return found;
+}
+
+int ShoalProcess::wait_for_port(std::chrono::milliseconds timeout) const {
+  auto port = wait_for_log(R"(listening on http://127\.0\.0\.1:(\d+))", timeout);
+  return port ? std::stoi(*port) : -1;
+}
+
+bool ShoalProcess::wait_ready(std::chrono::milliseconds timeout) const {
+  return wait_for_log(R"(generation \d+ ready)", timeout).has_value();
+}
+
+void ShoalProcess::signal(int signo) const { kill(pid_, signo); }
+
+std::optional<ExitStatus> ShoalProcess::wait_exit(std::chrono::milliseconds timeout) {
+  if (reaped_) return std::nullopt;
+  std::optional<ExitStatus> result;
+  wait_until([&] {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
+    reaped_ = true;
+    result = WIFEXITED(status) ? ExitStatus{true, WEXITSTATUS(status)} : ExitStatus{false, WTERMSIG(status)};
+    return true;
+  }, timeout);
+  return result;
+}
+
+std::vector<std::string> ShoalProcess::unexpected_log_lines(const std::vector<std::string>& expected) const {
+  std::vector<std::string> out;
+  std::istringstream lines(log());
+  std::string line;
+  static const std::regex serious(R"(^\S+ (warning|error|critical) )");
+  while (std::getline(lines, line)) {
+    if (!std::regex_search(line, serious)) continue;
+    bool allowed = false;
+    for (const auto& pattern : expected) allowed = allowed || std::regex_search(line, std::regex(pattern));
+    if (!allowed) out.push_back(line);
+  }
+  return out;
+}
+
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  DIR* dir = opendir("/proc");
+  if (!dir) return out;
+  while (dirent* entry = readdir(dir)) {
+    char* end;
+    long pid = strtol(entry->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0) continue;
+    std::ifstream stat("/proc/" + std::string(entry->d_name) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    auto close_paren = text.rfind(')');
+    if (close_paren == std::string::npos) continue;
+    std::istringstream rest(text.substr(close_paren + 2));
+    char state;
+    long ppid;
+    if ((rest >> state >> ppid) && ppid == parent && state != 'Z') out.push_back(static_cast<pid_t>(pid));
+  }
+  closedir(dir);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string cpus_allowed_list(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("Cpus_allowed_list:", 0) == 0) {
+      auto value = line.substr(line.find(':') + 1);
+      value.erase(0, value.find_first_not_of(" \t"));
+      return value;
+    }
+  return "";
+}
+
+bool process_exists(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  auto close_paren = text.rfind(')');
+  return close_paren != std::string::npos && text.size() > close_paren + 2 && text[close_paren + 2] != 'Z';
+}
+
+int run_command(const std::vector<std::string>& argv, std::string& output, std::chrono::milliseconds timeout) {
+  TempDir dir;
+  std::string out_path = dir.path() + "/out";
+  pid_t pid = spawn(argv, out_path);
+  int status = 0;
+  bool done = wait_until([&] { return waitpid(pid, &status, WNOHANG) == pid; }, timeout);
+  if (!done) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  std::ifstream in(out_path);
+  output.assign((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return done && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace shoal::test
