@@ -1,1 +1,379 @@
+// Integration tests against the real shoal binary: an ephemeral loopback port, a temporary
+// config, real signals, and assertions on responses, exit codes, /proc and the log.
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+
+#include "common/sys.hpp"
+#include "support/http_client.hpp"
+#include "support/shoal_process.hpp"
+
+namespace shoal::test {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr const char* kRoutes = R"(
+[[route]]
+path = "/hello"
+body = "ok\n"
+[[route]]
+path = "/echo"
+handler = "echo"
+[[route]]
+path = "/static/"
+root = "public"
+)";
+
+class Lifecycle : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_.write("public/hello.txt", "hello from a file\n"); }
+
+  void TearDown() override {
+    if (HasFailure() && shoal_) std::cerr << "---- shoal log ----\n" << shoal_->log() << "-------------------\n";
+  }
+
+  // server_keys go into [server] after listen; sections are further tables.
+  std::string write_config(const std::string& server_keys, const std::string& sections = "",
+                           const std::string& listen = "\"127.0.0.1:0\"") {
+    return dir_.write("shoal.toml", "[server]\nlisten = [" + listen + "]\n" + server_keys + "\n" + sections + kRoutes);
+  }
+
+  void start(const std::string& server_keys = "workers = 2", const std::string& sections = "",
+             const std::string& listen = "\"127.0.0.1:0\"") {
+    std::string path = write_config(server_keys, sections, listen);
+    // A fresh log per start: a restarted server must not be judged by its predecessor's lines.
+    shoal_ = std::make_unique<ShoalProcess>(path, dir_.path() + "/shoal-" + std::to_string(++starts_) + ".log");
+    ASSERT_TRUE(shoal_->wait_ready()) << "not ready";
+    if (listen.find("127.0.0.1") != std::string::npos) {
+      port_ = shoal_->wait_for_port(1s);
+      ASSERT_GT(port_, 0);
+    }
+  }
+
+  // The current pid and CPU of each worker index, from the master's "spawned" lines.
+  std::map<int, std::pair<pid_t, std::string>> workers() const {
+    std::map<int, std::pair<pid_t, std::string>> out;
+    std::regex re(R"(spawned worker (\d+) pid=(\d+) cpu=(\S+))");
+    std::string log = shoal_->log();
+    for (auto it = std::sregex_iterator(log.begin(), log.end(), re); it != std::sregex_iterator(); ++it)
+      out[std::stoi((*it)[1])] = {std::stoi((*it)[2]), (*it)[3]};
+    return out;
+  }
+
+  void expect_clean_log(const std::vector<std::string>& expected = {}) {
+    auto lines = shoal_->unexpected_log_lines(expected);
+    EXPECT_TRUE(lines.empty()) << "unexpected log lines:\n" << ::testing::PrintToString(lines);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ShoalProcess> shoal_;
+  int port_ = -1;
+  int starts_ = 0;
+};
+
+TEST_F(Lifecycle, WorkerCountMatchesConfigAndEachIsPinnedRoundRobin) {
+  start("workers = 3\ncpu_affinity = \"auto\"");
+  auto cpus = allowed_cpus();
+  ASSERT_TRUE(wait_until([&] { return children_of(shoal_->pid()).size() == 3; }, 5s));
+  auto by_index = workers();
+  ASSERT_EQ(by_index.size(), 3u);
+  std::vector<pid_t> pids;
+  for (const auto& [index, worker] : by_index) {
+    std::string want = std::to_string(cpus[static_cast<size_t>(index) % cpus.size()]);
+    EXPECT_EQ(cpus_allowed_list(worker.first), want) << "worker " << index;
+    EXPECT_EQ(worker.second, want);
+    pids.push_back(worker.first);
+  }
+  std::sort(pids.begin(), pids.end());
+  EXPECT_EQ(children_of(shoal_->pid()), pids);
+  // Every line names its process: role, pid, worker index and generation.
+  EXPECT_THAT(shoal_->log(), HasSubstr("[worker 2 pid=" + std::to_string(by_index[2].first) + " gen=1] pinned to CPU"));
+  EXPECT_THAT(shoal_->log(), HasSubstr("[master pid=" + std::to_string(shoal_->pid()) + " gen=1] generation 1 ready"));
+  expect_clean_log();
+}
+
+TEST_F(Lifecycle, CpuListAndNoneAreHonoured) {
+  auto cpus = allowed_cpus();
+  start("workers = 2\ncpu_affinity = [" + std::to_string(cpus.back()) + "]");
+  for (const auto& [index, worker] : workers()) EXPECT_EQ(cpus_allowed_list(worker.first), std::to_string(cpus.back()));
+  shoal_.reset();
+  start("workers = 2\ncpu_affinity = \"none\"");
+  for (const auto& [index, worker] : workers()) EXPECT_EQ(cpus_allowed_list(worker.first), format_cpu_list(cpus));
+}
+
+TEST_F(Lifecycle, ServesFixedRouteAndStaticFile) {
+  start();
+  auto hello = get(port_, "/hello");
+  EXPECT_EQ(hello.status, 200);
+  EXPECT_EQ(hello.body, "ok\n");
+  auto file = get(port_, "/static/hello.txt");
+  EXPECT_EQ(file.status, 200);
+  EXPECT_EQ(file.body, "hello from a file\n");
+  EXPECT_EQ(get(port_, "/missing").status, 404);
+  EXPECT_EQ(get(port_, "/healthz").status, 200);
+  EXPECT_EQ(get(port_, "/readyz").status, 200);
+  expect_clean_log();
+}
+
+TEST_F(Lifecycle, HundredRequestsOnOneKeepAliveConnection) {
+  start();
+  Client client(port_);
+  ASSERT_TRUE(client.connected());
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(client.send(request("GET", "/hello")));
+    auto r = client.read(1);
+    ASSERT_EQ(r.size(), 1u) << "request " << i;
+    ASSERT_EQ(r[0].status, 200);
+    ASSERT_TRUE(r[0].keep_alive);
+  }
+  EXPECT_EQ(client.eof(), Eof::None);
+}
+
+TEST_F(Lifecycle, TenPipelinedRequestsInOneWriteAreAnsweredInOrder) {
+  start();
+  Client client(port_);
+  std::string batch;
+  for (int i = 0; i < 10; ++i) batch += request("POST", "/echo", "", "request " + std::to_string(i));
+  ASSERT_TRUE(client.send(batch));  // one write
+  auto r = client.read(10);
+  ASSERT_EQ(r.size(), 10u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(r[static_cast<size_t>(i)].body, "request " + std::to_string(i));
+}
+
+TEST_F(Lifecycle, MalformedRequestGets400AndCloseWhileOthersAreUnaffected) {
+  start("workers = 1");
+  Client good(port_);
+  ASSERT_TRUE(good.send(request("GET", "/hello")));
+  ASSERT_EQ(good.read(1).size(), 1u);
+
+  Client bad(port_);
+  ASSERT_TRUE(bad.send("GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"));
+  auto r = bad.read(1);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 400);
+  EXPECT_EQ(bad.wait_close(), Eof::Clean);
+
+  ASSERT_TRUE(good.send(request("GET", "/hello")));
+  auto again = good.read(1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].status, 200);
+  EXPECT_EQ(get(port_, "/hello").status, 200);
+}
+
+TEST_F(Lifecycle, KilledWorkerIsReplacedOnItsCpuAndTheServerAnswersThroughout) {
+  start("workers = 2");
+  auto before = workers();
+  pid_t victim = before[0].first;
+  std::string cpu = cpus_allowed_list(victim);
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  // From the kill until the replacement is serving, every request succeeds: the other worker
+  // and the master's accept queue carry on.
+  int ok = 0, failed = 0;
+  bool replaced = wait_until([&] {
+    (get(port_, "/hello", 2s).status == 200 ? ok : failed)++;
+    auto now = workers();
+    return now[0].first != victim && shoal_->log().find("worker 0 pid=" + std::to_string(now[0].first) + " ready") != std::string::npos;
+  }, 10s);
+  ASSERT_TRUE(replaced);
+  for (int i = 0; i < 50; ++i) (get(port_, "/hello", 2s).status == 200 ? ok : failed)++;
+  EXPECT_EQ(failed, 0);
+  EXPECT_GE(ok, 50);
+  pid_t replacement = workers()[0].first;
+  EXPECT_NE(replacement, victim);
+  EXPECT_EQ(cpus_allowed_list(replacement), cpu);
+  EXPECT_FALSE(process_exists(victim));  // reaped, not a zombie
+  EXPECT_EQ(children_of(shoal_->pid()).size(), 2u);
+  EXPECT_THAT(shoal_->log(), HasSubstr("worker 0 pid=" + std::to_string(victim) + " cpu=" + before[0].second +
+                                       " was killed by SIGKILL while ready; replacing it"));
+}
+
+TEST_F(Lifecycle, WorkerDyingAtStartUpIsRestartedWithCappedExponentialBackoff) {
+  start("workers = 1");
+  // Kill worker 0 as soon as each replacement appears: four failures at start-up in a row.
+  for (int round = 1; round <= 4; ++round) {
+    auto pid = shoal_->wait_for_log(R"(spawned worker 0 pid=(\d+))", 10s, static_cast<size_t>(round));
+    ASSERT_TRUE(pid) << "round " << round;
+    kill(std::stoi(*pid), SIGKILL);
+  }
+  for (const char* delay : {"next start in 100ms", "next start in 200ms", "next start in 400ms", "next start in 800ms"})
+    EXPECT_TRUE(shoal_->wait_for_log(delay, 10s)) << delay;
+  // It comes back and serves; nothing was left unreaped.
+  ASSERT_TRUE(shoal_->wait_for_log(R"(spawned worker 0 pid=(\d+))", 10s, 5));
+  EXPECT_TRUE(wait_until([&] { return get(port_, "/hello", 1s).status == 200; }, 10s));
+  EXPECT_EQ(children_of(shoal_->pid()).size(), 1u);
+}
+
+TEST_F(Lifecycle, ConfigTestPrintsFileLineColumnAndExitCode) {
+  std::string broken = dir_.write("broken.toml", "[server]\nlisten = [\"127.0.0.1:0\"]\nwrokers = 2\nbacklog = \"big\"\n");
+  std::string output;
+  EXPECT_EQ(run_command({SHOAL_BINARY, "-t", "-c", broken}, output), 1);
+  EXPECT_THAT(output, HasSubstr(broken + ":3:1: unknown key 'wrokers' in [server]; did you mean 'workers'?"));
+  EXPECT_THAT(output, HasSubstr(broken + ":4:11: [server] backlog: expected an integer, got a string"));
+  EXPECT_THAT(output, HasSubstr("2 error(s); test failed"));
+
+  std::string good = write_config("workers = 1");
+  EXPECT_EQ(run_command({SHOAL_BINARY, "-t", "-c", good}, output), 0);
+  EXPECT_EQ(output, good + ": ok\n");
+
+  // Started on a broken config, nothing starts and the exit code says so.
+  EXPECT_EQ(run_command({SHOAL_BINARY, "-c", broken}, output), 1);
+  EXPECT_THAT(output, HasSubstr("not started"));
+  EXPECT_EQ(run_command({SHOAL_BINARY, "--bogus"}, output), 2);
+  EXPECT_EQ(run_command({SHOAL_BINARY, "--version"}, output), 0);
+  EXPECT_THAT(output, ::testing::StartsWith("shoal "));
+}
+
+TEST_F(Lifecycle, SigtermStopsCleanlyRemovesPidFileAndFreesThePort) {
+  start("workers = 2\npid_file = \"shoal.pid\"");
+  std::ifstream pid_file(dir_.path() + "/shoal.pid");
+  pid_t written = 0;
+  pid_file >> written;
+  EXPECT_EQ(written, shoal_->pid());
+  auto worker_pids = children_of(shoal_->pid());
+  ASSERT_EQ(worker_pids.size(), 2u);
+
+  shoal_->signal(SIGTERM);
+  auto status = shoal_->wait_exit(10s);
+  ASSERT_TRUE(status);
+  EXPECT_TRUE(status->exited);
+  EXPECT_EQ(status->code, 0);
+  for (pid_t pid : worker_pids) EXPECT_TRUE(wait_until([&] { return !process_exists(pid); }, 5s));
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/shoal.pid"));
+  EXPECT_FALSE(Client(port_).connected());  // refused: nobody holds the socket any more
+  expect_clean_log();
+}
+
+TEST_F(Lifecycle, SigquitStopsAtOnceWithNonZeroExit) {
+  start("workers = 2");
+  shoal_->signal(SIGQUIT);
+  auto status = shoal_->wait_exit(5s);
+  ASSERT_TRUE(status);
+  EXPECT_TRUE(status->exited);
+  EXPECT_EQ(status->code, 1);
+}
+
+TEST_F(Lifecycle, SigkilledMasterTakesItsWorkersWithItAndFreesThePort) {
+  start("workers = 2");
+  auto worker_pids = children_of(shoal_->pid());
+  ASSERT_EQ(worker_pids.size(), 2u);
+  shoal_->signal(SIGKILL);
+  ASSERT_TRUE(shoal_->wait_exit(5s));
+  for (pid_t pid : worker_pids) EXPECT_TRUE(wait_until([&] { return !process_exists(pid); }, 5s)) << pid;
+  EXPECT_TRUE(wait_until([&] { return !Client(port_).connected(); }, 5s));
+}
+
+TEST_F(Lifecycle, BindFailureIsAClearErrorAndExitCodeOne) {
+  int blocker = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(blocker, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  ASSERT_EQ(listen(blocker, 1), 0);
+  socklen_t len = sizeof sin;
+  getsockname(blocker, reinterpret_cast<sockaddr*>(&sin), &len);
+  std::string taken = "127.0.0.1:" + std::to_string(ntohs(sin.sin_port));
+  std::string output;
+  EXPECT_EQ(run_command({SHOAL_BINARY, "-c", write_config("workers = 1", "", "\"" + taken + "\"")}, output), 1);
+  EXPECT_THAT(output, HasSubstr("bind(" + taken + ") failed: Address already in use"));
+  close(blocker);
+}
+
+TEST_F(Lifecycle, UnixSocketListenerReplacesAStaleSocketFile) {
+  std::string path = dir_.path() + "/shoal.sock";
+  {  // a socket file left behind by a crashed server: bound, never unlinked, nobody accepting
+    int stale = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    strncpy(sun.sun_path, path.c_str(), sizeof sun.sun_path - 1);
+    ASSERT_EQ(bind(stale, reinterpret_cast<sockaddr*>(&sun), sizeof sun), 0);
+    close(stale);
+  }
+  start("workers = 1", "", "\"unix:shoal.sock\", \"127.0.0.1:0\"");
+  Client client(path);
+  ASSERT_TRUE(client.connected());
+  ASSERT_TRUE(client.send(request("GET", "/hello")));
+  auto r = client.read(1);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].body, "ok\n");
+
+  // A second server on the same live socket is refused, not allowed to steal it.
+  std::string output;
+  std::string second = dir_.write("second.toml", "[server]\nlisten = [\"unix:shoal.sock\"]\nworkers = 1\n");
+  EXPECT_EQ(run_command({SHOAL_BINARY, "-c", second}, output), 1);
+  EXPECT_THAT(output, HasSubstr("another process is accepting on this socket"));
+
+  shoal_->signal(SIGTERM);
+  ASSERT_TRUE(shoal_->wait_exit(10s));
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST_F(Lifecycle, AtMaxConnectionsTheWorkerStopsAcceptingUntilOneCloses) {
+  start("workers = 1", "[http]\nmax_connections = 2\n");
+  auto a = std::make_unique<Client>(port_);
+  Client b(port_);
+  for (Client* c : {a.get(), &b}) {
+    ASSERT_TRUE(c->send(request("GET", "/hello")));
+    ASSERT_EQ(c->read(1).size(), 1u);
+  }
+  // The third connection completes in the kernel's queue but is not accepted yet.
+  Client third(port_);
+  ASSERT_TRUE(third.connected());
+  ASSERT_TRUE(third.send(request("GET", "/hello")));
+  EXPECT_TRUE(third.read(1, 300ms).empty());
+  a.reset();  // one closes: the worker accepts again and answers the waiting request
+  auto r = third.read(1, 5s);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 200);
+  expect_clean_log({"max_connections \\(2\\) reached"});
+}
+
+TEST_F(Lifecycle, EveryFdOfMasterAndWorkersIsCloseOnExec) {
+  start("workers = 2", "[log]\naccess_log = \"access.log\"\n");
+  std::vector<pid_t> pids = children_of(shoal_->pid());
+  pids.push_back(shoal_->pid());
+  for (pid_t pid : pids) {
+    int checked = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fdinfo")) {
+      int fd = std::stoi(entry.path().filename().string());
+      if (fd <= 2) continue;
+      std::ifstream info(entry.path());
+      std::string key, flags;
+      while (info >> key >> flags && key != "flags:") {
+      }
+      ASSERT_EQ(key, "flags:");
+      EXPECT_TRUE(std::stoul(flags, nullptr, 8) & 02000000) << "pid " << pid << " fd " << fd << " flags " << flags;
+      ++checked;
+    }
+    EXPECT_GT(checked, 1) << pid;
+  }
+}
+
+TEST_F(Lifecycle, AccessLogHasEveryServedRequestAfterShutdown) {
+  start("workers = 2", "[log]\naccess_log = \"access.log\"\n");
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(get(port_, "/hello?n=" + std::to_string(i)).status, 200);
+  shoal_->signal(SIGTERM);
+  ASSERT_TRUE(shoal_->wait_exit(10s));
+  std::ifstream in(dir_.path() + "/access.log");
+  std::string line;
+  int lines = 0;
+  std::regex format(R"(^127\.0\.0\.1:\d+ - - \[.+ GMT\] "GET /hello\?n=\d+ HTTP/1\.1" 200 3 \d+\.\d{3}$)");
+  while (std::getline(in, line)) {
+    EXPECT_TRUE(std::regex_match(line, format)) << line;
+    ++lines;
+  }
+  EXPECT_EQ(lines, 20);
+}
+
+}  // namespace
+}  // namespace shoal::test

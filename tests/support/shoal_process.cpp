@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,11 +52,13 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path) {
   pid_t pid = fork();
   if (pid == 0) {
     setpgid(0, 0);
-    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    int null = open("/dev/null", O_RDONLY);
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     dup2(null, 0);
     dup2(out, 1);
     dup2(out, 2);
+    // shoal gets exactly stdin, stdout and stderr: any other fd it holds is its own doing.
+    close_range(3, ~0U, 0);
     execv(args[0], args.data());
     _exit(127);
   }
@@ -66,6 +69,9 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path) {
 }  // namespace
 
 ShoalProcess::ShoalProcess(const std::string& config_path, const std::string& log_path) : log_path_(log_path) {
+  // Workers orphaned by a killed master become our children (not init's, which may reap them
+  // late), so that teardown can reap them at once and no test leaves a zombie behind.
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
   pid_ = spawn({SHOAL_BINARY, "-c", config_path}, log_path);
 }
 
@@ -73,8 +79,12 @@ ShoalProcess::~ShoalProcess() {
   if (pid_ <= 0) return;
   killpg(pid_, SIGKILL);
   if (!reaped_) waitpid(pid_, nullptr, 0);
-  // Workers are in the same group; make sure none outlives the test (they are not our children).
-  wait_until([&] { return killpg(pid_, 0) != 0; }, 5s);
+  // Workers are in the same group; none may outlive the test.
+  wait_until([&] {
+    while (waitpid(-pid_, nullptr, WNOHANG) > 0) {
+    }
+    return killpg(pid_, 0) != 0;
+  }, 5s);
 }
 
 std::string ShoalProcess::log() const {
