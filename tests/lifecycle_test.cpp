@@ -50,10 +50,10 @@ class Lifecycle : public ::testing::Test {
   }
 
   void start(const std::string& server_keys = "workers = 2", const std::string& sections = "",
-             const std::string& listen = "\"127.0.0.1:0\"") {
+             const std::string& listen = "\"127.0.0.1:0\"", const std::string& binary = SHOAL_BINARY) {
     std::string path = write_config(server_keys, sections, listen);
     // A fresh log per start: a restarted server must not be judged by its predecessor's lines.
-    shoal_ = std::make_unique<ShoalProcess>(path, dir_.path() + "/shoal-" + std::to_string(++starts_) + ".log");
+    shoal_ = std::make_unique<ShoalProcess>(path, dir_.path() + "/shoal-" + std::to_string(++starts_) + ".log", binary);
     ASSERT_TRUE(shoal_->wait_ready()) << "not ready";
     if (listen.find("127.0.0.1") != std::string::npos) {
       port_ = shoal_->wait_for_port(1s);
@@ -123,6 +123,49 @@ TEST_F(Lifecycle, ServesFixedRouteAndStaticFile) {
   EXPECT_EQ(get(port_, "/missing").status, 404);
   EXPECT_EQ(get(port_, "/healthz").status, 200);
   EXPECT_EQ(get(port_, "/readyz").status, 200);
+  expect_clean_log();
+}
+
+TEST_F(Lifecycle, ServesOnIpv6Loopback) {
+  start("workers = 1", "", "\"[::1]:0\"");
+  auto port = shoal_->wait_for_log(R"(listening on http://\[::1\]:(\d+))", 1s);
+  ASSERT_TRUE(port);
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in6 sin6{};
+  sin6.sin6_family = AF_INET6;
+  sin6.sin6_addr = in6addr_loopback;
+  sin6.sin6_port = htons(static_cast<uint16_t>(std::stoi(*port)));
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sin6), sizeof sin6), 0);
+  std::string req = request("GET", "/hello", "Connection: close\r\n");
+  ASSERT_EQ(::send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
+  ResponseParser parser;
+  char buf[4096];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof buf, 0)) > 0) parser.feed({buf, static_cast<size_t>(n)});
+  close(fd);
+  ASSERT_EQ(parser.responses().size(), 1u);
+  EXPECT_EQ(parser.responses()[0].body, "ok\n");
+}
+
+TEST_F(Lifecycle, ApplicationHandlersAnswerNowAndLaterFromTheLibrary) {
+  start("workers = 2", "", "\"127.0.0.1:0\"", EXAMPLE_APP_BINARY);
+  EXPECT_EQ(get(port_, "/time").body, "now\n");
+  EXPECT_EQ(get(port_, "/api/v1/items").body, "{\"path\":\"/api/v1/items\"}");
+  EXPECT_EQ(get(port_, "/hello").body, "ok\n");  // the config's routes are served too
+  // Two answers given later, on one keep-alive connection, in order, while another client is served.
+  Client client(port_);
+  ASSERT_TRUE(client.send(request("GET", "/later") + request("GET", "/time")));
+  auto began = std::chrono::steady_clock::now();
+  EXPECT_EQ(get(port_, "/hello").status, 200);
+  auto r = client.read(2);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].body, "later\n");
+  EXPECT_EQ(r[1].body, "now\n");
+  EXPECT_GE(std::chrono::steady_clock::now() - began, 90ms);
+  shoal_->signal(SIGTERM);
+  auto status = shoal_->wait_exit(10s);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->code, 0);
   expect_clean_log();
 }
 

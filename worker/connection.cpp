@@ -11,6 +11,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
 #include <charconv>
 #include <cstring>
 
@@ -103,6 +105,32 @@ bool percent_decode(std::string_view in, std::string& out) {
   return true;
 }
 
+// "1.2.3.4:5", "[::1]:5" or "unix:" into buf, without allocating: it runs once per connection.
+void format_remote(const sockaddr* addr, socklen_t, char* buf, size_t size) {
+  char* end = buf + size - 1;
+  char* p = buf;
+  uint16_t port = 0;
+  if (addr->sa_family == AF_INET) {
+    auto* sin = reinterpret_cast<const sockaddr_in*>(addr);
+    inet_ntop(AF_INET, &sin->sin_addr, p, static_cast<socklen_t>(end - p));
+    p += strlen(p);
+    port = ntohs(sin->sin_port);
+  } else if (addr->sa_family == AF_INET6) {
+    auto* sin6 = reinterpret_cast<const sockaddr_in6*>(addr);
+    *p++ = '[';
+    inet_ntop(AF_INET6, &sin6->sin6_addr, p, static_cast<socklen_t>(end - p));
+    p += strlen(p);
+    *p++ = ']';
+    port = ntohs(sin6->sin6_port);
+  } else {
+    memcpy(buf, "unix:", 6);
+    return;
+  }
+  *p++ = ':';
+  p = std::to_chars(p, end, port).ptr;
+  *p = '\0';
+}
+
 void append_number(std::string& out, uint64_t value) {
   char digits[24];
   auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
@@ -142,7 +170,7 @@ void Connection::open(int fd, const sockaddr* addr, socklen_t addr_len) {
   keep_alive_ = true;
   error_status_ = 0;
   is_tcp_ = addr->sa_family == AF_INET || addr->sa_family == AF_INET6;
-  remote_ = format_sockaddr(addr, addr_len);
+  format_remote(addr, addr_len, remote_, sizeof remote_);
   llhttp_init(&parser_, HTTP_REQUEST, &settings);
   parser_.data = this;
   if (is_tcp_) {
@@ -520,7 +548,7 @@ void Connection::serve_static(const RouteEntry& route, const Request& request) {
     return;
   }
   if (route.root_fd < 0) return respond(500, "text/plain", "static root unavailable\n");
-  std::string relative;
+  std::string& relative = path_scratch_;
   if (!percent_decode(request.path.substr(route.path.size()), relative))
     return respond(400, "text/plain", "bad path encoding\n");
   if (relative.empty() || relative.back() == '/') relative += "index.html";

@@ -144,7 +144,8 @@ class Connection {
   off_t file_end_ = 0;
 
   const RouteConfig* delayed_ = nullptr;  // fixed route answering after its delay
-  std::string remote_;
+  char remote_[64] = {};  // "127.0.0.1:51234", formatted once per connection without allocating
+  std::string path_scratch_;  // decoded static-file path, reused
   int64_t idle_since_ms_ = 0;  // monotonic; when the last response was fully written
   int64_t request_start_us_ = 0;
   std::string_view method_;     // of the current request, for the access log

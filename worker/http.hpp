@@ -6,6 +6,8 @@
 #include <span>
 #include <string_view>
 
+struct event_base;
+
 namespace shoal {
 
 class HttpServer;
@@ -40,6 +42,8 @@ class Responder {
   // Sends a complete response with this body (copied into the connection's output buffer).
   void send(int status, std::string_view content_type, std::string_view body) const;
   bool alive() const;
+  // The worker's event loop, for a handler that answers later (a timer, a socket of its own).
+  event_base* loop() const;
 
  private:
   friend class Connection;

@@ -48,6 +48,8 @@ void Responder::send(int status, std::string_view content_type, std::string_view
 
 bool Responder::alive() const { return server_->awaiting(slot_, serial_) != nullptr; }
 
+event_base* Responder::loop() const { return server_->base(); }
+
 namespace {
 
 constexpr size_t kReadBufferBytes = 64 * 1024;

@@ -68,11 +68,12 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path) {
 
 }  // namespace
 
-ShoalProcess::ShoalProcess(const std::string& config_path, const std::string& log_path) : log_path_(log_path) {
+ShoalProcess::ShoalProcess(const std::string& config_path, const std::string& log_path, const std::string& binary)
+    : log_path_(log_path) {
   // Workers orphaned by a killed master become our children (not init's, which may reap them
   // late), so that teardown can reap them at once and no test leaves a zombie behind.
   prctl(PR_SET_CHILD_SUBREAPER, 1);
-  pid_ = spawn({SHOAL_BINARY, "-c", config_path}, log_path);
+  pid_ = spawn({binary, "-c", config_path}, log_path);
 }
 
 ShoalProcess::~ShoalProcess() {

@@ -37,8 +37,8 @@ struct ExitStatus {
 
 class ShoalProcess {
  public:
-  // Starts `shoal -c config_path` with stdout and stderr going to log_path.
-  ShoalProcess(const std::string& config_path, const std::string& log_path);
+  // Starts `BINARY -c config_path` with stdout and stderr going to log_path.
+  ShoalProcess(const std::string& config_path, const std::string& log_path, const std::string& binary = SHOAL_BINARY);
   ~ShoalProcess();  // SIGKILLs the whole process group if still running, and reaps
   ShoalProcess(const ShoalProcess&) = delete;
   ShoalProcess& operator=(const ShoalProcess&) = delete;

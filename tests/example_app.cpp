@@ -1,0 +1,28 @@
+// shoal as a library: the README's example, built and driven by the integration tests.
+// Its routes come from code; the config, command line and signals are shoal's own.
+#include <event2/event.h>
+
+#include <memory>
+#include <string>
+
+#include "master/run.hpp"
+
+int main(int argc, char** argv) {
+  shoal::Application app;
+  app.handle("/time", [](const shoal::Request&, shoal::Responder reply) {
+    reply.send(200, "text/plain", "now\n");
+  });
+  app.handle_prefix("/api/", [](const shoal::Request& req, shoal::Responder reply) {
+    reply.send(200, "application/json", "{\"path\":\"" + std::string(req.path) + "\"}");
+  });
+  // Answers 100 ms later, from a timer on the worker's own event loop: the worker keeps
+  // serving other connections meanwhile.
+  app.handle("/later", [](const shoal::Request&, shoal::Responder reply) {
+    timeval after{0, 100'000};
+    event_base_once(reply.loop(), -1, EV_TIMEOUT, [](evutil_socket_t, short, void* parked) {
+      std::unique_ptr<shoal::Responder> r(static_cast<shoal::Responder*>(parked));
+      r->send(200, "text/plain", "later\n");
+    }, new shoal::Responder(reply), &after);
+  });
+  return shoal::run(argc, argv, app);
+}
