@@ -1,10 +1,12 @@
-// The master-worker channel: a SOCK_SEQPACKET socketpair carrying fixed-size typed messages.
+// The master-worker channel: a SOCK_SEQPACKET socketpair carrying small typed messages: a
+// 16-byte header, optionally followed by a short text (at most kMaxMessageText bytes).
 // SEQPACKET keeps message boundaries and reports the peer's death as EOF, so a master that
 // dies (even by SIGKILL) is noticed by its workers at once.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace shoal {
 
@@ -12,15 +14,19 @@ enum class MsgType : uint8_t {
   Ready = 1,  // worker -> master: accepting on every listener
   Drain = 2,  // master -> worker: stop accepting, finish what was accepted, exit
   Stop = 3,   // master -> worker: exit now, without draining
-  Done = 4,   // worker -> master: drained; value = exit code it is about to return
+  Done = 4,   // worker -> master: drained; value = exit code it is about to return, value2 = failed hooks
+  Status = 5, // worker -> master while draining: value = requests in flight, value2 = age of the
+              // oldest in ms, text = its method and target ("GET /slow")
 };
+
+constexpr size_t kMaxMessageText = 240;
 
 const char* msg_name(MsgType type);
 
 struct Message {
   MsgType type;
   uint8_t flags = 0;
-  uint16_t reserved = 0;
+  uint16_t text_length = 0;  // set by send_message
   uint32_t value = 0;   // meaning depends on type (Drain: drain delay in ms; Done: exit code)
   uint64_t value2 = 0;  // spare, for status figures
 };
@@ -29,11 +35,12 @@ static_assert(sizeof(Message) == 16, "the channel's wire format is 16 bytes");
 // Creates the pair non-blocking and close-on-exec. fds[0] stays in the master, fds[1] goes to the worker.
 bool make_channel(int fds[2], std::string& err);
 
-// Sends one message without blocking; false if the peer is gone or the buffer is full.
-bool send_message(int fd, const Message& msg);
+// Sends one message (text cut to kMaxMessageText) without blocking; false if the peer is gone or
+// the buffer is full.
+bool send_message(int fd, Message msg, std::string_view text = {});
 
 enum class RecvStatus { Ok, Again, Closed };
-// Receives one message; a short or oversized datagram counts as Closed (the peer is broken).
-RecvStatus recv_message(int fd, Message& msg);
+// Receives one message and its text; a malformed datagram counts as Closed (the peer is broken).
+RecvStatus recv_message(int fd, Message& msg, std::string* text = nullptr);
 
 }  // namespace shoal

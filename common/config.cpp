@@ -263,10 +263,55 @@ class Loader {
 
   void load_shutdown(const toml::table& t, Config::Shutdown& s) {
     const std::string where = "[shutdown]";
-    check_keys(t, where, {"drain_delay", "timeout", "idle_grace"});
+    check_keys(t, where, {"drain_delay", "timeout", "idle_grace", "hook"});
     read_duration(t, where, "drain_delay", Millis(0), Millis(3'600'000), s.drain_delay);
     read_duration(t, where, "timeout", Millis(1), Millis(3'600'000), s.timeout);
     read_duration(t, where, "idle_grace", Millis(0), Millis(60'000), s.idle_grace);
+    load_hooks(t, s);
+  }
+
+  void load_hooks(const toml::table& shutdown, Config::Shutdown& s) {
+    const toml::node* node = shutdown.get("hook");
+    if (!node) return;
+    const toml::array* list = node->as_array();
+    if (!list || !list->is_array_of_tables()) {
+      error(node->source(), "[shutdown] hook must be written as [[shutdown.hook]] tables, one per hook");
+      return;
+    }
+    Millis total{0};
+    for (const toml::node& item : *list) {
+      const toml::table& t = *item.as_table();
+      HookConfig hook;
+      hook.line = static_cast<int>(t.source().begin.line);
+      std::string where = "[[shutdown.hook]] at line " + std::to_string(hook.line);
+      check_keys(t, where, {"name", "command", "timeout"});
+      read_string(t, where, "name", hook.name);
+      if (hook.name.empty()) error(t.source(), where + ": name is missing (it names the hook in the log)");
+      for (const HookConfig& other : s.hooks)
+        if (!hook.name.empty() && other.name == hook.name)
+          error(t.get("name")->source(), where + ": duplicate hook name '" + hook.name + "' (first declared at line " +
+                                             std::to_string(other.line) + ")");
+      const toml::node* command = t.get("command");
+      const toml::array* argv = command ? command->as_array() : nullptr;
+      if (!argv || argv->empty()) {
+        error(command ? command->source() : t.source(),
+              where + " command: expected a non-empty array of strings such as [\"/usr/bin/flush\", \"--all\"]");
+      } else {
+        for (const toml::node& arg : *argv) {
+          if (auto* text = arg.as_string()) hook.command.push_back(text->get());
+          else error(arg.source(), where + " command: expected a string, got " + std::string(type_name(arg)));
+        }
+      }
+      read_duration(t, where, "timeout", Millis(1), Millis(3'600'000), hook.timeout);
+      total += hook.timeout;
+      s.hooks.push_back(std::move(hook));
+    }
+    // Hooks run after the HTTP drain, inside the shutdown deadline: if they cannot fit in it,
+    // the deadline would kill them half-way.
+    if (s.drain_delay + total >= s.timeout)
+      error(node->source(), "[shutdown] timeout (" + format_duration(s.timeout) + ") must exceed drain_delay (" +
+                                format_duration(s.drain_delay) + ") plus the hooks' timeouts (" +
+                                format_duration(total) + "), or the deadline kills the hooks");
   }
 
   void load_http(const toml::table& t, Config::Http& h) {

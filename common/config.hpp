@@ -38,6 +38,14 @@ struct RouteConfig {
 
 enum class CpuAffinity { Auto, None, List };
 
+// [[shutdown.hook]]: a command each worker runs at cleanup time; exit status 0 is success.
+struct HookConfig {
+  std::string name;
+  std::vector<std::string> command;
+  Millis timeout{5000};
+  int line = 0;
+};
+
 struct Config {
   std::string file;      // the path as given
   std::string base_dir;  // directory of the file: relative paths in it are resolved against this
@@ -56,6 +64,7 @@ struct Config {
     Millis drain_delay{0};
     Millis timeout{30'000};
     Millis idle_grace{250};
+    std::vector<HookConfig> hooks;  // in file order; run in reverse
   } shutdown;
 
   struct Http {

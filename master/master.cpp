@@ -255,8 +255,9 @@ void Master::on_respawn_timer(evutil_socket_t, short, void* handle) {
 
 void Master::on_message(WorkerHandle& worker) {
   Message msg;
+  std::string text;
   for (;;) {
-    switch (recv_message(worker.channel_fd, msg)) {
+    switch (recv_message(worker.channel_fd, msg, &text)) {
       case RecvStatus::Again:
         return;
       case RecvStatus::Closed:
@@ -281,6 +282,13 @@ void Master::on_message(WorkerHandle& worker) {
         break;
       case MsgType::Done:
         worker.exit_code = static_cast<int>(msg.value);
+        worker.failed_hooks = static_cast<int>(msg.value2);
+        break;
+      case MsgType::Status:
+        worker.in_flight = msg.value;
+        worker.oldest_age_ms = static_cast<int64_t>(msg.value2);
+        worker.oldest_request = std::move(text);
+        worker.status_at = Clock::now();
         break;
       default:
         spdlog::warn("unexpected message '{}' from worker {}", msg_name(msg.type), worker.index);
@@ -322,6 +330,12 @@ void Master::on_worker_exit(WorkerHandle& worker, int status) {
                   describe_status(status), state_name(was));
     return schedule_respawn(worker, died_young);
   }
+  if (worker.killed) worker.outcome = "killed at the deadline";
+  else if (WIFSIGNALED(status)) worker.outcome = describe_status(status);
+  else if (worker.exit_code == 0) worker.outcome = "drained, hooks ok";
+  else if (worker.failed_hooks > 0) worker.outcome = std::to_string(worker.failed_hooks) + " hook(s) failed";
+  else worker.outcome = describe_status(status);
+  worker.outcome = "worker " + std::to_string(worker.index) + " pid=" + std::to_string(pid) + " " + worker.outcome;
   auto level = (worker.exit_code == 0 && !worker.killed) ? spdlog::level::info : spdlog::level::warn;
   spdlog::log(level, "worker {} pid={} {}{}", worker.index, pid, describe_status(status),
               worker.killed ? " (killed at the deadline)" : "");
@@ -415,8 +429,14 @@ void Master::quit(const char* why) {
 void Master::on_deadline() {
   for (auto& worker : workers_) {
     if (worker->state == WorkerHandle::State::Exited) continue;
-    spdlog::error("worker {} pid={} still running at the {} deadline; sending SIGKILL", worker->index, worker->pid,
-                  format_duration(shutdown_timeout_));
+    std::string detail = "no drain report";
+    if (worker->status_at != Clock::time_point{}) {
+      auto age = worker->oldest_age_ms + ms(Clock::now() - worker->status_at);
+      detail = std::to_string(worker->in_flight) + " request(s) in flight";
+      if (worker->in_flight > 0) detail += ", oldest " + worker->oldest_request + " for " + std::to_string(age) + " ms";
+    }
+    spdlog::error("worker {} pid={} still running at the {} deadline ({}); sending SIGKILL", worker->index,
+                  worker->pid, format_duration(shutdown_timeout_), detail);
     worker->killed = true;
     kill(worker->pid, SIGKILL);
   }
@@ -425,7 +445,14 @@ void Master::on_deadline() {
 
 void Master::maybe_finish() {
   if (state_ != State::ShuttingDown || live_workers() != 0) return;
-  spdlog::info("all workers exited {} ms after the shutdown began", ms(Clock::now() - shutdown_at_));
+  std::string outcomes;
+  for (const auto& worker : workers_) {
+    if (worker->outcome.empty()) continue;
+    outcomes += (outcomes.empty() ? "" : "; ") + worker->outcome;
+  }
+  spdlog::log(exit_code_ == 0 ? spdlog::level::info : spdlog::level::warn,
+              "shutdown {} in {} ms: {}", exit_code_ == 0 ? "clean" : "NOT clean", ms(Clock::now() - shutdown_at_),
+              outcomes.empty() ? "no worker was running" : outcomes);
   event_base_loopexit(base_, nullptr);
 }
 

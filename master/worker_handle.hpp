@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 namespace shoal {
 
@@ -33,6 +34,15 @@ struct WorkerHandle {
   int startup_failures = 0;  // consecutive deaths before or soon after ready: drives the backoff
   int exit_code = -1;        // from the Done message or waitpid
   bool killed = false;       // SIGKILLed at a deadline
+  int failed_hooks = 0;      // from the Done message
+
+  // The worker's last drain report (a Status message), to name stragglers at the deadline.
+  uint32_t in_flight = 0;
+  int64_t oldest_age_ms = 0;
+  std::string oldest_request;
+  std::chrono::steady_clock::time_point status_at{};
+
+  std::string outcome;  // how it ended during a shutdown, for the summary
 };
 
 inline const char* state_name(WorkerHandle::State s) {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "worker/hooks.hpp"
 #include "worker/http.hpp"
 
 namespace shoal {
@@ -28,10 +29,31 @@ class Application {
     return *this;
   }
 
+  // Cleanup hooks run in every worker at shutdown, after its HTTP drain, in reverse order of
+  // registration (the last resource opened is the first closed), each bounded by its timeout.
+  // A hook that throws, fails or times out is logged by name; the others still run, and the
+  // worker then exits 1.
+  //
+  // fn returns: success; fn throws: failure.
+  Application& on_shutdown(std::string name, Millis timeout, std::function<void()> fn) {
+    hooks_.push_back({std::move(name), timeout, [fn = std::move(fn)](event_base*, HookDone done) {
+                        fn();
+                        done(true, "");
+                      }, {}});
+    return *this;
+  }
+  // For work that finishes later: fn calls done(ok, reason) now or from the worker's loop.
+  Application& on_shutdown_async(std::string name, Millis timeout, std::function<void(event_base*, HookDone)> fn) {
+    hooks_.push_back({std::move(name), timeout, std::move(fn), {}});
+    return *this;
+  }
+
   const std::vector<Route>& routes() const { return routes_; }
+  const std::vector<CleanupHook>& hooks() const { return hooks_; }
 
  private:
   std::vector<Route> routes_;
+  std::vector<CleanupHook> hooks_;
 };
 
 }  // namespace shoal

@@ -224,6 +224,7 @@ int Connection::on_message_begin(llhttp_t* p) {
   c->headers_done_ = false;
   c->method_ = {};
   c->request_start_us_ = c->server_.access_log_on() ? monotonic_us() : 0;
+  c->request_started_ms_ = c->server_.now_ms();
   return 0;
 }
 
@@ -490,8 +491,14 @@ void Connection::write_head(int status, std::string_view content_type, size_t co
                             std::string_view extra_headers) {
   // Keep-alive ends with this response when the request or the config says so, or while the
   // worker drains and no pipelined request follows this one.
-  bool keep = keep_alive_ && server_.config().http.keepalive_timeout.count() > 0 &&
-              !(server_.draining() && !more_input_);
+  bool more = more_input_;
+  if (server_.draining() && !more) {
+    // Requests the client pipelined before we began draining may still sit in the kernel's
+    // buffer: they are answered too (one peek, only while draining).
+    char byte;
+    more = recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+  }
+  bool keep = keep_alive_ && server_.config().http.keepalive_timeout.count() > 0 && !(server_.draining() && !more);
   if (!keep) close_after_write_ = true;
   out_.append("HTTP/1.1 ");
   append_number(out_, static_cast<uint64_t>(status));
@@ -643,6 +650,13 @@ void Connection::advance() {
   }
   start_reading();
   if (phase_ == Phase::Idle) wait_idle();
+}
+
+std::string Connection::describe_request() const {
+  std::string out(method_.empty() ? std::string_view("(receiving)") : method_);
+  out += ' ';
+  out.append(span(url_));
+  return out;
 }
 
 void Connection::wait_idle() {

@@ -48,6 +48,13 @@ class Connection {
   // The worker began draining: close now if idle long enough, else after the idle grace.
   void on_drain();
 
+  // A request has begun arriving and is not fully answered yet.
+  bool in_flight() const {
+    return fd_ >= 0 && (phase_ == Phase::Reading || phase_ == Phase::Handling || phase_ == Phase::SendingFile);
+  }
+  int64_t request_started_ms() const { return request_started_ms_; }
+  std::string describe_request() const;  // "GET /slow", or what has arrived of it
+
  private:
   enum class Phase : uint8_t {
     Idle,         // between requests (or before the first one)
@@ -148,6 +155,7 @@ class Connection {
   std::string path_scratch_;  // decoded static-file path, reused
   int64_t idle_since_ms_ = 0;  // monotonic; when the last response was fully written
   int64_t request_start_us_ = 0;
+  int64_t request_started_ms_ = 0;  // loop time, for the drain's report of the oldest request
   std::string_view method_;     // of the current request, for the access log
 };
 

@@ -234,7 +234,8 @@ void HttpServer::access_log_written() {
   if (access_buffer_.size() >= kAccessLogFlushBytes) flush_access_log();
 }
 
-void HttpServer::flush_access_log() {
+bool HttpServer::flush_access_log() {
+  bool ok = true;
   size_t done = 0;
   while (access_log_fd_ >= 0 && done < access_buffer_.size()) {
     ssize_t n = ::write(access_log_fd_, access_buffer_.data() + done, access_buffer_.size() - done);
@@ -242,11 +243,34 @@ void HttpServer::flush_access_log() {
     if (n <= 0) {
       spdlog::error("writing the access log failed: {}; {} bytes dropped", errno_text(errno),
                     access_buffer_.size() - done);
+      ok = false;
       break;
     }
     done += static_cast<size_t>(n);
   }
   access_buffer_.clear();
+  return ok;
+}
+
+int64_t HttpServer::now_ms() const {
+  timeval now;
+  event_base_gettimeofday_cached(base_, &now);
+  return int64_t{now.tv_sec} * 1000 + now.tv_usec / 1000;
+}
+
+HttpServer::InFlight HttpServer::in_flight() const {
+  InFlight out;
+  const Connection* oldest = nullptr;
+  for (const auto& slot : slots_) {
+    if (!slot->in_flight()) continue;
+    ++out.requests;
+    if (!oldest || slot->request_started_ms() < oldest->request_started_ms()) oldest = slot.get();
+  }
+  if (oldest) {
+    out.oldest_age_ms = std::max<int64_t>(0, now_ms() - oldest->request_started_ms());
+    out.oldest = oldest->describe_request();
+  }
+  return out;
 }
 
 void HttpServer::drain(Millis delay, std::function<void()> on_drained) {
@@ -264,10 +288,26 @@ void HttpServer::drain(Millis delay, std::function<void()> on_drained) {
 
 void HttpServer::begin_drain() {
   draining_ = true;
+  // Take what is already queued before closing: once the last copy of a listening socket
+  // closes, connections still in its queue are reset.
+  if (accepting_) {
+    for (evconnlistener* listener : listeners_) {
+      int fd = evconnlistener_get_fd(listener);
+      sockaddr_storage peer;
+      socklen_t len = sizeof peer;
+      int client;
+      while ((client = accept4(fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+        adopt(client, reinterpret_cast<sockaddr*>(&peer), len);
+        len = sizeof peer;
+      }
+    }
+  }
   for (evconnlistener* listener : listeners_) evconnlistener_free(listener);  // closes our copies
   listeners_.clear();
   accepting_ = false;
-  spdlog::info("draining: listeners closed, {} connection(s) open", live_);
+  InFlight now = in_flight();
+  spdlog::info("draining: listeners closed; {} request(s) in flight on {} connection(s){}", now.requests, live_,
+               now.requests ? ", oldest " + now.oldest + " for " + std::to_string(now.oldest_age_ms) + " ms" : "");
   for (auto& slot : slots_)
     if (slot->is_open()) slot->on_drain();
   maybe_drained();

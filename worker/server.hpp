@@ -49,15 +49,23 @@ class HttpServer {
   // connection is finished (idle ones after idle_grace). on_drained runs, from the loop, once
   // no connection is left.
   void drain(Millis delay, std::function<void()> on_drained);
+  struct InFlight {
+    size_t requests = 0;         // requests received in part or whole and not fully answered yet
+    int64_t oldest_age_ms = 0;
+    std::string oldest;          // "GET /slow"
+  };
+  InFlight in_flight() const;
   bool ready() const { return ready_; }
   bool draining() const { return draining_; }
   size_t connection_count() const { return live_; }
-  void flush_access_log();
+  // Writes the buffered access log lines; false (and logged) if the write failed.
+  bool flush_access_log();
 
   // --- for Connection and Responder ---
   event_base* base() const { return base_; }
   const Config& config() const { return config_; }
   std::string_view date();
+  int64_t now_ms() const;  // the loop's cached wall-clock time: no system call
   std::span<char> read_buffer() { return {read_buffer_.data(), read_buffer_.size()}; }
   const RouteEntry* route(std::string_view path) const;
   Connection* awaiting(uint32_t slot, uint64_t serial) const;

@@ -13,6 +13,7 @@
 #include "common/channel.hpp"
 #include "common/log.hpp"
 #include "common/sys.hpp"
+#include "worker/hooks.hpp"
 #include "worker/server.hpp"
 
 namespace shoal {
@@ -23,6 +24,7 @@ class Worker {
   explicit Worker(const WorkerSpec& spec) : spec_(spec) {}
 
   ~Worker() {
+    hooks_.reset();
     server_.reset();
     for (event* ev : events_) event_free(ev);
     if (base_) event_base_free(base_);
@@ -55,8 +57,9 @@ class Worker {
     spdlog::debug("accepting on {} listener(s)", spec_.listen_fds.size());
     event_base_dispatch(base_);
 
-    server_->flush_access_log();
-    send_message(spec_.channel_fd, {MsgType::Done, 0, 0, static_cast<uint32_t>(exit_code_)});
+    server_->flush_access_log();  // a no-op after the hook did it; needed after a stop or a deadline
+    send_message(spec_.channel_fd, {MsgType::Done, 0, 0, static_cast<uint32_t>(exit_code_),
+                                    static_cast<uint64_t>(failed_hooks_)});
     spdlog::info("exiting with code {}", exit_code_);
     return exit_code_;
   }
@@ -97,7 +100,9 @@ class Worker {
           // The master is gone (even SIGKILL closes its end): finish what was accepted and leave,
           // rather than serve on unsupervised.
           event_del(w->channel_ev_);
-          spdlog::warn("channel to the master closed; draining");
+          spdlog::warn("channel to the master closed; draining on my own, within the {} shutdown timeout",
+                       format_duration(w->spec_.config->shutdown.timeout));
+          w->arm_own_deadline();
           w->begin_drain(Millis(0), "master gone");
           return;
         case RecvStatus::Ok:
@@ -114,13 +119,82 @@ class Worker {
       return;
     }
     draining_ = true;
-    spdlog::info("drain requested ({}), {} connection(s) open", why, server_->connection_count());
-    server_->drain(delay, [this] { event_base_loopexit(base_, nullptr); });
+    drain_started_ = std::chrono::steady_clock::now();
+    spdlog::info("drain requested ({}): readiness is now 503; {} connection(s) open", why,
+                 server_->connection_count());
+    server_->drain(delay, [this] { run_hooks(); });
+    // Tell the master how the drain goes, so that at its deadline it can name what was slow.
+    status_timer_ = event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* self) {
+      static_cast<Worker*>(self)->report_status();
+    }, this);
+    events_.push_back(status_timer_);
+    static constexpr timeval kEvery{0, 250'000};
+    event_add(status_timer_, &kEvery);
+    report_status();
+  }
+
+  void report_status() {
+    HttpServer::InFlight now = server_->in_flight();
+    send_message(spec_.channel_fd,
+                 {MsgType::Status, 0, 0, static_cast<uint32_t>(now.requests), static_cast<uint64_t>(now.oldest_age_ms)},
+                 now.oldest);
+    // The count in the log when it changes, at most once a second (and always when it reaches 0).
+    auto now_tp = std::chrono::steady_clock::now();
+    if (now.requests != last_logged_in_flight_ &&
+        (now.requests == 0 || now_tp - last_progress_log_ >= std::chrono::seconds(1))) {
+      spdlog::info("draining: {} request(s) in flight{}", now.requests,
+                   now.requests ? ", oldest " + now.oldest + " for " + std::to_string(now.oldest_age_ms) + " ms" : "");
+      last_logged_in_flight_ = now.requests;
+      last_progress_log_ = now_tp;
+    }
+  }
+
+  // Runs once no connection is left: the cleanup hooks, in reverse order of registration.
+  void run_hooks() {
+    if (status_timer_) event_del(status_timer_);
+    report_status();
+    auto drained_ms = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - drain_started_).count();
+    // Registered first, so it runs last: the access log flush; then the application's hooks;
+    // then the config's (loaded last, so run first).
+    std::vector<CleanupHook> registered;
+    HttpServer* server = server_.get();
+    registered.push_back({"flush access log", Millis(5000), [server](event_base*, HookDone done) {
+                            done(server->flush_access_log(), "write to the access log failed");
+                          }, {}});
+    for (const CleanupHook& hook : spec_.app->hooks()) registered.push_back(hook);
+    for (const HookConfig& hook : spec_.config->shutdown.hooks)
+      registered.push_back(command_hook(hook.name, hook.command, hook.timeout, spec_.log_fd, spec_.index, spec_.generation));
+    std::vector<CleanupHook> in_run_order(registered.rbegin(), registered.rend());
+    spdlog::info("HTTP drained in {} ms; running {} cleanup hook(s)", drained_ms, in_run_order.size());
+    hooks_ = std::make_unique<HookRunner>(base_, std::move(in_run_order), [this](int failures) {
+      failed_hooks_ = failures;
+      if (failures > 0) exit_code_ = kWorkerFailed;
+      event_base_loopexit(base_, nullptr);
+    });
+    hooks_->start();
+  }
+
+  // With no master left to enforce the deadline, the worker keeps it itself.
+  void arm_own_deadline() {
+    Millis timeout = spec_.config->shutdown.timeout;
+    orphan_deadline_ = evtimer_new(base_, [](evutil_socket_t, short, void* self) {
+      auto* w = static_cast<Worker*>(self);
+      HttpServer::InFlight now = w->server_->in_flight();
+      spdlog::error("the master is gone and the {} deadline passed; exiting with {} request(s) in flight{}",
+                    format_duration(w->spec_.config->shutdown.timeout), now.requests,
+                    now.requests ? " (oldest " + now.oldest + ")" : "");
+      w->exit_code_ = kWorkerFailed;
+      event_base_loopbreak(w->base_);
+    }, this);
+    events_.push_back(orphan_deadline_);
+    timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+    evtimer_add(orphan_deadline_, &tv);
   }
 
   void stop_now(const char* why) {
     spdlog::info("stop requested ({}); closing {} connection(s) without draining", why,
                  server_->connection_count());
+    if (draining_) exit_code_ = kWorkerFailed;  // a drain was cut short
     event_base_loopbreak(base_);
   }
 
@@ -129,6 +203,13 @@ class Worker {
   std::unique_ptr<HttpServer> server_;
   std::vector<event*> events_;
   event* channel_ev_ = nullptr;
+  event* status_timer_ = nullptr;
+  event* orphan_deadline_ = nullptr;
+  std::unique_ptr<HookRunner> hooks_;
+  std::chrono::steady_clock::time_point drain_started_;
+  std::chrono::steady_clock::time_point last_progress_log_{};
+  size_t last_logged_in_flight_ = SIZE_MAX;
+  int failed_hooks_ = 0;
   SignalAction actions_[NSIG] = {};
   bool draining_ = false;
   int exit_code_ = kWorkerClean;
