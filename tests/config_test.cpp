@@ -293,3 +293,65 @@ TEST(Config, ClosestKey) {
 
 }  // namespace
 }  // namespace shoal
+
+namespace shoal {
+namespace {
+
+TEST(ConfigHooks, ReadsShutdownHooksInFileOrder) {
+  auto result = parse(std::string(kMinimal) + R"([shutdown]
+timeout = "30s"
+[[shutdown.hook]]
+name = "close-db"
+command = ["/usr/bin/close", "--now"]
+timeout = "2s"
+[[shutdown.hook]]
+name = "flush"
+command = ["flush"]
+)");
+  ASSERT_TRUE(result.config) << ::testing::PrintToString(error_lines(result));
+  const auto& hooks = result.config->shutdown.hooks;
+  ASSERT_EQ(hooks.size(), 2u);
+  EXPECT_EQ(hooks[0].name, "close-db");
+  EXPECT_EQ(hooks[0].command, (std::vector<std::string>{"/usr/bin/close", "--now"}));
+  EXPECT_EQ(hooks[0].timeout, Millis(2000));
+  EXPECT_EQ(hooks[1].timeout, Millis(5000));  // the default
+}
+
+TEST(ConfigHooks, HookMistakesAreReported) {
+  auto result = parse(std::string(kMinimal) + R"([shutdown]
+timeout = "30s"
+[[shutdown.hook]]
+command = []
+[[shutdown.hook]]
+name = "a"
+command = ["x", 3]
+[[shutdown.hook]]
+name = "a"
+command = ["y"]
+tiemout = "1s"
+)");
+  std::string all;
+  for (const auto& line : error_lines(result)) all += line + "\n";
+  EXPECT_THAT(all, HasSubstr("name is missing"));
+  EXPECT_THAT(all, HasSubstr("command: expected a non-empty array of strings"));
+  EXPECT_THAT(all, HasSubstr("command: expected a string, got an integer"));
+  EXPECT_THAT(all, HasSubstr("duplicate hook name 'a' (first declared at line 7)"));
+  EXPECT_THAT(all, HasSubstr("unknown key 'tiemout' in [[shutdown.hook]] at line 10; did you mean 'timeout'?"));
+}
+
+TEST(ConfigHooks, HooksMustFitInTheShutdownTimeout) {
+  auto result = parse(std::string(kMinimal) + R"([shutdown]
+timeout = "5s"
+drain_delay = "2s"
+[[shutdown.hook]]
+name = "slow"
+command = ["x"]
+timeout = "3s"
+)");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_THAT(result.errors[0].message,
+              HasSubstr("timeout (5s) must exceed drain_delay (2s) plus the hooks' timeouts (3s)"));
+}
+
+}  // namespace
+}  // namespace shoal

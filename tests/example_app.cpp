@@ -2,6 +2,7 @@
 // Its routes come from code; the config, command line and signals are shoal's own.
 #include <event2/event.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -23,6 +24,16 @@ int main(int argc, char** argv) {
       std::unique_ptr<shoal::Responder> r(static_cast<shoal::Responder*>(parked));
       r->send(200, "text/plain", "later\n");
     }, new shoal::Responder(reply), &after);
+  });
+  // Cleanup hooks run in each worker after its HTTP drain, the last registered first.
+  app.on_shutdown("close pool", std::chrono::seconds(1), [] { fprintf(stderr, "example: pool closed\n"); });
+  app.on_shutdown_async("finish queue message", std::chrono::seconds(1), [](event_base* loop, shoal::HookDone done) {
+    timeval after{0, 50'000};  // the message in hand takes a moment to finish
+    event_base_once(loop, -1, EV_TIMEOUT, [](evutil_socket_t, short, void* parked) {
+      std::unique_ptr<shoal::HookDone> finish(static_cast<shoal::HookDone*>(parked));
+      fprintf(stderr, "example: queue message finished\n");
+      (*finish)(true, "");
+    }, new shoal::HookDone(std::move(done)), &after);
   });
   return shoal::run(argc, argv, app);
 }

@@ -16,71 +16,14 @@
 
 #include "common/sys.hpp"
 #include "support/http_client.hpp"
-#include "support/shoal_process.hpp"
+#include "support/server_fixture.hpp"
 
 namespace shoal::test {
 namespace {
 
 using ::testing::HasSubstr;
 
-constexpr const char* kRoutes = R"(
-[[route]]
-path = "/hello"
-body = "ok\n"
-[[route]]
-path = "/echo"
-handler = "echo"
-[[route]]
-path = "/static/"
-root = "public"
-)";
-
-class Lifecycle : public ::testing::Test {
- protected:
-  void SetUp() override { dir_.write("public/hello.txt", "hello from a file\n"); }
-
-  void TearDown() override {
-    if (HasFailure() && shoal_) std::cerr << "---- shoal log ----\n" << shoal_->log() << "-------------------\n";
-  }
-
-  // server_keys go into [server] after listen; sections are further tables.
-  std::string write_config(const std::string& server_keys, const std::string& sections = "",
-                           const std::string& listen = "\"127.0.0.1:0\"") {
-    return dir_.write("shoal.toml", "[server]\nlisten = [" + listen + "]\n" + server_keys + "\n" + sections + kRoutes);
-  }
-
-  void start(const std::string& server_keys = "workers = 2", const std::string& sections = "",
-             const std::string& listen = "\"127.0.0.1:0\"", const std::string& binary = SHOAL_BINARY) {
-    std::string path = write_config(server_keys, sections, listen);
-    // A fresh log per start: a restarted server must not be judged by its predecessor's lines.
-    shoal_ = std::make_unique<ShoalProcess>(path, dir_.path() + "/shoal-" + std::to_string(++starts_) + ".log", binary);
-    ASSERT_TRUE(shoal_->wait_ready()) << "not ready";
-    if (listen.find("127.0.0.1") != std::string::npos) {
-      port_ = shoal_->wait_for_port(1s);
-      ASSERT_GT(port_, 0);
-    }
-  }
-
-  // The current pid and CPU of each worker index, from the master's "spawned" lines.
-  std::map<int, std::pair<pid_t, std::string>> workers() const {
-    std::map<int, std::pair<pid_t, std::string>> out;
-    std::regex re(R"(spawned worker (\d+) pid=(\d+) cpu=(\S+))");
-    std::string log = shoal_->log();
-    for (auto it = std::sregex_iterator(log.begin(), log.end(), re); it != std::sregex_iterator(); ++it)
-      out[std::stoi((*it)[1])] = {std::stoi((*it)[2]), (*it)[3]};
-    return out;
-  }
-
-  void expect_clean_log(const std::vector<std::string>& expected = {}) {
-    auto lines = shoal_->unexpected_log_lines(expected);
-    EXPECT_TRUE(lines.empty()) << "unexpected log lines:\n" << ::testing::PrintToString(lines);
-  }
-
-  TempDir dir_;
-  std::unique_ptr<ShoalProcess> shoal_;
-  int port_ = -1;
-  int starts_ = 0;
-};
+using Lifecycle = ServerTest;
 
 TEST_F(Lifecycle, WorkerCountMatchesConfigAndEachIsPinnedRoundRobin) {
   start("workers = 3\ncpu_affinity = \"auto\"");
@@ -166,6 +109,17 @@ TEST_F(Lifecycle, ApplicationHandlersAnswerNowAndLaterFromTheLibrary) {
   auto status = shoal_->wait_exit(10s);
   ASSERT_TRUE(status);
   EXPECT_EQ(status->code, 0);
+  // The application's cleanup hooks ran in each worker, the last registered first.
+  std::string log = shoal_->log();
+  std::regex queue_then_pool("example: queue message finished\n(.*\n)*?.*example: pool closed");
+  EXPECT_TRUE(std::regex_search(log, queue_then_pool)) << log;
+  auto count = [&](const std::string& s) {
+    size_t n = 0;
+    for (size_t at = log.find(s); at != std::string::npos; at = log.find(s, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("example: pool closed"), 2u);
+  EXPECT_EQ(count("example: queue message finished"), 2u);
   expect_clean_log();
 }
 

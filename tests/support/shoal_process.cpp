@@ -100,6 +100,11 @@ std::optional<std::string> ShoalProcess::wait_for_log(const std::string& regex, 
   std::regex re(regex);
   std::optional<std::string> found;
   wait_until([&] {
+    // Checked before reading the log, so that the log read after it is complete: a process that
+    // has exited writes no more lines, and waiting longer would only delay the failure.
+    siginfo_t info{};
+    bool exited = reaped_ ||
+                  (waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_);
     std::string text = log();
     size_t seen = 0;
     for (auto it = std::sregex_iterator(text.begin(), text.end(), re); it != std::sregex_iterator(); ++it) {
@@ -108,7 +113,7 @@ std::optional<std::string> ShoalProcess::wait_for_log(const std::string& regex, 
         return true;
       }
     }
-    return false;
+    return exited;
   }, timeout);
   return found;
 }

@@ -1,0 +1,99 @@
+// The fixture of the integration tests: a temporary directory, a config written into it, and
+// the real binary started on an ephemeral loopback port.
+#pragma once
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <regex>
+#include <string>
+
+#include "support/http_client.hpp"
+#include "support/shoal_process.hpp"
+
+namespace shoal::test {
+
+constexpr const char* kRoutes = R"(
+[[route]]
+path = "/hello"
+body = "ok\n"
+[[route]]
+path = "/echo"
+handler = "echo"
+[[route]]
+path = "/static/"
+root = "public"
+)";
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_.write("public/hello.txt", "hello from a file\n"); }
+
+  void TearDown() override {
+    if (HasFailure() && shoal_) std::cerr << "---- shoal log ----\n" << shoal_->log() << "-------------------\n";
+  }
+
+  // server_keys go into [server] after listen; sections are further tables.
+  std::string write_config(const std::string& server_keys, const std::string& sections = "",
+                           const std::string& listen = "\"127.0.0.1:0\"") {
+    return dir_.write("shoal.toml", "[server]\nlisten = [" + listen + "]\n" + server_keys + "\n" + sections + kRoutes);
+  }
+
+  void start(const std::string& server_keys = "workers = 2", const std::string& sections = "",
+             const std::string& listen = "\"127.0.0.1:0\"", const std::string& binary = SHOAL_BINARY) {
+    std::string path = write_config(server_keys, sections, listen);
+    // A fresh log per start: a restarted server must not be judged by its predecessor's lines.
+    shoal_ = std::make_unique<ShoalProcess>(path, dir_.path() + "/shoal-" + std::to_string(++starts_) + ".log", binary);
+    ASSERT_TRUE(shoal_->wait_ready()) << "not ready";
+    if (listen.find("127.0.0.1") != std::string::npos) {
+      port_ = shoal_->wait_for_port(1s);
+      ASSERT_GT(port_, 0);
+    }
+  }
+
+  // The current pid and CPU of each worker index, from the master's "spawned" lines.
+  std::map<int, std::pair<pid_t, std::string>> workers() const {
+    std::map<int, std::pair<pid_t, std::string>> out;
+    std::regex re(R"(spawned worker (\d+) pid=(\d+) cpu=(\S+))");
+    std::string log = shoal_->log();
+    for (auto it = std::sregex_iterator(log.begin(), log.end(), re); it != std::sregex_iterator(); ++it)
+      out[std::stoi((*it)[1])] = {std::stoi((*it)[2]), (*it)[3]};
+    return out;
+  }
+
+  // Open fds of a process (to see a worker accept a connection).
+  static size_t fd_count(pid_t pid);
+
+  // The sum of the workers' open fds.
+  size_t worker_fds() const {
+    size_t total = 0;
+    for (pid_t pid : children_of(shoal_->pid())) total += fd_count(pid);
+    return total;
+  }
+
+  void expect_clean_log(const std::vector<std::string>& expected = {}) {
+    auto lines = shoal_->unexpected_log_lines(expected);
+    EXPECT_TRUE(lines.empty()) << "unexpected log lines:\n" << ::testing::PrintToString(lines);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ShoalProcess> shoal_;
+  int port_ = -1;
+  int starts_ = 0;
+};
+
+
+inline size_t ServerTest::fd_count(pid_t pid) {
+  size_t n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    ++n;
+  return n;
+}
+
+}  // namespace shoal::test
