@@ -738,8 +738,11 @@ void Connection::on_timer(evutil_socket_t, short, void* self) {
       return;
     }
     case Timer::Keepalive:
-    case Timer::Write:
     case Timer::DrainIdle:
+      // Only an idle connection is closed for being idle: never one with a request under way.
+      if (c->phase_ == Phase::Idle && c->pending_.empty()) c->close();
+      return;
+    case Timer::Write:
     case Timer::Linger:
       return c->close();
     case Timer::None:
