@@ -172,9 +172,13 @@ class Loader {
   Config load(const toml::table& root) {
     Config config;
     config.base_dir = base_dir_;
-    check_keys(root, "the top level", {"server", "shutdown", "http", "health", "log", "route"});
+    check_keys(root, "the top level", {"server", "shutdown", "reload", "http", "health", "log", "route"});
     if (auto* t = section(root, "server")) load_server(*t, config.server);
     if (auto* t = section(root, "shutdown")) load_shutdown(*t, config.shutdown);
+    if (auto* t = section(root, "reload")) {
+      check_keys(*t, "[reload]", {"ready_timeout"});
+      read_duration(*t, "[reload]", "ready_timeout", Millis(1), Millis(3'600'000), config.reload.ready_timeout);
+    }
     if (auto* t = section(root, "http")) load_http(*t, config.http);
     if (auto* t = section(root, "health")) load_health(*t, config.health);
     if (auto* t = section(root, "log")) load_log(*t, config.log);
@@ -409,8 +413,9 @@ class Loader {
         std::string handler;
         read_string(t, where, "handler", handler);
         if (handler == "echo") route.kind = RouteConfig::Kind::Echo;
+        else if (handler == "info") route.kind = RouteConfig::Kind::Info;
         else error(t.get("handler")->source(), where + " handler: \"" + handler + "\" is not a built-in handler "
-                                                                                  "(known: \"echo\")");
+                                                                                  "(known: \"echo\", \"info\")");
         if (fixed_keys)
           error(t.get("handler")->source(), where + ": a handler route takes no status, body, content_type or delay");
       } else {

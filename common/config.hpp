@@ -24,7 +24,7 @@ struct ConfigError {
 };
 
 struct RouteConfig {
-  enum class Kind { Fixed, Static, Echo } kind = Kind::Fixed;
+  enum class Kind { Fixed, Static, Echo, Info } kind = Kind::Fixed;
   std::string path;  // exact for Fixed and Echo; a prefix ending in '/' for Static
   int line = 0;      // where the route was declared, for messages
   // Fixed:
@@ -66,6 +66,10 @@ struct Config {
     Millis idle_grace{250};
     std::vector<HookConfig> hooks;  // in file order; run in reverse
   } shutdown;
+
+  struct Reload {
+    Millis ready_timeout{10'000};  // a new generation not ready by then is stopped; the old one serves on
+  } reload;
 
   struct Http {
     size_t max_header_bytes = 16384;

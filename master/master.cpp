@@ -23,7 +23,7 @@ namespace {
 constexpr auto kHealthyAfter = std::chrono::seconds(1);  // a worker that lived this long after ready was healthy
 constexpr Millis kFirstBackoff{100};
 constexpr Millis kMaxBackoff{10'000};
-constexpr Millis kQuitGrace{1000};  // SIGQUIT: how long workers get to exit before SIGKILL
+constexpr Millis kStopGrace{1000};  // SIGQUIT or a failed start: how long workers get to exit before SIGKILL
 
 timeval to_timeval(Millis d) {
   return {static_cast<time_t>(d.count() / 1000), static_cast<suseconds_t>(d.count() % 1000 * 1000)};
@@ -48,34 +48,44 @@ long long ms(Duration d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
 }
 
+std::string describe_affinity(const Config& config) {
+  switch (config.server.cpu_affinity) {
+    case CpuAffinity::None: return "none";
+    case CpuAffinity::Auto: return "auto (" + format_cpu_list(allowed_cpus()) + ")";
+    case CpuAffinity::List: return "[" + format_cpu_list(config.server.cpu_list) + "]";
+  }
+  return "?";
+}
+
 constexpr int kHandledSignals[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD,
                                    SIGUSR1, SIGUSR2, SIGWINCH, SIGTTIN, SIGTTOU};
 
 }  // namespace
 
-Master::Master(Config config, const Application& app, int log_fd, int access_log_fd)
-    : config_(std::move(config)), app_(app), log_fd_(log_fd), access_log_fd_(access_log_fd) {}
+Master::Master(std::string config_path, Config config, const Application& app, int log_fd)
+    : config_path_(std::move(config_path)),
+      initial_config_(std::make_shared<const Config>(std::move(config))),
+      app_(app),
+      log_fd_(log_fd) {}
 
 Master::~Master() {
-  for (auto& worker : workers_) {
-    release_channel(*worker);
-    if (worker->respawn_timer) event_free(worker->respawn_timer);
-  }
+  generations_.clear();  // frees each worker's events before the base goes
   for (event* ev : signal_events_) event_free(ev);
-  for (event* ev : {deadline_timer_, listener_close_timer_})
+  for (event* ev : {deadline_timer_, listener_close_timer_, ready_timer_, deferred_reload_, collect_event_})
     if (ev) event_free(ev);
-  close_listeners();
+  listeners_.close_all();
   if (base_) event_base_free(base_);
 }
 
 int Master::run() {
   started_at_ = Clock::now();
-  log::set_identity({"master", -1, generation_});
-  if (!bind_listeners()) return 1;
-  if (!write_pid_file()) {
-    close_listeners();
+  log::set_identity({"master", -1, 1});
+  std::string err;
+  if (!listeners_.bind_missing(*initial_config_, err)) {
+    spdlog::critical("{}", err);
     return 1;
   }
+  if (!write_pid_file()) return 1;
   base_ = event_base_new();
   if (!base_) {
     spdlog::critical("event_base_new failed");
@@ -90,65 +100,509 @@ int Master::run() {
     signal_events_.push_back(ev);
   }
   deadline_timer_ = evtimer_new(base_, [](evutil_socket_t, short, void* self) {
-    static_cast<Master*>(self)->on_deadline();
+    auto* m = static_cast<Master*>(self);
+    for (auto& generation : m->generations_) m->kill_stragglers(*generation, format_duration(m->shutdown_timeout_));
+    m->exit_code_ = 1;
   }, this);
   listener_close_timer_ = evtimer_new(base_, [](evutil_socket_t, short, void* self) {
-    static_cast<Master*>(self)->close_listeners();
+    auto* m = static_cast<Master*>(self);
+    m->listeners_.close_all();
+    spdlog::info("master closed its listening sockets");
+  }, this);
+  ready_timer_ = evtimer_new(base_, [](evutil_socket_t, short, void* self) {
+    auto* m = static_cast<Master*>(self);
+    if (!m->starting_) return;
+    size_t ready = static_cast<size_t>(std::count_if(m->starting_->workers.begin(), m->starting_->workers.end(),
+                                                     [](const auto& w) { return w->state == WorkerHandle::State::Ready; }));
+    m->fail_reload("generation " + std::to_string(m->starting_->number) + " was not ready within ready_timeout " +
+                   format_duration(m->starting_->config->reload.ready_timeout) + " (" + std::to_string(ready) + " of " +
+                   std::to_string(m->starting_->workers.size()) + " workers ready)");
+  }, this);
+  deferred_reload_ = event_new(base_, -1, 0, [](evutil_socket_t, short, void* self) {
+    static_cast<Master*>(self)->reload();
+  }, this);
+  collect_event_ = event_new(base_, -1, 0, [](evutil_socket_t, short, void* self) {
+    static_cast<Master*>(self)->collect_generations();
   }, this);
 
-  spdlog::info("shoal {} starting generation {}: {} worker(s), cpu_affinity {}", SHOAL_VERSION, generation_,
-               config_.server.workers,
-               config_.server.cpu_affinity == CpuAffinity::None ? "none"
-               : config_.server.cpu_affinity == CpuAffinity::Auto ? "auto (" + format_cpu_list(allowed_cpus()) + ")"
-                                                                  : "list");
-  for (int i = 0; i < config_.server.workers; ++i) {
-    auto worker = std::make_unique<WorkerHandle>();
-    worker->index = i;
-    worker->cpu = config_.cpu_for_worker(i);
-    worker->generation = generation_;
-    worker->master = this;
-    worker->respawn_timer = evtimer_new(base_, on_respawn_timer, worker.get());
-    workers_.push_back(std::move(worker));
+  serving_ = start_generation(initial_config_, err);
+  if (!serving_) {
+    spdlog::critical("{}", err);
+    return 1;
   }
-  for (auto& worker : workers_) spawn(*worker);
-
   event_base_dispatch(base_);
 
-  close_listeners();
+  listeners_.close_all();
   remove_pid_file();
   spdlog::info("stopped after {} ms; exit code {}", ms(Clock::now() - started_at_), exit_code_);
   return exit_code_;
 }
 
-// ---------------------------------------------------------------- sockets and files
+// ---------------------------------------------------------------- generations
 
-bool Master::bind_listeners() {
-  for (const ListenAddress& address : config_.server.listen) {
-    std::string err;
-    int fd = bind_listener(address, config_.server.backlog, err);
-    if (fd < 0) {
-      spdlog::critical("{}", err);
-      close_listeners();
-      return false;
+Generation* Master::start_generation(std::shared_ptr<const Config> config, std::string& err) {
+  if (!listeners_.bind_missing(*config, err)) return nullptr;
+  auto generation = std::make_unique<Generation>();
+  generation->number = last_generation_ + 1;
+  generation->config = config;
+  generation->listen_fds = listeners_.fds_for(*config);
+  if (!config->log.access_log.empty()) {
+    generation->access_log_fd = log::open_append(config->log.access_log, err);
+    if (generation->access_log_fd < 0) {
+      err = "[log] access_log: " + err;
+      return nullptr;
     }
-    listen_fds_.push_back(fd);
-    std::string bound = bound_address(fd);
-    spdlog::info("listening on {}{} (fd {})", address.kind == ListenAddress::Kind::Unix ? "" : "http://", bound, fd);
   }
+  ++last_generation_;
+  generation->started_at = Clock::now();
+  generation->kill_timer = evtimer_new(base_, [](evutil_socket_t, short, void* g) {
+    auto* gen = static_cast<Generation*>(g);
+    gen->workers.empty() ? void() : gen->workers.front()->master->kill_stragglers(*gen, format_duration(gen->kill_after));
+  }, generation.get());
+  spdlog::info("starting generation {}: {} worker(s), cpu_affinity {}", generation->number, config->server.workers,
+               describe_affinity(*config));
+  for (int i = 0; i < config->server.workers; ++i) {
+    auto worker = std::make_unique<WorkerHandle>();
+    worker->index = i;
+    worker->cpu = config->cpu_for_worker(i);
+    worker->generation = generation->number;
+    worker->generation_of = generation.get();
+    worker->master = this;
+    worker->respawn_timer = evtimer_new(base_, on_respawn_timer, worker.get());
+    generation->workers.push_back(std::move(worker));
+  }
+  Generation* started = generation.get();
+  generations_.push_back(std::move(generation));
+  for (auto& worker : started->workers) {
+    if (!spawn(*worker) && started != serving_ && serving_) {
+      err = "cannot fork the workers of generation " + std::to_string(started->number);
+      retire(*started, MsgType::Stop, Millis(0), kStopGrace);
+      return nullptr;
+    }
+  }
+  return started;
+}
+
+void Master::on_generation_ready(Generation& generation) {
+  generation.ready_at = Clock::now();
+  generation.state = Generation::State::Serving;
+  if (&generation == serving_) {  // the first generation
+    announced_ready_ = true;
+    spdlog::info("generation {} ready: {} worker(s) in {} ms", generation.number, generation.workers.size(),
+                 ms(generation.ready_at - started_at_));
+    return;
+  }
+  evtimer_del(ready_timer_);
+  Generation* old = serving_;
+  serving_ = &generation;
+  starting_ = nullptr;
+  log::set_identity({"master", -1, generation.number});
+  spdlog::level::level_enum level;
+  if (log::parse_level(generation.config->log.level, level)) spdlog::default_logger()->set_level(level);
+  last_reload_ = {generation.number, true, ""};
+  spdlog::info("reload succeeded: generation {} ready with {} worker(s) in {} ms; generation {} drains", generation.number,
+               generation.workers.size(), ms(generation.ready_at - reload_started_at_), old->number);
+  // The new generation already accepts from the same queues: no drain_delay for the old one.
+  retire(*old, MsgType::Drain, Millis(0), old->config->shutdown.timeout);
+  listeners_.close_unused({generation.config.get()});
+  end_reload();
+}
+
+void Master::retire(Generation& generation, MsgType how, Millis drain_delay, Millis kill_after) {
+  generation.state = Generation::State::Draining;
+  generation.drain_started_at = Clock::now();
+  for (auto& worker : generation.workers) {
+    evtimer_del(worker->respawn_timer);
+    if (worker->state == WorkerHandle::State::Exited) continue;
+    bool was_draining = worker->state == WorkerHandle::State::Draining;
+    worker->state = WorkerHandle::State::Draining;
+    if (was_draining && how == MsgType::Drain) continue;
+    Message msg{how, 0, 0, static_cast<uint32_t>(drain_delay.count())};
+    if (!send_message(worker->channel_fd, msg)) {
+      int signo = how == MsgType::Stop ? SIGQUIT : SIGTERM;
+      spdlog::warn("worker {} pid={}: channel unusable; sending {} instead", worker->index, worker->pid,
+                   signal_name(signo));
+      kill(worker->pid, signo);
+    }
+  }
+  generation.kill_after = kill_after;
+  timeval tv = to_timeval(kill_after);
+  evtimer_add(generation.kill_timer, &tv);
+  event_active(collect_event_, 0, 0);
+}
+
+void Master::kill_stragglers(Generation& generation, const std::string& deadline) {
+  for (auto& worker : generation.workers) {
+    if (worker->state == WorkerHandle::State::Exited || worker->killed) continue;
+    std::string detail = "no drain report";
+    if (worker->status_at != Clock::time_point{}) {
+      auto age = worker->oldest_age_ms + ms(Clock::now() - worker->status_at);
+      detail = std::to_string(worker->in_flight) + " request(s) in flight";
+      if (worker->in_flight > 0) detail += ", oldest " + worker->oldest_request + " for " + std::to_string(age) + " ms";
+    }
+    spdlog::error("worker {} pid={} of generation {} still running at the {} deadline ({}); sending SIGKILL",
+                  worker->index, worker->pid, generation.number, deadline, detail);
+    worker->killed = true;
+    kill(worker->pid, SIGKILL);
+  }
+}
+
+void Master::collect_generations() {
+  std::erase_if(generations_, [&](const std::unique_ptr<Generation>& g) {
+    if (g.get() == serving_ || g.get() == starting_ || g->state != Generation::State::Draining || g->live() > 0)
+      return false;
+    if (state_ != State::ShuttingDown)
+      spdlog::info("generation {} drained in {} ms", g->number, ms(Clock::now() - g->drain_started_at));
+    return true;
+  });
+}
+
+// ---------------------------------------------------------------- reload
+
+void Master::reload() {
+  if (state_ == State::ShuttingDown) {
+    spdlog::warn("SIGHUP ignored: shutting down");
+    return;
+  }
+  if (state_ == State::Reloading) {
+    if (!reload_pending_) spdlog::info("SIGHUP during a reload: one more reload will follow this one");
+    reload_pending_ = true;  // coalesced: at most one more, with the config as it is then
+    return;
+  }
+  state_ = State::Reloading;
+  reload_started_at_ = Clock::now();
+  spdlog::info("reloading {}", config_path_);
+  ConfigResult result = load_config_file(config_path_);
+  if (!result.config) {
+    for (const ConfigError& error : result.errors) spdlog::error("reload: {}", error.to_string());
+    return fail_reload(std::to_string(result.errors.size()) + " error(s) in " + config_path_);
+  }
+  if (auto refused = refused_change(*serving_->config, *result.config)) return fail_reload(*refused);
+  std::string err;
+  Generation* generation = start_generation(std::make_shared<const Config>(std::move(*result.config)), err);
+  if (!generation) return fail_reload(err);
+  starting_ = generation;
+  timeval tv = to_timeval(generation->config->reload.ready_timeout);
+  evtimer_add(ready_timer_, &tv);
+}
+
+std::optional<std::string> Master::refused_change(const Config& running, const Config& next) const {
+  if (running.server.pid_file != next.server.pid_file)
+    return "[server] pid_file cannot change on reload (the master wrote it at start); restart shoal to change it";
+  if (running.log.file != next.log.file)
+    return "[log] file cannot change on reload (the master holds it open); restart shoal to change it";
+  return std::nullopt;
+}
+
+void Master::fail_reload(const std::string& reason) {
+  evtimer_del(ready_timer_);
+  last_reload_ = {starting_ ? starting_->number : last_generation_ + 1, false, reason};
+  spdlog::error("reload failed: {}; generation {} keeps serving", reason, serving_->number);
+  if (starting_) {
+    retire(*starting_, MsgType::Stop, Millis(0), kStopGrace);
+    starting_ = nullptr;
+  }
+  listeners_.close_unused({serving_->config.get()});  // addresses bound for the failed generation
+  end_reload();
+}
+
+void Master::end_reload() {
+  state_ = State::Running;
+  if (reload_pending_) {
+    reload_pending_ = false;
+    event_active(deferred_reload_, 0, 0);
+  }
+}
+
+// ---------------------------------------------------------------- workers
+
+bool Master::spawn(WorkerHandle& worker) {
+  Generation& generation = *worker.generation_of;
+  int channel[2];
+  std::string err;
+  if (!make_channel(channel, err)) {
+    spdlog::error("cannot start worker {}: {}", worker.index, err);
+    if (&generation == serving_) schedule_respawn(worker, true);
+    return false;
+  }
+  // Signals stay blocked across fork: one arriving in the child before it has reset its
+  // handlers would otherwise run the master's libevent handler and be delivered to the master.
+  sigset_t all, previous;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &previous);
+  pid_t pid = fork();
+  if (pid == 0) {
+    // The child. Forget the master's signal events (this restores the default dispositions
+    // without touching the master's epoll set), then keep only the fds handed over explicitly.
+    for (event* ev : signal_events_) event_del(ev);
+    for (int signo : kHandledSignals) signal(signo, SIG_DFL);
+    signal(SIGPIPE, SIG_IGN);
+    for (int signo : {SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGTTIN, SIGTTOU}) signal(signo, SIG_IGN);
+    std::vector<int> keep = generation.listen_fds;
+    keep.push_back(channel[1]);
+    keep.push_back(log_fd_);
+    if (generation.access_log_fd >= 0) keep.push_back(generation.access_log_fd);
+    close_fds_except(keep);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    log::set_identity({"worker", worker.index, worker.generation});
+    spdlog::default_logger()->set_level(spdlog::level::info);
+    spdlog::level::level_enum level;
+    if (log::parse_level(generation.config->log.level, level)) spdlog::default_logger()->set_level(level);
+    WorkerSpec spec;
+    spec.config = generation.config.get();
+    spec.app = &app_;
+    spec.index = worker.index;
+    spec.generation = worker.generation;
+    spec.cpu = worker.cpu;
+    spec.listen_fds = generation.listen_fds;
+    spec.channel_fd = channel[1];
+    spec.log_fd = log_fd_;
+    spec.access_log_fd = generation.access_log_fd;
+    _exit(run_worker(spec));
+  }
+  int fork_errno = errno;
+  sigprocmask(SIG_SETMASK, &previous, nullptr);
+  ::close(channel[1]);
+  if (pid < 0) {
+    ::close(channel[0]);
+    spdlog::error("fork() for worker {} failed: {}", worker.index, errno_text(fork_errno));
+    if (&generation == serving_) schedule_respawn(worker, true);
+    return false;
+  }
+  worker.pid = pid;
+  worker.state = WorkerHandle::State::Starting;
+  worker.started_at = Clock::now();
+  worker.exit_code = -1;
+  worker.killed = false;
+  worker.status_at = {};
+  worker.channel_fd = channel[0];
+  worker.channel_ev = event_new(base_, channel[0], EV_READ | EV_PERSIST, on_channel_event, &worker);
+  event_add(worker.channel_ev, nullptr);
+  spdlog::info("spawned worker {} pid={} cpu={} generation={}", worker.index, pid,
+               worker.cpu >= 0 ? std::to_string(worker.cpu) : "any", worker.generation);
   return true;
 }
 
-void Master::close_listeners() {
-  if (listen_fds_.empty()) return;
-  for (int fd : listen_fds_) ::close(fd);
-  listen_fds_.clear();
-  for (const ListenAddress& address : config_.server.listen)
-    if (address.kind == ListenAddress::Kind::Unix) ::unlink(address.unix_path.c_str());
-  if (base_) spdlog::info("master closed its listening sockets");
+void Master::release_channel(WorkerHandle& worker) {
+  if (worker.channel_ev) event_free(worker.channel_ev), worker.channel_ev = nullptr;
+  if (worker.channel_fd >= 0) ::close(worker.channel_fd), worker.channel_fd = -1;
 }
 
+void Master::on_channel_event(evutil_socket_t, short, void* handle) {
+  auto* worker = static_cast<WorkerHandle*>(handle);
+  worker->master->on_message(*worker);
+}
+
+void Master::on_respawn_timer(evutil_socket_t, short, void* handle) {
+  auto* worker = static_cast<WorkerHandle*>(handle);
+  Master* master = worker->master;
+  if (master->state_ != State::ShuttingDown && worker->generation_of == master->serving_) master->spawn(*worker);
+}
+
+void Master::on_message(WorkerHandle& worker) {
+  Message msg;
+  std::string text;
+  for (;;) {
+    switch (recv_message(worker.channel_fd, msg, &text)) {
+      case RecvStatus::Again:
+        return;
+      case RecvStatus::Closed:
+        // The worker is exiting; SIGCHLD brings its status. Stop polling the dead channel.
+        event_del(worker.channel_ev);
+        return;
+      case RecvStatus::Ok:
+        break;
+    }
+    switch (msg.type) {
+      case MsgType::Ready: {
+        if (worker.state != WorkerHandle::State::Starting) break;
+        worker.state = WorkerHandle::State::Ready;
+        worker.ready_at = Clock::now();
+        spdlog::info("worker {} pid={} of generation {} ready in {} ms", worker.index, worker.pid, worker.generation,
+                     ms(worker.ready_at - worker.started_at));
+        Generation& generation = *worker.generation_of;
+        if (generation.state == Generation::State::Starting && generation.all_ready() &&
+            (&generation == starting_ || &generation == serving_))
+          on_generation_ready(generation);
+        break;
+      }
+      case MsgType::Done:
+        worker.exit_code = static_cast<int>(msg.value);
+        worker.failed_hooks = static_cast<int>(msg.value2);
+        break;
+      case MsgType::Status:
+        worker.in_flight = msg.value;
+        worker.oldest_age_ms = static_cast<int64_t>(msg.value2);
+        worker.oldest_request = std::move(text);
+        worker.status_at = Clock::now();
+        break;
+      default:
+        spdlog::warn("unexpected message '{}' from worker {}", msg_name(msg.type), worker.index);
+    }
+  }
+}
+
+WorkerHandle* Master::find_worker(pid_t pid) {
+  for (auto& generation : generations_)
+    for (auto& worker : generation->workers)
+      if (worker->pid == pid) return worker.get();
+  return nullptr;
+}
+
+void Master::reap() {
+  for (;;) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid == 0) break;
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      break;  // ECHILD: nothing left
+    }
+    if (WorkerHandle* worker = find_worker(pid)) on_worker_exit(*worker, status);
+    else spdlog::warn("reaped unknown child pid={} that {}", pid, describe_status(status));
+  }
+  event_active(collect_event_, 0, 0);
+  maybe_finish();
+}
+
+void Master::on_worker_exit(WorkerHandle& worker, int status) {
+  Generation& generation = *worker.generation_of;
+  const WorkerHandle::State was = worker.state;
+  const pid_t pid = worker.pid;
+  worker.state = WorkerHandle::State::Exited;
+  worker.pid = -1;
+  release_channel(worker);
+  worker.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+
+  if (state_ != State::ShuttingDown && &generation == serving_ && was != WorkerHandle::State::Draining) {
+    // Died on its own: replace it on the same CPU.
+    bool died_young = was == WorkerHandle::State::Starting || Clock::now() - worker.ready_at < kHealthyAfter ||
+                      worker.exit_code == kWorkerFatal;
+    spdlog::error("worker {} pid={} cpu={} {} while {}; replacing it", worker.index, pid, worker.cpu,
+                  describe_status(status), state_name(was));
+    return schedule_respawn(worker, died_young);
+  }
+  if (&generation == starting_) {
+    return fail_reload("worker " + std::to_string(worker.index) + " pid=" + std::to_string(pid) + " of generation " +
+                       std::to_string(generation.number) + " " + describe_status(status) + " before it was ready");
+  }
+  if (worker.killed) worker.outcome = "killed at the deadline";
+  else if (WIFSIGNALED(status)) worker.outcome = describe_status(status);
+  else if (worker.exit_code == 0) worker.outcome = "drained, hooks ok";
+  else if (worker.failed_hooks > 0) worker.outcome = std::to_string(worker.failed_hooks) + " hook(s) failed";
+  else worker.outcome = describe_status(status);
+  worker.outcome = "worker " + std::to_string(worker.index) + " pid=" + std::to_string(pid) + " " + worker.outcome;
+  bool clean = worker.exit_code == 0 && !worker.killed;
+  spdlog::log(clean ? spdlog::level::info : spdlog::level::warn, "worker {} pid={} of generation {} {}{}",
+              worker.index, pid, generation.number, describe_status(status),
+              worker.killed ? " (killed at the deadline)" : "");
+  if (worker.in_shutdown && !clean) exit_code_ = 1;
+}
+
+void Master::schedule_respawn(WorkerHandle& worker, bool died_young) {
+  worker.state = WorkerHandle::State::Exited;
+  worker.startup_failures = died_young ? worker.startup_failures + 1 : 0;
+  if (worker.startup_failures == 0) {
+    spawn(worker);
+    return;
+  }
+  // Exponential backoff, capped: a worker that cannot start never turns into a fork loop.
+  Millis delay = kFirstBackoff * (1 << std::min(worker.startup_failures - 1, 10));
+  delay = std::min(delay, kMaxBackoff);
+  spdlog::warn("worker {} failed at start-up {} time(s) in a row; next start in {}", worker.index,
+               worker.startup_failures, format_duration(delay));
+  timeval tv = to_timeval(delay);
+  evtimer_add(worker.respawn_timer, &tv);
+}
+
+// ---------------------------------------------------------------- signals and shutdown
+
+void Master::on_signal(int signo) {
+  switch (signo) {
+    case SIGCHLD: return reap();
+    case SIGTERM: return shutdown("SIGTERM", serving_->config->shutdown.drain_delay);
+    case SIGINT: return shutdown("SIGINT", Millis(0));  // Ctrl+C: the operator is watching, skip the delay
+    case SIGQUIT: return quit("SIGQUIT");
+    case SIGHUP: return reload();
+    default:
+      spdlog::warn("{} received: no action is defined for it in this version; nothing changed", signal_name(signo));
+  }
+}
+
+size_t Master::live_workers() const {
+  size_t live = 0;
+  for (const auto& generation : generations_) live += generation->live();
+  return live;
+}
+
+void Master::shutdown(const char* why, Millis drain_delay) {
+  if (state_ == State::ShuttingDown) {
+    auto left = shutdown_timeout_ - std::chrono::duration_cast<Millis>(Clock::now() - shutdown_at_);
+    spdlog::info("{} received while shutting down; already in progress ({} ms left before the deadline)", why,
+                 std::max<long long>(0, left.count()));
+    return;
+  }
+  if (starting_) spdlog::warn("{}: the reload to generation {} is abandoned; its workers drain too", why, starting_->number);
+  evtimer_del(ready_timer_);
+  starting_ = nullptr;
+  reload_pending_ = false;
+  state_ = State::ShuttingDown;
+  shutdown_at_ = Clock::now();
+  shutdown_timeout_ = serving_->config->shutdown.timeout;
+  spdlog::info("{}: graceful shutdown of {} worker(s); drain_delay {}, timeout {}", why, live_workers(),
+               format_duration(drain_delay), format_duration(shutdown_timeout_));
+  for (auto& generation : generations_) {
+    for (auto& worker : generation->workers)
+      if (worker->state != WorkerHandle::State::Exited) worker->in_shutdown = true;
+    retire(*generation, MsgType::Drain, drain_delay, shutdown_timeout_);
+  }
+  timeval deadline = to_timeval(shutdown_timeout_);
+  evtimer_add(deadline_timer_, &deadline);
+  // The master's copies close with the workers' (after the delay): new connections are then
+  // refused instead of queued to nobody.
+  timeval delay = to_timeval(drain_delay);
+  evtimer_add(listener_close_timer_, &delay);
+  maybe_finish();
+}
+
+void Master::quit(const char* why) {
+  spdlog::warn("{}: stopping now, without draining ({} worker(s))", why, live_workers());
+  exit_code_ = 1;
+  if (state_ != State::ShuttingDown) shutdown_at_ = Clock::now();
+  evtimer_del(ready_timer_);
+  starting_ = nullptr;
+  reload_pending_ = false;
+  state_ = State::ShuttingDown;
+  shutdown_timeout_ = kStopGrace;
+  listeners_.close_all();
+  for (auto& generation : generations_) {
+    for (auto& worker : generation->workers)
+      if (worker->state != WorkerHandle::State::Exited) worker->in_shutdown = true;
+    retire(*generation, MsgType::Stop, Millis(0), kStopGrace);
+  }
+  timeval deadline = to_timeval(kStopGrace);
+  evtimer_add(deadline_timer_, &deadline);
+  maybe_finish();
+}
+
+void Master::maybe_finish() {
+  if (state_ != State::ShuttingDown || live_workers() != 0) return;
+  std::string outcomes;
+  for (const auto& generation : generations_)
+    for (const auto& worker : generation->workers)
+      if (worker->in_shutdown && !worker->outcome.empty()) outcomes += (outcomes.empty() ? "" : "; ") + worker->outcome;
+  spdlog::log(exit_code_ == 0 ? spdlog::level::info : spdlog::level::warn, "shutdown {} in {} ms: {}",
+              exit_code_ == 0 ? "clean" : "NOT clean", ms(Clock::now() - shutdown_at_),
+              outcomes.empty() ? "no worker was running" : outcomes);
+  event_base_loopexit(base_, nullptr);
+}
+
+// ---------------------------------------------------------------- pid file
+
 bool Master::write_pid_file() {
-  const std::string& path = config_.server.pid_file;
+  const std::string& path = initial_config_->server.pid_file;
   if (path.empty()) return true;
   // Written whole under a temporary name, then renamed: a reader never sees a partial pid.
   std::string tmp = path + ".tmp";
@@ -170,290 +624,10 @@ bool Master::write_pid_file() {
 void Master::remove_pid_file() {
   if (!pid_file_written_) return;
   // Only our own: a successor may have replaced it.
-  std::ifstream in(config_.server.pid_file);
+  std::ifstream in(initial_config_->server.pid_file);
   pid_t pid = 0;
-  if (in >> pid && pid == getpid()) ::unlink(config_.server.pid_file.c_str());
+  if (in >> pid && pid == getpid()) ::unlink(initial_config_->server.pid_file.c_str());
   pid_file_written_ = false;
-}
-
-// ---------------------------------------------------------------- workers
-
-void Master::spawn(WorkerHandle& worker) {
-  int channel[2];
-  std::string err;
-  if (!make_channel(channel, err)) {
-    spdlog::error("cannot start worker {}: {}", worker.index, err);
-    return schedule_respawn(worker, true);
-  }
-  // Signals stay blocked across fork: one arriving in the child before it has reset its
-  // handlers would otherwise run the master's libevent handler and be delivered to the master.
-  sigset_t all, previous;
-  sigfillset(&all);
-  sigprocmask(SIG_BLOCK, &all, &previous);
-  pid_t pid = fork();
-  if (pid == 0) {
-    // The child. Forget the master's signal events (this restores the default dispositions
-    // without touching the master's epoll set), then keep only the fds handed over explicitly.
-    for (event* ev : signal_events_) event_del(ev);
-    for (int signo : kHandledSignals) signal(signo, SIG_DFL);
-    signal(SIGPIPE, SIG_IGN);
-    for (int signo : {SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGTTIN, SIGTTOU}) signal(signo, SIG_IGN);
-    std::vector<int> keep = listen_fds_;
-    keep.push_back(channel[1]);
-    keep.push_back(log_fd_);
-    if (access_log_fd_ >= 0) keep.push_back(access_log_fd_);
-    close_fds_except(keep);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    log::set_identity({"worker", worker.index, worker.generation});
-    WorkerSpec spec;
-    spec.config = &config_;
-    spec.app = &app_;
-    spec.index = worker.index;
-    spec.generation = worker.generation;
-    spec.cpu = worker.cpu;
-    spec.listen_fds = listen_fds_;
-    spec.channel_fd = channel[1];
-    spec.log_fd = log_fd_;
-    spec.access_log_fd = access_log_fd_;
-    _exit(run_worker(spec));
-  }
-  int fork_errno = errno;
-  sigprocmask(SIG_SETMASK, &previous, nullptr);
-  ::close(channel[1]);
-  if (pid < 0) {
-    ::close(channel[0]);
-    spdlog::error("fork() for worker {} failed: {}", worker.index, errno_text(fork_errno));
-    return schedule_respawn(worker, true);
-  }
-  worker.pid = pid;
-  worker.state = WorkerHandle::State::Starting;
-  worker.started_at = Clock::now();
-  worker.exit_code = -1;
-  worker.killed = false;
-  worker.channel_fd = channel[0];
-  worker.channel_ev = event_new(base_, channel[0], EV_READ | EV_PERSIST, on_channel_event, &worker);
-  event_add(worker.channel_ev, nullptr);
-  spdlog::info("spawned worker {} pid={} cpu={}", worker.index, pid, worker.cpu >= 0 ? std::to_string(worker.cpu) : "any");
-}
-
-void Master::release_channel(WorkerHandle& worker) {
-  if (worker.channel_ev) event_free(worker.channel_ev), worker.channel_ev = nullptr;
-  if (worker.channel_fd >= 0) ::close(worker.channel_fd), worker.channel_fd = -1;
-}
-
-void Master::on_channel_event(evutil_socket_t, short, void* handle) {
-  auto* worker = static_cast<WorkerHandle*>(handle);
-  worker->master->on_message(*worker);
-}
-
-void Master::on_respawn_timer(evutil_socket_t, short, void* handle) {
-  auto* worker = static_cast<WorkerHandle*>(handle);
-  if (worker->master->state_ == State::Running) worker->master->spawn(*worker);
-}
-
-void Master::on_message(WorkerHandle& worker) {
-  Message msg;
-  std::string text;
-  for (;;) {
-    switch (recv_message(worker.channel_fd, msg, &text)) {
-      case RecvStatus::Again:
-        return;
-      case RecvStatus::Closed:
-        // The worker is exiting; SIGCHLD brings its status. Stop polling the dead channel.
-        event_del(worker.channel_ev);
-        return;
-      case RecvStatus::Ok:
-        break;
-    }
-    switch (msg.type) {
-      case MsgType::Ready:
-        if (worker.state != WorkerHandle::State::Starting) break;
-        worker.state = WorkerHandle::State::Ready;
-        worker.ready_at = Clock::now();
-        spdlog::info("worker {} pid={} ready in {} ms", worker.index, worker.pid, ms(worker.ready_at - worker.started_at));
-        if (!announced_ready_ &&
-            std::all_of(workers_.begin(), workers_.end(), [](const auto& w) { return w->state == WorkerHandle::State::Ready; })) {
-          announced_ready_ = true;
-          spdlog::info("generation {} ready: {} worker(s) in {} ms", generation_, workers_.size(),
-                       ms(Clock::now() - started_at_));
-        }
-        break;
-      case MsgType::Done:
-        worker.exit_code = static_cast<int>(msg.value);
-        worker.failed_hooks = static_cast<int>(msg.value2);
-        break;
-      case MsgType::Status:
-        worker.in_flight = msg.value;
-        worker.oldest_age_ms = static_cast<int64_t>(msg.value2);
-        worker.oldest_request = std::move(text);
-        worker.status_at = Clock::now();
-        break;
-      default:
-        spdlog::warn("unexpected message '{}' from worker {}", msg_name(msg.type), worker.index);
-    }
-  }
-}
-
-void Master::reap() {
-  for (;;) {
-    int status = 0;
-    pid_t pid = waitpid(-1, &status, WNOHANG);
-    if (pid == 0) return;
-    if (pid < 0) {
-      if (errno == EINTR) continue;
-      return;  // ECHILD: nothing left
-    }
-    auto it = std::find_if(workers_.begin(), workers_.end(), [&](const auto& w) { return w->pid == pid; });
-    if (it == workers_.end()) {
-      spdlog::warn("reaped unknown child pid={} that {}", pid, describe_status(status));
-      continue;
-    }
-    on_worker_exit(**it, status);
-  }
-}
-
-void Master::on_worker_exit(WorkerHandle& worker, int status) {
-  const WorkerHandle::State was = worker.state;
-  const pid_t pid = worker.pid;
-  worker.state = WorkerHandle::State::Exited;
-  worker.pid = -1;
-  release_channel(worker);
-  worker.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-
-  if (state_ == State::Running) {
-    // Died on its own: replace it on the same CPU.
-    bool died_young = was == WorkerHandle::State::Starting || Clock::now() - worker.ready_at < kHealthyAfter ||
-                      worker.exit_code == kWorkerFatal;
-    spdlog::error("worker {} pid={} cpu={} {} while {}; replacing it", worker.index, pid, worker.cpu,
-                  describe_status(status), state_name(was));
-    return schedule_respawn(worker, died_young);
-  }
-  if (worker.killed) worker.outcome = "killed at the deadline";
-  else if (WIFSIGNALED(status)) worker.outcome = describe_status(status);
-  else if (worker.exit_code == 0) worker.outcome = "drained, hooks ok";
-  else if (worker.failed_hooks > 0) worker.outcome = std::to_string(worker.failed_hooks) + " hook(s) failed";
-  else worker.outcome = describe_status(status);
-  worker.outcome = "worker " + std::to_string(worker.index) + " pid=" + std::to_string(pid) + " " + worker.outcome;
-  auto level = (worker.exit_code == 0 && !worker.killed) ? spdlog::level::info : spdlog::level::warn;
-  spdlog::log(level, "worker {} pid={} {}{}", worker.index, pid, describe_status(status),
-              worker.killed ? " (killed at the deadline)" : "");
-  if (worker.exit_code != 0 || worker.killed) exit_code_ = 1;
-  maybe_finish();
-}
-
-void Master::schedule_respawn(WorkerHandle& worker, bool died_young) {
-  worker.state = WorkerHandle::State::Exited;
-  worker.startup_failures = died_young ? worker.startup_failures + 1 : 0;
-  if (worker.startup_failures == 0) return spawn(worker);
-  // Exponential backoff, capped: a worker that cannot start never turns into a fork loop.
-  Millis delay = kFirstBackoff * (1 << std::min(worker.startup_failures - 1, 10));
-  delay = std::min(delay, kMaxBackoff);
-  spdlog::warn("worker {} failed at start-up {} time(s) in a row; next start in {}", worker.index,
-               worker.startup_failures, format_duration(delay));
-  timeval tv = to_timeval(delay);
-  evtimer_add(worker.respawn_timer, &tv);
-}
-
-// ---------------------------------------------------------------- signals and shutdown
-
-void Master::on_signal(int signo) {
-  switch (signo) {
-    case SIGCHLD: return reap();
-    case SIGTERM: return shutdown("SIGTERM", config_.shutdown.drain_delay);
-    case SIGINT: return shutdown("SIGINT", Millis(0));  // Ctrl+C: the operator is watching, skip the delay
-    case SIGQUIT: return quit("SIGQUIT");
-    case SIGHUP:
-      spdlog::warn("SIGHUP received: configuration reload is not available in this version; nothing changed");
-      return;
-    default:
-      spdlog::warn("{} received: no action is defined for it in this version; nothing changed", signal_name(signo));
-  }
-}
-
-size_t Master::live_workers() const {
-  return static_cast<size_t>(std::count_if(workers_.begin(), workers_.end(),
-                                           [](const auto& w) { return w->state != WorkerHandle::State::Exited; }));
-}
-
-void Master::shutdown(const char* why, Millis drain_delay) {
-  if (state_ == State::ShuttingDown) {
-    auto left = shutdown_timeout_ - std::chrono::duration_cast<Millis>(Clock::now() - shutdown_at_);
-    spdlog::info("{} received while shutting down; already in progress ({} ms left before the deadline)", why,
-                 std::max<long long>(0, left.count()));
-    return;
-  }
-  state_ = State::ShuttingDown;
-  shutdown_at_ = Clock::now();
-  shutdown_timeout_ = config_.shutdown.timeout;
-  spdlog::info("{}: graceful shutdown of {} worker(s); drain_delay {}, timeout {}", why, live_workers(),
-               format_duration(drain_delay), format_duration(shutdown_timeout_));
-  for (auto& worker : workers_) {
-    if (worker->respawn_timer) evtimer_del(worker->respawn_timer);
-    if (worker->state == WorkerHandle::State::Exited) continue;
-    worker->state = WorkerHandle::State::Draining;
-    if (!send_message(worker->channel_fd, {MsgType::Drain, 0, 0, static_cast<uint32_t>(drain_delay.count())})) {
-      spdlog::warn("worker {} pid={}: channel unusable; sending SIGTERM instead", worker->index, worker->pid);
-      kill(worker->pid, SIGTERM);
-    }
-  }
-  timeval deadline = to_timeval(shutdown_timeout_);
-  evtimer_add(deadline_timer_, &deadline);
-  // The master's copies close with the workers' (after the delay): new connections are then
-  // refused instead of queued to nobody.
-  timeval delay = to_timeval(drain_delay);
-  evtimer_add(listener_close_timer_, &delay);
-  maybe_finish();
-}
-
-void Master::quit(const char* why) {
-  spdlog::warn("{}: stopping now, without draining ({} worker(s))", why, live_workers());
-  quitting_ = true;
-  exit_code_ = 1;
-  if (state_ != State::ShuttingDown) shutdown_at_ = Clock::now();
-  state_ = State::ShuttingDown;
-  shutdown_timeout_ = kQuitGrace;
-  close_listeners();
-  for (auto& worker : workers_) {
-    if (worker->respawn_timer) evtimer_del(worker->respawn_timer);
-    if (worker->state == WorkerHandle::State::Exited) continue;
-    worker->state = WorkerHandle::State::Draining;
-    if (!send_message(worker->channel_fd, {MsgType::Stop})) kill(worker->pid, SIGQUIT);
-  }
-  timeval deadline = to_timeval(kQuitGrace);
-  evtimer_add(deadline_timer_, &deadline);
-  maybe_finish();
-}
-
-void Master::on_deadline() {
-  for (auto& worker : workers_) {
-    if (worker->state == WorkerHandle::State::Exited) continue;
-    std::string detail = "no drain report";
-    if (worker->status_at != Clock::time_point{}) {
-      auto age = worker->oldest_age_ms + ms(Clock::now() - worker->status_at);
-      detail = std::to_string(worker->in_flight) + " request(s) in flight";
-      if (worker->in_flight > 0) detail += ", oldest " + worker->oldest_request + " for " + std::to_string(age) + " ms";
-    }
-    spdlog::error("worker {} pid={} still running at the {} deadline ({}); sending SIGKILL", worker->index,
-                  worker->pid, format_duration(shutdown_timeout_), detail);
-    worker->killed = true;
-    kill(worker->pid, SIGKILL);
-  }
-  exit_code_ = 1;
-}
-
-void Master::maybe_finish() {
-  if (state_ != State::ShuttingDown || live_workers() != 0) return;
-  std::string outcomes;
-  for (const auto& worker : workers_) {
-    if (worker->outcome.empty()) continue;
-    outcomes += (outcomes.empty() ? "" : "; ") + worker->outcome;
-  }
-  spdlog::log(exit_code_ == 0 ? spdlog::level::info : spdlog::level::warn,
-              "shutdown {} in {} ms: {}", exit_code_ == 0 ? "clean" : "NOT clean", ms(Clock::now() - shutdown_at_),
-              outcomes.empty() ? "no worker was running" : outcomes);
-  event_base_loopexit(base_, nullptr);
 }
 
 }  // namespace shoal

@@ -85,12 +85,7 @@ int run(int argc, char** argv, const Application& app) {
   }
   log::setup({"master", -1, 1}, level, log_fd);
   log::capture_libevent();
-  int access_log_fd = -1;
-  if (!config.log.access_log.empty() && (access_log_fd = log::open_append(config.log.access_log, err)) < 0) {
-    spdlog::critical("[log] access_log: {}", err);
-    return 1;
-  }
-  Master master(std::move(config), app, log_fd, access_log_fd);
+  Master master(config_path, std::move(config), app, log_fd);
   return master.run();
 }
 

@@ -3,6 +3,7 @@
 
 #include <event2/event.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
@@ -11,6 +12,7 @@
 namespace shoal {
 
 class Master;
+struct Generation;
 
 struct WorkerHandle {
   enum class State {
@@ -20,7 +22,8 @@ struct WorkerHandle {
     Exited,    // reaped; waiting for a respawn, or done
   };
 
-  Master* master = nullptr;  // for the event callbacks
+  Master* master = nullptr;          // for the event callbacks
+  Generation* generation_of = nullptr;  // the generation this worker belongs to
   int index = 0;
   int cpu = -1;
   uint64_t generation = 1;
@@ -34,6 +37,7 @@ struct WorkerHandle {
   int startup_failures = 0;  // consecutive deaths before or soon after ready: drives the backoff
   int exit_code = -1;        // from the Done message or waitpid
   bool killed = false;       // SIGKILLed at a deadline
+  bool in_shutdown = false;  // was live when the shutdown began: its outcome sets the exit code
   int failed_hooks = 0;      // from the Done message
 
   // The worker's last drain report (a Status message), to name stragglers at the deadline.
@@ -43,6 +47,15 @@ struct WorkerHandle {
   std::chrono::steady_clock::time_point status_at{};
 
   std::string outcome;  // how it ended during a shutdown, for the summary
+
+  WorkerHandle() = default;
+  WorkerHandle(const WorkerHandle&) = delete;
+  WorkerHandle& operator=(const WorkerHandle&) = delete;
+  ~WorkerHandle() {
+    if (channel_ev) event_free(channel_ev);
+    if (channel_fd >= 0) ::close(channel_fd);
+    if (respawn_timer) event_free(respawn_timer);
+  }
 };
 
 inline const char* state_name(WorkerHandle::State s) {

@@ -180,7 +180,7 @@ TEST_F(Lifecycle, KilledWorkerIsReplacedOnItsCpuAndTheServerAnswersThroughout) {
   bool replaced = wait_until([&] {
     (get(port_, "/hello", 2s).status == 200 ? ok : failed)++;
     auto now = workers();
-    return now[0].first != victim && shoal_->log().find("worker 0 pid=" + std::to_string(now[0].first) + " ready") != std::string::npos;
+    return now[0].first != victim && shoal_->log().find("worker 0 pid=" + std::to_string(now[0].first) + " of generation 1 ready") != std::string::npos;
   }, 10s);
   ASSERT_TRUE(replaced);
   for (int i = 0; i < 50; ++i) (get(port_, "/hello", 2s).status == 200 ? ok : failed)++;

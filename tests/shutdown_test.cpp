@@ -235,7 +235,7 @@ TEST_F(Shutdown, StragglerIsKilledAtTheDeadlineAndNamed) {
   EXPECT_TRUE(status->exited);
   EXPECT_EQ(status->code, 1);
   EXPECT_THAT(shoal_->log(), ::testing::ContainsRegex(
-                                 "worker 0 pid=[0-9]+ still running at the 1s deadline \\(1 request\\(s\\) in flight, "
+                                 "worker 0 pid=[0-9]+ of generation 1 still running at the 1s deadline \\(1 request\\(s\\) in flight, "
                                  "oldest GET /stuck for [0-9]+ ms\\); sending SIGKILL"));
   EXPECT_THAT(shoal_->log(), HasSubstr("shutdown NOT clean"));
 }

@@ -435,6 +435,9 @@ void Connection::dispatch() {
                                                             : request.header("content-type"),
                 request.body);
         break;
+      case RouteEntry::Kind::Info:
+        respond(200, "text/plain", server_.identity());
+        break;
       case RouteEntry::Kind::Fixed:
         if (route->config->delay.count() == 0) {
           respond(route->config->status, route->config->content_type, route->config->body);

@@ -64,8 +64,10 @@ timeval to_timeval(Millis d) {
 
 }  // namespace
 
-HttpServer::HttpServer(event_base* base, const Config& config, const Application& app, int access_log_fd)
-    : base_(base), config_(config), access_log_fd_(access_log_fd), read_buffer_(kReadBufferBytes) {
+HttpServer::HttpServer(event_base* base, const Config& config, const Application& app, int access_log_fd,
+                       std::string identity)
+    : base_(base), config_(config), access_log_fd_(access_log_fd), identity_(std::move(identity) + "\n"),
+      read_buffer_(kReadBufferBytes) {
   // Common timeouts: libevent keeps same-length timers in a queue instead of its heap, so
   // re-arming a connection's keep-alive timer per request costs O(1).
   timeval header = to_timeval(config.http.header_timeout);
@@ -89,6 +91,7 @@ HttpServer::HttpServer(event_base* base, const Config& config, const Application
     RouteEntry entry{RouteEntry::Kind::Fixed, route.path};
     entry.config = &route;
     if (route.kind == RouteConfig::Kind::Echo) entry.kind = RouteEntry::Kind::Echo;
+    if (route.kind == RouteConfig::Kind::Info) entry.kind = RouteEntry::Kind::Info;
     if (route.kind == RouteConfig::Kind::Static) {
       entry.kind = RouteEntry::Kind::Static;
       entry.prefix = true;

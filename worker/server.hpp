@@ -24,7 +24,7 @@ namespace shoal {
 class Connection;
 
 struct RouteEntry {
-  enum class Kind { Fixed, Static, Echo, Liveness, Readiness, App } kind;
+  enum class Kind { Fixed, Static, Echo, Info, Liveness, Readiness, App } kind;
   std::string path;
   bool prefix = false;
   const RouteConfig* config = nullptr;  // Fixed, Static
@@ -35,7 +35,9 @@ struct RouteEntry {
 class HttpServer {
  public:
   // config and app must outlive the server. access_log_fd (not owned) may be -1 for none.
-  HttpServer(event_base* base, const Config& config, const Application& app, int access_log_fd = -1);
+  // identity ("pid=… generation=… worker=…") is what the built-in "info" handler answers.
+  HttpServer(event_base* base, const Config& config, const Application& app, int access_log_fd = -1,
+             std::string identity = "pid=0 generation=0 worker=0");
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -73,6 +75,7 @@ class HttpServer {
   bool access_log_on() const { return access_log_fd_ >= 0; }
   std::string& access_log_buffer() { return access_buffer_; }
   void access_log_written();
+  const std::string& identity() const { return identity_; }
   const timeval* header_timeout() const { return header_tv_; }
   const timeval* keepalive_timeout() const { return keepalive_tv_; }
   const timeval* linger_timeout() const { return linger_tv_; }
@@ -92,6 +95,7 @@ class HttpServer {
   event_base* base_;
   const Config& config_;
   int access_log_fd_;
+  std::string identity_;
   std::vector<RouteEntry> routes_;
   std::unordered_map<std::string, size_t, StringHash, std::equal_to<>> exact_routes_;
   std::vector<size_t> prefix_routes_;  // longest first

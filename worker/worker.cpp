@@ -37,7 +37,9 @@ class Worker {
       spdlog::critical("event_base_new failed");
       return kWorkerFatal;
     }
-    server_ = std::make_unique<HttpServer>(base_, *spec_.config, *spec_.app, spec_.access_log_fd);
+    server_ = std::make_unique<HttpServer>(base_, *spec_.config, *spec_.app, spec_.access_log_fd,
+                                           "pid=" + std::to_string(getpid()) + " generation=" +
+                                               std::to_string(spec_.generation) + " worker=" + std::to_string(spec_.index));
     std::string err;
     if (!server_->listen(spec_.listen_fds, err)) {
       spdlog::critical("{}", err);
