@@ -110,7 +110,9 @@ std::string format_sockaddr(const sockaddr* sa, socklen_t len) {
     case AF_INET6: {
       auto* sin6 = reinterpret_cast<const sockaddr_in6*>(sa);
       inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof buf);
-      return "[" + std::string(buf) + "]:" + std::to_string(ntohs(sin6->sin6_port));
+      std::string out = "[";  // appended piecewise: GCC 12 warns falsely on "[" + std::string&&
+      out.append(buf).append("]:").append(std::to_string(ntohs(sin6->sin6_port)));
+      return out;
     }
     case AF_UNIX: {
       auto* sun = reinterpret_cast<const sockaddr_un*>(sa);

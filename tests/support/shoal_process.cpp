@@ -124,7 +124,8 @@ int ShoalProcess::wait_for_port(std::chrono::milliseconds timeout) const {
 }
 
 bool ShoalProcess::wait_ready(std::chrono::milliseconds timeout) const {
-  return wait_for_log(R"(generation \d+ ready)", timeout).has_value();
+  // The master's line for a whole generation, not a single worker's "… of generation 1 ready in".
+  return wait_for_log(R"(\] generation \d+ ready: \d+ worker)", timeout).has_value();
 }
 
 void ShoalProcess::signal(int signo) const { kill(pid_, signo); }

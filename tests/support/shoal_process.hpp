@@ -50,7 +50,7 @@ class ShoalProcess {
                                           size_t occurrences = 1) const;
   // The port of the first "listening on http://127.0.0.1:PORT" line.
   int wait_for_port(std::chrono::milliseconds timeout = 10s) const;
-  bool wait_ready(std::chrono::milliseconds timeout = 10s) const;  // "generation N ready"
+  bool wait_ready(std::chrono::milliseconds timeout = 10s) const;  // the first generation is ready, every worker
   void signal(int signo) const;
   std::optional<ExitStatus> wait_exit(std::chrono::milliseconds timeout);
   bool running() const { return pid_ > 0 && !reaped_; }
