@@ -113,13 +113,8 @@ TEST_F(Lifecycle, ApplicationHandlersAnswerNowAndLaterFromTheLibrary) {
   std::string log = shoal_->log();
   std::regex queue_then_pool("example: queue message finished\n(.*\n)*?.*example: pool closed");
   EXPECT_TRUE(std::regex_search(log, queue_then_pool)) << log;
-  auto count = [&](const std::string& s) {
-    size_t n = 0;
-    for (size_t at = log.find(s); at != std::string::npos; at = log.find(s, at + 1)) ++n;
-    return n;
-  };
-  EXPECT_EQ(count("example: pool closed"), 2u);
-  EXPECT_EQ(count("example: queue message finished"), 2u);
+  EXPECT_EQ(occurrences(log, "example: pool closed"), 2u);
+  EXPECT_EQ(occurrences(log, "example: queue message finished"), 2u);
   expect_clean_log();
 }
 
@@ -273,19 +268,10 @@ TEST_F(Lifecycle, SigkilledMasterTakesItsWorkersWithItAndFreesThePort) {
 }
 
 TEST_F(Lifecycle, BindFailureIsAClearErrorAndExitCodeOne) {
-  int blocker = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(blocker, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-  ASSERT_EQ(listen(blocker, 1), 0);
-  socklen_t len = sizeof sin;
-  getsockname(blocker, reinterpret_cast<sockaddr*>(&sin), &len);
-  std::string taken = "127.0.0.1:" + std::to_string(ntohs(sin.sin_port));
+  OccupiedPort taken;
   std::string output;
-  EXPECT_EQ(run_command({SHOAL_BINARY, "-c", write_config("workers = 1", "", "\"" + taken + "\"")}, output), 1);
-  EXPECT_THAT(output, HasSubstr("bind(" + taken + ") failed: Address already in use"));
-  close(blocker);
+  EXPECT_EQ(run_command({SHOAL_BINARY, "-c", write_config("workers = 1", "", "\"" + taken.address() + "\"")}, output), 1);
+  EXPECT_THAT(output, HasSubstr("bind(" + taken.address() + ") failed: Address already in use"));
 }
 
 TEST_F(Lifecycle, UnixSocketListenerReplacesAStaleSocketFile) {

@@ -25,16 +25,6 @@ using Reload = ServerTest;
 
 constexpr const char* kInfoRoute = "[[route]]\npath = \"/info\"\nhandler = \"info\"\n";
 
-std::string slow_route(const std::string& path, const std::string& delay) {
-  return "[[route]]\npath = \"" + path + "\"\nbody = \"" + path.substr(1) + " done\\n\"\ndelay = \"" + delay + "\"\n";
-}
-
-size_t count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
 pid_t info_pid(int port) {
   auto r = get(port, "/info");
   return r.status == 200 ? std::stoi(r.body.substr(4)) : -1;
@@ -224,7 +214,7 @@ TEST_F(Reload, BadConfigLeavesTheSameWorkersServingAndSaysWhere) {
                                                      "mean 'max_connections'\\?"));
   EXPECT_EQ(children_of(shoal_->pid()), pids);
   EXPECT_EQ(get(port_, "/hello").status, 200);
-  EXPECT_EQ(count(shoal_->log(), "starting generation"), 1u);
+  EXPECT_EQ(occurrences(shoal_->log(), "starting generation"), 1u);
 
   dir_.write("shoal.toml", good);  // fixed: the next reload works
   reload_to(*shoal_, 2);
@@ -233,22 +223,14 @@ TEST_F(Reload, BadConfigLeavesTheSameWorkersServingAndSaysWhere) {
 TEST_F(Reload, GenerationThatCannotBindLeavesTheOldOneServing) {
   start("workers = 2", kInfoRoute);
   auto pids = children_of(shoal_->pid());
-  int blocker = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(blocker, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-  ASSERT_EQ(listen(blocker, 1), 0);
-  socklen_t len = sizeof sin;
-  getsockname(blocker, reinterpret_cast<sockaddr*>(&sin), &len);
-  std::string taken = "127.0.0.1:" + std::to_string(ntohs(sin.sin_port));
+  OccupiedPort occupied;
+  const std::string& taken = occupied.address();
   write_config("workers = 2", kInfoRoute, "\"127.0.0.1:0\", \"" + taken + "\"");
   shoal_->signal(SIGHUP);
   ASSERT_TRUE(shoal_->wait_for_log("reload failed: bind\\(" + taken + "\\) failed: Address already in use; "
                                    "generation 1 keeps serving", 5s));
   EXPECT_EQ(children_of(shoal_->pid()), pids);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(std::count(pids.begin(), pids.end(), info_pid(port_)), 1);
-  close(blocker);
 }
 
 TEST_F(Reload, RefusesWhatAReloadCannotChange) {
@@ -270,16 +252,16 @@ TEST_F(Reload, StormOfFiftySighupsEndsWithOneGenerationAndNoLeaks) {
   // Quiet again: no reload in progress, the old generations drained.
   ASSERT_TRUE(wait_until([&] {
     std::string log = shoal_->log();
-    size_t started = count(log, "starting generation");
-    size_t finished = count(log, "reload succeeded") + count(log, "reload failed");
-    return started == finished + 1 && count(log, " drained in ") >= finished && children_of(shoal_->pid()).size() == 2;
+    size_t started = occurrences(log, "starting generation");
+    size_t finished = occurrences(log, "reload succeeded") + occurrences(log, "reload failed");
+    return started == finished + 1 && occurrences(log, " drained in ") >= finished && children_of(shoal_->pid()).size() == 2;
   }, 15s));
   std::string log = shoal_->log();
-  size_t reloads = count(log, "reload succeeded");
+  size_t reloads = occurrences(log, "reload succeeded");
   std::cerr << "50 SIGHUPs ran " << reloads << " reload(s)\n";
   EXPECT_GE(reloads, 1u);
   EXPECT_LE(reloads, 50u);
-  EXPECT_EQ(count(log, "reload failed"), 0u);
+  EXPECT_EQ(occurrences(log, "reload failed"), 0u);
   // One generation serves: every answer comes from the newest.
   std::string newest = "generation=" + std::to_string(reloads + 1);
   for (int i = 0; i < 10; ++i) EXPECT_THAT(get(port_, "/info").body, HasSubstr(newest));

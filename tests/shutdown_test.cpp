@@ -20,10 +20,6 @@ using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 using Shutdown = ServerTest;
 
-std::string slow_route(const std::string& path, const std::string& delay) {
-  return "[[route]]\npath = \"" + path + "\"\nbody = \"" + path.substr(1) + " done\\n\"\ndelay = \"" + delay + "\"\n";
-}
-
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};

@@ -2,8 +2,12 @@
 // the real binary started on an ephemeral loopback port.
 #pragma once
 
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <iostream>
@@ -86,6 +90,42 @@ class ServerTest : public ::testing::Test {
   int starts_ = 0;
 };
 
+
+// A [[route]] that answers "<path without its slash> done\n" after `delay`.
+inline std::string slow_route(const std::string& path, const std::string& delay) {
+  return "[[route]]\npath = \"" + path + "\"\nbody = \"" + path.substr(1) + " done\\n\"\ndelay = \"" + delay + "\"\n";
+}
+
+// How many times `what` occurs in `text`.
+inline size_t occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// A loopback port held by another listener, so that shoal's bind() of it fails.
+class OccupiedPort {
+ public:
+  OccupiedPort() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sin;
+    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 || listen(fd_, 1) != 0 ||
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&sin), &len) != 0)
+      throw std::runtime_error("cannot occupy a loopback port");
+    address_ = "127.0.0.1:" + std::to_string(ntohs(sin.sin_port));
+  }
+  ~OccupiedPort() { close(fd_); }
+  OccupiedPort(const OccupiedPort&) = delete;
+  OccupiedPort& operator=(const OccupiedPort&) = delete;
+  const std::string& address() const { return address_; }  // "127.0.0.1:PORT"
+
+ private:
+  int fd_ = -1;
+  std::string address_;
+};
 
 inline size_t ServerTest::fd_count(pid_t pid) {
   size_t n = 0;
