@@ -2,7 +2,10 @@
 // Its routes come from code; the config, command line and signals are shoal's own.
 #include <event2/event.h>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <stdexcept>
 #include <memory>
 #include <string>
 
@@ -24,6 +27,12 @@ int main(int argc, char** argv) {
       std::unique_ptr<shoal::Responder> r(static_cast<shoal::Responder*>(parked));
       r->send(200, "text/plain", "later\n");
     }, new shoal::Responder(reply), &after);
+  });
+  // Runs in each worker before it accepts. The tests use it to make a generation fail to start:
+  // a file "fail-start" in the working directory makes it throw, "slow-start" makes it take 3 s.
+  app.on_worker_start([] {
+    if (access("fail-start", F_OK) == 0) throw std::runtime_error("fail-start is present");
+    if (access("slow-start", F_OK) == 0) sleep(3);
   });
   // Cleanup hooks run in each worker after its HTTP drain, the last registered first.
   app.on_shutdown("close pool", std::chrono::seconds(1), [] { fprintf(stderr, "example: pool closed\n"); });

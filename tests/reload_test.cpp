@@ -233,6 +233,36 @@ TEST_F(Reload, GenerationThatCannotBindLeavesTheOldOneServing) {
   for (int i = 0; i < 10; ++i) EXPECT_EQ(std::count(pids.begin(), pids.end(), info_pid(port_)), 1);
 }
 
+TEST_F(Reload, NewWorkersDyingBeforeReadyLeaveTheOldGenerationServing) {
+  start("workers = 2", kInfoRoute, "\"127.0.0.1:0\"", EXAMPLE_APP_BINARY);
+  auto pids = children_of(shoal_->pid());
+  dir_.write("fail-start", "");  // the application's worker-start hook now throws
+  shoal_->signal(SIGHUP);
+  ASSERT_TRUE(shoal_->wait_for_log("reload failed: worker [01] pid=[0-9]+ of generation 2 exited with code 2 before it "
+                                   "was ready; generation 1 keeps serving", 5s));
+  ASSERT_TRUE(wait_until([&] { return children_of(shoal_->pid()) == pids; }, 5s));
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(std::count(pids.begin(), pids.end(), info_pid(port_)), 1);
+  std::filesystem::remove(dir_.path() + "/fail-start");
+  reload_to(*shoal_, 3);  // generation 2 was the failed one
+  EXPECT_THAT(get(port_, "/info").body, HasSubstr(" generation=3 "));
+}
+
+TEST_F(Reload, NewGenerationNotReadyInTimeIsStoppedAndTheOldOneServes) {
+  start("workers = 1", std::string(kInfoRoute) + "[reload]\nready_timeout = \"500ms\"\n", "\"127.0.0.1:0\"",
+        EXAMPLE_APP_BINARY);
+  auto pids = children_of(shoal_->pid());
+  dir_.write("slow-start", "");  // the worker-start hook now takes 3 s
+  auto signalled = Clock::now();
+  shoal_->signal(SIGHUP);
+  ASSERT_TRUE(shoal_->wait_for_log("reload failed: generation 2 was not ready within ready_timeout 500ms \\(0 of 1 "
+                                   "workers ready\\); generation 1 keeps serving", 5s));
+  EXPECT_GE(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - signalled).count(), 450);
+  EXPECT_EQ(info_pid(port_), pids.at(0));
+  // The stuck worker was told to stop and, as it cannot, is killed a second later.
+  ASSERT_TRUE(wait_until([&] { return children_of(shoal_->pid()) == pids; }, 5s));
+  EXPECT_EQ(info_pid(port_), pids.at(0));
+}
+
 TEST_F(Reload, RefusesWhatAReloadCannotChange) {
   start("workers = 1\npid_file = \"a.pid\"");
   write_config("workers = 1\npid_file = \"b.pid\"");

@@ -48,12 +48,22 @@ class Application {
     return *this;
   }
 
+  // Runs in every worker after fork, before it accepts (open per-worker connections, warm caches).
+  // A hook that throws fails the worker's start: at a reload, the new generation is then stopped
+  // and the old one serves on; otherwise the worker is restarted with backoff.
+  Application& on_worker_start(std::function<void()> fn) {
+    start_hooks_.push_back(std::move(fn));
+    return *this;
+  }
+
   const std::vector<Route>& routes() const { return routes_; }
   const std::vector<CleanupHook>& hooks() const { return hooks_; }
+  const std::vector<std::function<void()>>& start_hooks() const { return start_hooks_; }
 
  private:
   std::vector<Route> routes_;
   std::vector<CleanupHook> hooks_;
+  std::vector<std::function<void()>> start_hooks_;
 };
 
 }  // namespace shoal

@@ -32,6 +32,14 @@ class Worker {
 
   int run() {
     pin();
+    for (const auto& hook : spec_.app->start_hooks()) {
+      try {
+        hook();
+      } catch (const std::exception& e) {
+        spdlog::critical("worker start hook failed: {}", e.what());
+        return kWorkerFatal;
+      }
+    }
     base_ = event_base_new();
     if (!base_) {
       spdlog::critical("event_base_new failed");

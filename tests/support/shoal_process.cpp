@@ -44,14 +44,15 @@ std::string TempDir::write(const std::string& name, const std::string& content) 
 
 namespace {
 
-// fork + exec with stdout/stderr redirected; the child leads its own process group.
-pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path) {
+// fork + exec with stdout/stderr redirected, in `cwd` if given; the child leads its own process group.
+pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path, const std::string& cwd = "") {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid = fork();
   if (pid == 0) {
     setpgid(0, 0);
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
     int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     dup2(null, 0);
@@ -73,7 +74,8 @@ ShoalProcess::ShoalProcess(const std::string& config_path, const std::string& lo
   // Workers orphaned by a killed master become our children (not init's, which may reap them
   // late), so that teardown can reap them at once and no test leaves a zombie behind.
   prctl(PR_SET_CHILD_SUBREAPER, 1);
-  pid_ = spawn({binary, "-c", config_path}, log_path);
+  // In the config's directory: the test's files are there, not wherever ctest runs.
+  pid_ = spawn({binary, "-c", config_path}, log_path, std::filesystem::path(config_path).parent_path().string());
 }
 
 ShoalProcess::~ShoalProcess() {
