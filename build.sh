@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 packages=(cmake make g++ pkg-config
-          libevent-dev libspdlog-dev libtomlplusplus-dev node-llhttp
+          libevent-dev libspdlog-dev libtomlplusplus-dev node-llhttp libsystemd-dev nlohmann-json3-dev
           libgtest-dev libgmock-dev curl)
 missing=()
 for package in "${packages[@]}"; do

@@ -17,6 +17,9 @@ const char* msg_name(MsgType type) {
     case MsgType::Stop: return "stop";
     case MsgType::Done: return "done";
     case MsgType::Status: return "status";
+    case MsgType::Reopen: return "reopen";
+    case MsgType::StatsQuery: return "stats-query";
+    case MsgType::Stats: return "stats";
   }
   return "unknown";
 }

@@ -17,6 +17,10 @@ enum class MsgType : uint8_t {
   Done = 4,   // worker -> master: drained; value = exit code it is about to return, value2 = failed hooks
   Status = 5, // worker -> master while draining: value = requests in flight, value2 = age of the
               // oldest in ms, text = its method and target ("GET /slow")
+  Reopen = 6,      // master -> worker: reopen the log file and the access log (SIGUSR1)
+  StatsQuery = 7,  // master -> worker: send Stats now
+  Stats = 8,       // worker -> master: value = open connections, value2 = requests served,
+                   // text = requests in flight (decimal)
 };
 
 constexpr size_t kMaxMessageText = 240;

@@ -84,6 +84,16 @@ int open_append(const std::string& path, std::string& err) {
   return fd;
 }
 
+bool reopen_onto(const std::string& path, int fd, std::string& err) {
+  int fresh = open_append(path, err);
+  if (fresh < 0) return false;
+  // dup3 keeps O_CLOEXEC on the target, which dup2 would clear.
+  bool ok = dup3(fresh, fd, O_CLOEXEC) >= 0;
+  if (!ok) err = "dup3 onto fd " + std::to_string(fd) + " failed: " + errno_text(errno);
+  ::close(fresh);
+  return ok;
+}
+
 void capture_libevent() { event_set_log_callback(libevent_log); }
 
 }  // namespace shoal::log

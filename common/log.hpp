@@ -29,6 +29,10 @@ void set_identity(const Identity& who);
 // Opens path for appending, close-on-exec. Returns -1 and fills err on failure.
 int open_append(const std::string& path, std::string& err);
 
+// Reopens path for appending onto the same fd number (dup2), so that every holder of that number
+// writes to the new file: what logrotate's "postrotate: kill -USR1" expects. False with err on failure.
+bool reopen_onto(const std::string& path, int fd, std::string& err);
+
 // Routes libevent's internal warnings into spdlog.
 void capture_libevent();
 

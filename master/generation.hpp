@@ -43,6 +43,10 @@ struct Generation {
       return w->state != WorkerHandle::State::Exited;
     }));
   }
+  // Workers that count towards the generation's size (not the ones SIGTTOU took away).
+  size_t size() const {
+    return static_cast<size_t>(std::count_if(workers.begin(), workers.end(), [](const auto& w) { return !w->removed; }));
+  }
   bool all_ready() const {
     return std::all_of(workers.begin(), workers.end(),
                        [](const auto& w) { return w->state == WorkerHandle::State::Ready; });

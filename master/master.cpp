@@ -248,6 +248,10 @@ void Master::kill_stragglers(Generation& generation, const std::string& deadline
 }
 
 void Master::collect_generations() {
+  for (auto& generation : generations_)
+    std::erase_if(generation->workers, [](const std::unique_ptr<WorkerHandle>& w) {
+      return w->removed && w->state == WorkerHandle::State::Exited;
+    });
   std::erase_if(generations_, [&](const std::unique_ptr<Generation>& g) {
     if (g.get() == serving_ || g.get() == starting_ || g->state != Generation::State::Draining || g->live() > 0)
       return false;
@@ -526,9 +530,67 @@ void Master::on_signal(int signo) {
     case SIGINT: return shutdown("SIGINT", Millis(0));  // Ctrl+C: the operator is watching, skip the delay
     case SIGQUIT: return quit("SIGQUIT");
     case SIGHUP: return reload();
+    case SIGUSR1: return reopen_logs();
+    case SIGTTIN: return add_worker();
+    case SIGTTOU: return remove_worker();
     default:
       spdlog::warn("{} received: no action is defined for it in this version; nothing changed", signal_name(signo));
   }
+}
+
+void Master::reopen_logs() {
+  std::string err;
+  size_t told = 0;
+  const std::string& log_file = initial_config_->log.file;  // cannot change on reload
+  if (!log_file.empty() && !log::reopen_onto(log_file, log_fd_, err)) spdlog::error("SIGUSR1: reopening the log: {}", err);
+  for (auto& generation : generations_) {
+    if (generation->access_log_fd >= 0 &&
+        !log::reopen_onto(generation->config->log.access_log, generation->access_log_fd, err))
+      spdlog::error("SIGUSR1: reopening the access log: {}", err);
+    for (auto& worker : generation->workers)
+      if (worker->state != WorkerHandle::State::Exited && send_message(worker->channel_fd, {MsgType::Reopen})) ++told;
+  }
+  spdlog::info("SIGUSR1: reopened the log files; {} worker(s) told to do the same", told);
+}
+
+void Master::add_worker() {
+  if (state_ == State::ShuttingDown) return spdlog::warn("SIGTTIN ignored: shutting down");
+  Generation& generation = *serving_;
+  int index = 0;  // the lowest index free, so that a worker taken away and given back gets its CPU again
+  while (std::any_of(generation.workers.begin(), generation.workers.end(),
+                     [&](const auto& w) { return w->index == index && !w->removed; }))
+    ++index;
+  auto worker = std::make_unique<WorkerHandle>();
+  worker->index = index;
+  worker->cpu = generation.config->cpu_for_worker(index);
+  worker->generation = generation.number;
+  worker->generation_of = &generation;
+  worker->master = this;
+  worker->respawn_timer = evtimer_new(base_, on_respawn_timer, worker.get());
+  WorkerHandle& added = *worker;
+  generation.workers.push_back(std::move(worker));
+  spdlog::info("SIGTTIN: adding worker {} on CPU {}; generation {} now has {} worker(s)", index, added.cpu,
+               generation.number, generation.size());
+  spawn(added);
+}
+
+void Master::remove_worker() {
+  if (state_ == State::ShuttingDown) return spdlog::warn("SIGTTOU ignored: shutting down");
+  Generation& generation = *serving_;
+  if (generation.size() <= 1)
+    return spdlog::warn("SIGTTOU ignored: generation {} has one worker, the fewest it can have", generation.number);
+  WorkerHandle* last = nullptr;
+  for (auto& worker : generation.workers)
+    if (!worker->removed && (!last || worker->index > last->index)) last = worker.get();
+  last->removed = true;
+  evtimer_del(last->respawn_timer);
+  if (last->state != WorkerHandle::State::Exited) {
+    last->state = WorkerHandle::State::Draining;
+    if (!send_message(last->channel_fd, {MsgType::Drain})) kill(last->pid, SIGTERM);
+  }
+  spdlog::info("SIGTTOU: worker {} pid={} drains and is not replaced; generation {} now has {} worker(s)", last->index,
+               last->pid, generation.number, generation.size());
+  event_active(collect_event_, 0, 0);
 }
 
 size_t Master::live_workers() const {

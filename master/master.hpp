@@ -67,6 +67,9 @@ class Master {
   static void on_respawn_timer(evutil_socket_t, short, void* handle);
 
   void on_signal(int signo);
+  void reopen_logs();
+  void add_worker();
+  void remove_worker();
   void shutdown(const char* why, Millis drain_delay);
   void quit(const char* why);
   void maybe_finish();

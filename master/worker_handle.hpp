@@ -38,6 +38,7 @@ struct WorkerHandle {
   int exit_code = -1;        // from the Done message or waitpid
   bool killed = false;       // SIGKILLed at a deadline
   bool in_shutdown = false;  // was live when the shutdown began: its outcome sets the exit code
+  bool removed = false;      // taken away by SIGTTOU: drains, is not replaced, and is then forgotten
   int failed_hooks = 0;      // from the Done message
 
   // The worker's last drain report (a Status message), to name stragglers at the deadline.

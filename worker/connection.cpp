@@ -521,6 +521,7 @@ void Connection::write_head(int status, std::string_view content_type, size_t co
 }
 
 void Connection::finish_response(int status, size_t body_bytes) {
+  server_.count_response();
   if (!server_.access_log_on()) return;
   // "remote - - [date] "METHOD target HTTP/x.y" status bytes duration_ms"
   std::string& log = server_.access_log_buffer();

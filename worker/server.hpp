@@ -58,6 +58,8 @@ class HttpServer {
   };
   InFlight in_flight() const;
   bool ready() const { return ready_; }
+  uint64_t requests_served() const { return requests_served_; }
+  void count_response() { ++requests_served_; }
   bool draining() const { return draining_; }
   size_t connection_count() const { return live_; }
   // Writes the buffered access log lines; false (and logged) if the write failed.
@@ -109,6 +111,7 @@ class HttpServer {
   std::vector<std::unique_ptr<Connection>> slots_;
   std::vector<uint32_t> free_slots_;
   size_t live_ = 0;
+  uint64_t requests_served_ = 0;
 
   bool ready_ = true;
   bool draining_ = false;

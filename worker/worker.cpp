@@ -118,9 +118,30 @@ class Worker {
         case RecvStatus::Ok:
           if (msg.type == MsgType::Drain) w->begin_drain(Millis(msg.value), "master");
           else if (msg.type == MsgType::Stop) w->stop_now("master");
+          else if (msg.type == MsgType::Reopen) w->reopen_logs();
+          else if (msg.type == MsgType::StatsQuery) w->send_stats();
           else spdlog::warn("unexpected message '{}' from the master", msg_name(msg.type));
       }
     }
+  }
+
+  // SIGUSR1 via the master: the files were rotated away; write to new ones of the same names.
+  void reopen_logs() {
+    std::string err;
+    const auto& log = spec_.config->log;
+    if (!log.file.empty() && !log::reopen_onto(log.file, spec_.log_fd, err)) spdlog::error("reopening the log: {}", err);
+    if (!log.access_log.empty() && spec_.access_log_fd >= 0) {
+      server_->flush_access_log();  // what was buffered belongs to the old file
+      if (!log::reopen_onto(log.access_log, spec_.access_log_fd, err)) spdlog::error("reopening the access log: {}", err);
+    }
+    spdlog::info("reopened the log files");
+  }
+
+  void send_stats() {
+    HttpServer::InFlight now = server_->in_flight();
+    send_message(spec_.channel_fd,
+                 {MsgType::Stats, 0, 0, static_cast<uint32_t>(server_->connection_count()), server_->requests_served()},
+                 std::to_string(now.requests));
   }
 
   void begin_drain(Millis delay, const char* why) {
