@@ -2,6 +2,7 @@
 
 #include <sched.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <algorithm>
 #include <cstring>
@@ -32,6 +33,8 @@ int Config::cpu_for_worker(int index) const {
   }
   return -1;
 }
+
+std::string default_control_socket(const std::string& base_dir) { return base_dir + "/shoal.ctl"; }
 
 std::string closest_key(std::string_view key, const std::vector<std::string_view>& known) {
   std::string_view best;
@@ -191,7 +194,7 @@ class Loader {
  private:
   void load_server(const toml::table& t, Config::Server& s) {
     const std::string where = "[server]";
-    check_keys(t, where, {"listen", "backlog", "workers", "cpu_affinity", "pid_file"});
+    check_keys(t, where, {"listen", "backlog", "workers", "cpu_affinity", "pid_file", "control_socket"});
     if (const toml::node* node = t.get("listen")) {
       const toml::array* list = node->as_array();
       if (!list) {
@@ -263,6 +266,13 @@ class Loader {
       }
     }
     read_path(t, where, "pid_file", s.pid_file);
+    if (!t.get("control_socket")) s.control_socket = default_control_socket(base_dir_);
+    read_path(t, where, "control_socket", s.control_socket);
+    sockaddr_un sun;
+    if (s.control_socket.size() >= sizeof sun.sun_path)
+      error(t.get("control_socket") ? t.get("control_socket")->source() : t.source(),
+            "[server] control_socket: the path " + s.control_socket + " is longer than " +
+                std::to_string(sizeof sun.sun_path - 1) + " bytes");
   }
 
   void load_shutdown(const toml::table& t, Config::Shutdown& s) {

@@ -58,6 +58,7 @@ struct Config {
     CpuAffinity cpu_affinity = CpuAffinity::Auto;
     std::vector<int> cpu_list;   // for CpuAffinity::List
     std::string pid_file;        // absolute, or empty
+    std::string control_socket;  // absolute, or empty (no control socket: the CLI cannot reach it)
   } server;
 
   struct Shutdown {
@@ -107,6 +108,9 @@ ConfigResult load_config_file(const std::string& path);
 
 // Validates config text; `file` names it in messages and its directory anchors relative paths.
 ConfigResult parse_config(std::string_view text, const std::string& file);
+
+// Where the control socket is when the config does not say: "shoal.ctl" beside the config file.
+std::string default_control_socket(const std::string& base_dir);
 
 // The known key closest to `key` by edit distance, or "" if none is close enough to be a typo.
 std::string closest_key(std::string_view key, const std::vector<std::string_view>& known);

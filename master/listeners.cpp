@@ -1,11 +1,13 @@
 #include "master/listeners.hpp"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "common/net.hpp"
 #include "common/sys.hpp"
@@ -44,6 +46,46 @@ bool ListenerSet::bind_missing(const Config& config, std::string& err) {
   return true;
 }
 
+namespace {
+
+// The same socket address, or (for a config entry with port 0) the same family and IP.
+bool same_address(const ListenAddress& wanted, const sockaddr_storage& bound, socklen_t bound_len) {
+  if (wanted.addr_len == bound_len && memcmp(&wanted.addr, &bound, bound_len) == 0) return true;
+  if (wanted.kind == ListenAddress::Kind::Tcp4 && bound.ss_family == AF_INET) {
+    auto* w = reinterpret_cast<const sockaddr_in*>(&wanted.addr);
+    auto* b = reinterpret_cast<const sockaddr_in*>(&bound);
+    return w->sin_port == 0 && w->sin_addr.s_addr == b->sin_addr.s_addr;
+  }
+  if (wanted.kind == ListenAddress::Kind::Tcp6 && bound.ss_family == AF_INET6) {
+    auto* w = reinterpret_cast<const sockaddr_in6*>(&wanted.addr);
+    auto* b = reinterpret_cast<const sockaddr_in6*>(&bound);
+    return w->sin6_port == 0 && memcmp(&w->sin6_addr, &b->sin6_addr, sizeof w->sin6_addr) == 0;
+  }
+  return false;
+}
+
+}  // namespace
+
+void ListenerSet::adopt(const std::vector<int>& fds, const Config& config) {
+  for (int fd : fds) {
+    sockaddr_storage bound{};
+    socklen_t len = sizeof bound;
+    const ListenAddress* match = nullptr;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len) == 0)
+      for (const ListenAddress& address : config.server.listen)
+        if (!by_address_.count(key(address)) && same_address(address, bound, len)) match = &address;
+    if (!match) {
+      spdlog::warn("inherited socket fd {} ({}) matches no listen address in the config; closing it", fd,
+                   bound_address(fd));
+      ::close(fd);
+      continue;
+    }
+    by_address_.emplace(key(*match), Entry{*match, fd});
+    spdlog::info("listening on {}{} (fd {}, inherited)", match->kind == ListenAddress::Kind::Unix ? "" : "http://",
+                 bound_address(fd), fd);
+  }
+}
+
 std::vector<int> ListenerSet::fds_for(const Config& config) const {
   std::vector<int> fds;
   for (const ListenAddress& address : config.server.listen) fds.push_back(by_address_.at(key(address)).fd);
@@ -68,6 +110,17 @@ void ListenerSet::close_unused(const std::vector<const Config*>& in_use) {
 
 void ListenerSet::close_all() {
   for (auto& [k, entry] : by_address_) close_entry(entry);
+  by_address_.clear();
+}
+
+std::vector<int> ListenerSet::all_fds() const {
+  std::vector<int> fds;
+  for (const auto& [k, entry] : by_address_) fds.push_back(entry.fd);
+  return fds;
+}
+
+void ListenerSet::release_all() {
+  for (auto& [k, entry] : by_address_) ::close(entry.fd);
   by_address_.clear();
 }
 

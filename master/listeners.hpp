@@ -22,12 +22,21 @@ class ListenerSet {
   // that are. On failure nothing newly bound is kept, and err names the call and the address.
   bool bind_missing(const Config& config, std::string& err);
 
+  // Takes sockets passed by systemd or by a previous master as the ones for `config`'s addresses,
+  // matched by address (an entry with port 0 takes a socket on its IP with any port). Sockets
+  // that match no entry are closed and logged.
+  void adopt(const std::vector<int>& fds, const Config& config);
+
   // The fds for config's addresses, in the config's order. Every address must be bound.
   std::vector<int> fds_for(const Config& config) const;
 
   // Closes the sockets that none of `in_use` lists (unlinking unix socket files).
   void close_unused(const std::vector<const Config*>& in_use);
   void close_all();
+  // Every socket, for handing over to a new master.
+  std::vector<int> all_fds() const;
+  // Closes without unlinking unix socket files: a successor master holds the same sockets.
+  void release_all();
   bool empty() const { return by_address_.empty(); }
 
  private:

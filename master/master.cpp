@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <string.h>
@@ -10,12 +11,15 @@
 
 #include <algorithm>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
-#include "common/channel.hpp"
 #include "common/log.hpp"
 #include "common/net.hpp"
 #include "common/sys.hpp"
+#include "common/systemd.hpp"
 #include "worker/worker.hpp"
+
+extern char** environ;
 
 namespace shoal {
 namespace {
@@ -23,7 +27,10 @@ namespace {
 constexpr auto kHealthyAfter = std::chrono::seconds(1);  // a worker that lived this long after ready was healthy
 constexpr Millis kFirstBackoff{100};
 constexpr Millis kMaxBackoff{10'000};
-constexpr Millis kStopGrace{1000};  // SIGQUIT or a failed start: how long workers get to exit before SIGKILL
+constexpr Millis kStopGrace{1000};      // SIGQUIT or a failed start: how long workers get to exit before SIGKILL
+constexpr Millis kStatusWait{300};      // how long `status` waits for the workers' figures
+constexpr Millis kUpgradeStartup{2000}; // a new master's own start-up, on top of its workers' ready_timeout
+constexpr const char* kControlFdName = "shoal-control";
 
 timeval to_timeval(Millis d) {
   return {static_cast<time_t>(d.count() / 1000), static_cast<suseconds_t>(d.count() % 1000 * 1000)};
@@ -48,6 +55,12 @@ long long ms(Duration d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
 }
 
+std::string seconds_text(long long milliseconds) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.1f s", static_cast<double>(milliseconds) / 1000.0);
+  return buf;
+}
+
 std::string describe_affinity(const Config& config) {
   switch (config.server.cpu_affinity) {
     case CpuAffinity::None: return "none";
@@ -57,40 +70,102 @@ std::string describe_affinity(const Config& config) {
   return "?";
 }
 
+std::string answer(Outcome outcome, const std::string& message) {
+  return nlohmann::json{{"code", static_cast<int>(outcome)}, {"message", message}}.dump();
+}
+
+// The program file this process runs, as a path: after a deploy replaced it, that path holds the
+// new version, while /proc/self/exe itself would still lead to the old, deleted inode.
+std::string executable_path() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "";
+  std::string path(buf, static_cast<size_t>(n));
+  constexpr std::string_view kDeleted = " (deleted)";
+  if (path.ends_with(kDeleted)) path.resize(path.size() - kDeleted.size());
+  return path;
+}
+
+// Reads a non-negative integer from the environment and removes the variable.
+std::optional<long> take_env_number(const char* name) {
+  const char* value = getenv(name);
+  if (!value) return std::nullopt;
+  char* end = nullptr;
+  long n = strtol(value, &end, 10);
+  unsetenv(name);
+  if (end == value || *end != '\0' || n < 0) return std::nullopt;
+  return n;
+}
+
 constexpr int kHandledSignals[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD,
                                    SIGUSR1, SIGUSR2, SIGWINCH, SIGTTIN, SIGTTOU};
 
 }  // namespace
 
-Master::Master(std::string config_path, Config config, const Application& app, int log_fd)
+Master::Master(std::string config_path, Config config, const Application& app, int log_fd,
+               std::vector<std::string> argv)
     : config_path_(std::move(config_path)),
       initial_config_(std::make_shared<const Config>(std::move(config))),
       app_(app),
-      log_fd_(log_fd) {}
+      log_fd_(log_fd),
+      argv_(std::move(argv)) {}
 
 Master::~Master() {
   generations_.clear();  // frees each worker's events before the base goes
+  control_.reset();
   for (event* ev : signal_events_) event_free(ev);
-  for (event* ev : {deadline_timer_, listener_close_timer_, ready_timer_, deferred_reload_, collect_event_})
+  for (event* ev : {deadline_timer_, listener_close_timer_, ready_timer_, deferred_reload_, collect_event_,
+                    watchdog_timer_, status_timer_, successor_ev_, successor_timer_})
     if (ev) event_free(ev);
-  listeners_.close_all();
+  if (successor_channel_ >= 0) ::close(successor_channel_);
+  if (predecessor_fd_ >= 0) ::close(predecessor_fd_);
+  if (handed_over_) listeners_.release_all();
+  else listeners_.close_all();
   if (base_) event_base_free(base_);
 }
 
+void Master::notify(const std::string& state) const { systemd::notify(state); }
+
 int Master::run() {
   started_at_ = Clock::now();
-  log::set_identity({"master", -1, 1});
+  // Started by a previous master on upgrade, or by systemd's socket activation: the sockets are
+  // passed in; the generation numbers go on from the predecessor's.
+  if (auto fd = take_env_number("SHOAL_UPGRADE_FD")) predecessor_fd_ = static_cast<int>(*fd), set_cloexec(predecessor_fd_);
+  if (auto next = take_env_number("SHOAL_GENERATION"); next && *next > 0) last_generation_ = static_cast<uint64_t>(*next - 1);
+  log::set_identity({"master", -1, last_generation_ + 1});
+  std::vector<int> inherited;
+  int inherited_control = -1;
+  for (const auto& socket : systemd::inherited_sockets()) {
+    if (socket.name == kControlFdName) inherited_control = socket.fd;
+    else inherited.push_back(socket.fd);
+  }
+  listeners_.adopt(inherited, *initial_config_);
   std::string err;
   if (!listeners_.bind_missing(*initial_config_, err)) {
     spdlog::critical("{}", err);
     return 1;
   }
-  if (!write_pid_file()) return 1;
   base_ = event_base_new();
   if (!base_) {
     spdlog::critical("event_base_new failed");
     return 1;
   }
+  control_ = std::make_unique<ControlServer>(base_, [this](const std::string& command, ControlReply reply) {
+    on_command(command, std::move(reply));
+  });
+  const std::string& control_path = initial_config_->server.control_socket;
+  if (inherited_control >= 0 && !control_path.empty()) {
+    control_->adopt(inherited_control, control_path);
+  } else {
+    if (inherited_control >= 0) ::close(inherited_control);
+    if (!control_path.empty() && !control_->bind(control_path, err)) {
+      spdlog::critical("{}", err);
+      return 1;
+    }
+  }
+  // On upgrade, the pid file still names the old master until this one is ready.
+  if (predecessor_fd_ < 0 && !write_pid_file()) return 1;
+
   signal(SIGPIPE, SIG_IGN);
   for (int signo : kHandledSignals) {
     event* ev = evsignal_new(base_, signo, [](evutil_socket_t s, short, void* self) {
@@ -115,8 +190,9 @@ int Master::run() {
     size_t ready = static_cast<size_t>(std::count_if(m->starting_->workers.begin(), m->starting_->workers.end(),
                                                      [](const auto& w) { return w->state == WorkerHandle::State::Ready; }));
     m->fail_reload("generation " + std::to_string(m->starting_->number) + " was not ready within ready_timeout " +
-                   format_duration(m->starting_->config->reload.ready_timeout) + " (" + std::to_string(ready) + " of " +
-                   std::to_string(m->starting_->workers.size()) + " workers ready)");
+                       format_duration(m->starting_->config->reload.ready_timeout) + " (" + std::to_string(ready) +
+                       " of " + std::to_string(m->starting_->workers.size()) + " workers ready)",
+                   Outcome::NotReady);
   }, this);
   deferred_reload_ = event_new(base_, -1, 0, [](evutil_socket_t, short, void* self) {
     static_cast<Master*>(self)->reload();
@@ -124,6 +200,16 @@ int Master::run() {
   collect_event_ = event_new(base_, -1, 0, [](evutil_socket_t, short, void* self) {
     static_cast<Master*>(self)->collect_generations();
   }, this);
+  status_timer_ = evtimer_new(base_, [](evutil_socket_t, short, void* self) {
+    static_cast<Master*>(self)->answer_status();
+  }, this);
+  if (auto every = systemd::watchdog_ping_interval()) {
+    watchdog_timer_ = event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void*) {
+      systemd::notify("WATCHDOG=1");
+    }, nullptr);
+    timeval tv = to_timeval(*every);
+    event_add(watchdog_timer_, &tv);
+  }
 
   serving_ = start_generation(initial_config_, err);
   if (!serving_) {
@@ -132,7 +218,13 @@ int Master::run() {
   }
   event_base_dispatch(base_);
 
-  listeners_.close_all();
+  if (handed_over_) {
+    listeners_.release_all();  // the successor holds the same sockets and their files
+    control_->close(false);
+  } else {
+    listeners_.close_all();
+    control_->close(true);
+  }
   remove_pid_file();
   spdlog::info("stopped after {} ms; exit code {}", ms(Clock::now() - started_at_), exit_code_);
   return exit_code_;
@@ -157,7 +249,7 @@ Generation* Master::start_generation(std::shared_ptr<const Config> config, std::
   generation->started_at = Clock::now();
   generation->kill_timer = evtimer_new(base_, [](evutil_socket_t, short, void* g) {
     auto* gen = static_cast<Generation*>(g);
-    gen->workers.empty() ? void() : gen->workers.front()->master->kill_stragglers(*gen, format_duration(gen->kill_after));
+    if (!gen->workers.empty()) gen->workers.front()->master->kill_stragglers(*gen, format_duration(gen->kill_after));
   }, generation.get());
   spdlog::info("starting generation {}: {} worker(s), cpu_affinity {}", generation->number, config->server.workers,
                describe_affinity(*config));
@@ -174,7 +266,7 @@ Generation* Master::start_generation(std::shared_ptr<const Config> config, std::
   Generation* started = generation.get();
   generations_.push_back(std::move(generation));
   for (auto& worker : started->workers) {
-    if (!spawn(*worker) && started != serving_ && serving_) {
+    if (!spawn(*worker) && serving_) {
       err = "cannot fork the workers of generation " + std::to_string(started->number);
       retire(*started, MsgType::Stop, Millis(0), kStopGrace);
       return nullptr;
@@ -186,10 +278,13 @@ Generation* Master::start_generation(std::shared_ptr<const Config> config, std::
 void Master::on_generation_ready(Generation& generation) {
   generation.ready_at = Clock::now();
   generation.state = Generation::State::Serving;
-  if (&generation == serving_) {  // the first generation
-    announced_ready_ = true;
+  if (&generation == serving_) {  // the first generation of this master
     spdlog::info("generation {} ready: {} worker(s) in {} ms", generation.number, generation.workers.size(),
                  ms(generation.ready_at - started_at_));
+    if (predecessor_fd_ >= 0) return tell_predecessor();
+    notify("READY=1\nSTATUS=serving: generation " + std::to_string(generation.number) + ", " +
+           std::to_string(generation.workers.size()) + " worker(s)");
+    control_->start();
     return;
   }
   evtimer_del(ready_timer_);
@@ -199,9 +294,16 @@ void Master::on_generation_ready(Generation& generation) {
   log::set_identity({"master", -1, generation.number});
   spdlog::level::level_enum level;
   if (log::parse_level(generation.config->log.level, level)) spdlog::default_logger()->set_level(level);
-  last_reload_ = {generation.number, true, ""};
-  spdlog::info("reload succeeded: generation {} ready with {} worker(s) in {} ms; generation {} drains", generation.number,
-               generation.workers.size(), ms(generation.ready_at - reload_started_at_), old->number);
+  auto took = ms(generation.ready_at - busy_since_);
+  std::string message = "reload ok: generation " + std::to_string(generation.number) + " ready (" +
+                        std::to_string(generation.workers.size()) + " workers, " + std::to_string(took) + " ms)";
+  last_reload_ = {generation.number, Outcome::Done, message, Clock::now()};
+  spdlog::info("reload succeeded: generation {} ready with {} worker(s) in {} ms; generation {} drains",
+               generation.number, generation.workers.size(), took, old->number);
+  notify("READY=1\nSTATUS=" + message);
+  // "reload ok" is answered once the old generation has drained, with how long that took.
+  drain_answers_.push_back({old->number, message, std::move(reload_replies_)});
+  reload_replies_.clear();
   // The new generation already accepts from the same queues: no drain_delay for the old one.
   retire(*old, MsgType::Drain, Millis(0), old->config->shutdown.timeout);
   listeners_.close_unused({generation.config.get()});
@@ -255,53 +357,104 @@ void Master::collect_generations() {
   std::erase_if(generations_, [&](const std::unique_ptr<Generation>& g) {
     if (g.get() == serving_ || g.get() == starting_ || g->state != Generation::State::Draining || g->live() > 0)
       return false;
-    if (state_ != State::ShuttingDown)
-      spdlog::info("generation {} drained in {} ms", g->number, ms(Clock::now() - g->drain_started_at));
+    auto drained_ms = ms(Clock::now() - g->drain_started_at);
+    if (state_ != State::ShuttingDown) spdlog::info("generation {} drained in {} ms", g->number, drained_ms);
+    for (auto it = drain_answers_.begin(); it != drain_answers_.end();) {
+      if (it->old_generation != g->number) {
+        ++it;
+        continue;
+      }
+      std::string message = it->message + "; generation " + std::to_string(g->number) + " drained in " +
+                            seconds_text(drained_ms);
+      for (const ControlReply& reply : it->replies) reply.send(answer(Outcome::Done, message));
+      it = drain_answers_.erase(it);
+    }
     return true;
   });
 }
 
 // ---------------------------------------------------------------- reload
 
-void Master::reload() {
-  if (state_ == State::ShuttingDown) {
-    spdlog::warn("SIGHUP ignored: shutting down");
-    return;
+std::string Master::busy_reason() const {
+  auto since = seconds_text(ms(Clock::now() - busy_since_));
+  switch (state_) {
+    case State::Reloading:
+      return "a reload to generation " + std::to_string(starting_ ? starting_->number : last_generation_ + 1) +
+             " is in progress (since " + since + ")";
+    case State::Upgrading:
+      return "an upgrade to master " + std::to_string(successor_pid_) + " is in progress (since " + since + ")";
+    case State::ShuttingDown:
+      return "the server is shutting down (since " + seconds_text(ms(Clock::now() - shutdown_at_)) + ")";
+    case State::Running:
+      break;
   }
-  if (state_ == State::Reloading) {
-    if (!reload_pending_) spdlog::info("SIGHUP during a reload: one more reload will follow this one");
-    reload_pending_ = true;  // coalesced: at most one more, with the config as it is then
-    return;
+  return "";
+}
+
+Outcome Master::reload(std::optional<ControlReply> reply) {
+  if (state_ != State::Running) {
+    // A signal is coalesced into one more reload after this one; a command is told why not.
+    if (state_ == State::Reloading && !reply) {
+      if (!reload_pending_) spdlog::info("SIGHUP during a reload: one more reload will follow this one");
+      reload_pending_ = true;
+      return Outcome::Busy;
+    }
+    std::string why = "reload refused: " + busy_reason() + "; nothing changed";
+    spdlog::warn("{}", why);
+    if (reply) reply->send(answer(Outcome::Busy, why));
+    return Outcome::Busy;
   }
+  if (reply) reload_replies_.push_back(*reply);
   state_ = State::Reloading;
-  reload_started_at_ = Clock::now();
+  busy_since_ = Clock::now();
   spdlog::info("reloading {}", config_path_);
+  notify("RELOADING=1\n" + systemd::monotonic_usec());
   ConfigResult result = load_config_file(config_path_);
   if (!result.config) {
-    for (const ConfigError& error : result.errors) spdlog::error("reload: {}", error.to_string());
-    return fail_reload(std::to_string(result.errors.size()) + " error(s) in " + config_path_);
+    std::string errors;
+    for (const ConfigError& error : result.errors) {
+      spdlog::error("reload: {}", error.to_string());
+      errors += (errors.empty() ? "" : "; ") + error.to_string();
+    }
+    fail_reload(errors, Outcome::ConfigInvalid);
+    return Outcome::ConfigInvalid;
   }
-  if (auto refused = refused_change(*serving_->config, *result.config)) return fail_reload(*refused);
+  if (auto refused = refused_change(*serving_->config, *result.config)) {
+    fail_reload(*refused, Outcome::ConfigInvalid);
+    return Outcome::ConfigInvalid;
+  }
   std::string err;
   Generation* generation = start_generation(std::make_shared<const Config>(std::move(*result.config)), err);
-  if (!generation) return fail_reload(err);
+  if (!generation) {
+    fail_reload(err, Outcome::StartFailed);
+    return Outcome::StartFailed;
+  }
   starting_ = generation;
   timeval tv = to_timeval(generation->config->reload.ready_timeout);
   evtimer_add(ready_timer_, &tv);
+  return Outcome::Done;
 }
 
 std::optional<std::string> Master::refused_change(const Config& running, const Config& next) const {
-  if (running.server.pid_file != next.server.pid_file)
-    return "[server] pid_file cannot change on reload (the master wrote it at start); restart shoal to change it";
-  if (running.log.file != next.log.file)
-    return "[log] file cannot change on reload (the master holds it open); restart shoal to change it";
+  auto refuse = [](const char* key, const char* why) {
+    return std::string(key) + " cannot change on reload (" + why + "); restart shoal to change it";
+  };
+  if (running.server.pid_file != next.server.pid_file) return refuse("[server] pid_file", "the master wrote it at start");
+  if (running.server.control_socket != next.server.control_socket)
+    return refuse("[server] control_socket", "the master listens on it");
+  if (running.log.file != next.log.file) return refuse("[log] file", "the master holds it open");
   return std::nullopt;
 }
 
-void Master::fail_reload(const std::string& reason) {
+void Master::fail_reload(const std::string& reason, Outcome outcome) {
   evtimer_del(ready_timer_);
-  last_reload_ = {starting_ ? starting_->number : last_generation_ + 1, false, reason};
+  uint64_t number = starting_ ? starting_->number : last_generation_ + 1;
+  std::string message = "reload failed: " + reason + "; generation " + std::to_string(serving_->number) + " still serving";
+  last_reload_ = {number, outcome, message, Clock::now()};
   spdlog::error("reload failed: {}; generation {} keeps serving", reason, serving_->number);
+  notify("READY=1\nSTATUS=" + message);
+  for (const ControlReply& reply : reload_replies_) reply.send(answer(outcome, message));
+  reload_replies_.clear();
   if (starting_) {
     retire(*starting_, MsgType::Stop, Millis(0), kStopGrace);
     starting_ = nullptr;
@@ -316,6 +469,164 @@ void Master::end_reload() {
     reload_pending_ = false;
     event_active(deferred_reload_, 0, 0);
   }
+}
+
+// ---------------------------------------------------------------- upgrade
+
+Outcome Master::upgrade(std::optional<ControlReply> reply) {
+  auto refuse = [&](Outcome outcome, const std::string& why) {
+    spdlog::error("{}", why);
+    if (reply) reply->send(answer(outcome, why));
+    return outcome;
+  };
+  if (state_ != State::Running) return refuse(Outcome::Busy, "upgrade refused: " + busy_reason() + "; nothing changed");
+  std::string exe = executable_path();
+  if (exe.empty() || access(exe.c_str(), X_OK) != 0)
+    return refuse(Outcome::StartFailed, "upgrade failed: cannot execute " + (exe.empty() ? "/proc/self/exe" : exe) +
+                                            ": " + errno_text(errno) + "; master " + std::to_string(getpid()) +
+                                            " keeps serving");
+  int channel[2];
+  std::string err;
+  if (!make_channel(channel, err)) return refuse(Outcome::StartFailed, "upgrade failed: " + err);
+
+  // Handed over by inheritance, systemd's way: every listening socket from fd 3 on (named), then
+  // the control socket; the channel to this master comes after them and is named in its own variable.
+  std::vector<int> pass = listeners_.all_fds();
+  std::string names;
+  for (size_t i = 0; i < pass.size(); ++i) names += (i ? ":" : "") + std::string("listen");
+  if (control_->fd() >= 0) {
+    pass.push_back(control_->fd());
+    names += (names.empty() ? "" : ":") + std::string(kControlFdName);
+  }
+  const int passed = static_cast<int>(pass.size());
+  pass.push_back(channel[1]);
+  std::vector<std::string> args = argv_;
+  args[0] = exe;
+
+  sigset_t all, previous;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &previous);
+  pid_t pid = fork();
+  if (pid == 0) {
+    for (event* ev : signal_events_) event_del(ev);
+    for (int signo = 1; signo < NSIG; ++signo) signal(signo, SIG_DFL);
+    // Out of the way first (copies above every target), then into place from fd 3 on; dup2
+    // leaves the targets without O_CLOEXEC, so exactly these survive the exec.
+    int above = 3 + static_cast<int>(pass.size());
+    std::vector<int> high;
+    for (int fd : pass) high.push_back(fcntl(fd, F_DUPFD_CLOEXEC, above));
+    for (size_t i = 0; i < high.size(); ++i) dup2(high[i], 3 + static_cast<int>(i));
+    setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1);
+    setenv("LISTEN_FDS", std::to_string(passed).c_str(), 1);
+    setenv("LISTEN_FDNAMES", names.c_str(), 1);
+    setenv("SHOAL_UPGRADE_FD", std::to_string(3 + passed).c_str(), 1);
+    setenv("SHOAL_GENERATION", std::to_string(last_generation_ + 1).c_str(), 1);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  int fork_errno = errno;
+  sigprocmask(SIG_SETMASK, &previous, nullptr);
+  ::close(channel[1]);
+  if (pid < 0) {
+    ::close(channel[0]);
+    return refuse(Outcome::StartFailed, "upgrade failed: fork() failed: " + errno_text(fork_errno));
+  }
+  state_ = State::Upgrading;
+  busy_since_ = Clock::now();
+  successor_pid_ = pid;
+  successor_channel_ = channel[0];
+  successor_ev_ = event_new(base_, successor_channel_, EV_READ | EV_PERSIST, [](evutil_socket_t, short, void* self) {
+    static_cast<Master*>(self)->on_upgrade_message();
+  }, this);
+  event_add(successor_ev_, nullptr);
+  Millis limit = serving_->config->reload.ready_timeout + kUpgradeStartup;
+  successor_timer_ = evtimer_new(base_, [](evutil_socket_t, short, void* self) {
+    auto* m = static_cast<Master*>(self);
+    m->fail_upgrade("the new master " + std::to_string(m->successor_pid_) + " was not ready within " +
+                        format_duration(m->serving_->config->reload.ready_timeout + kUpgradeStartup),
+                    Outcome::NotReady);
+  }, this);
+  timeval tv = to_timeval(limit);
+  evtimer_add(successor_timer_, &tv);
+  if (reply) upgrade_replies_.push_back(*reply);
+  spdlog::info("upgrading: started {} as master {} on the same {} socket(s)", exe, pid, passed);
+  return Outcome::Done;
+}
+
+void Master::on_upgrade_message() {
+  Message msg;
+  std::string text;
+  switch (recv_message(successor_channel_, msg, &text)) {
+    case RecvStatus::Again:
+      return;
+    case RecvStatus::Closed:
+      event_del(successor_ev_);  // it exited or gave up: its exit status comes through SIGCHLD
+      return;
+    case RecvStatus::Ok:
+      if (msg.type == MsgType::Ready) hand_over(static_cast<pid_t>(msg.value), text);
+  }
+}
+
+void Master::fail_upgrade(const std::string& reason, Outcome outcome) {
+  if (state_ != State::Upgrading) return;
+  if (successor_timer_) event_free(successor_timer_), successor_timer_ = nullptr;
+  if (successor_ev_) event_free(successor_ev_), successor_ev_ = nullptr;
+  if (successor_channel_ >= 0) ::close(successor_channel_), successor_channel_ = -1;
+  // Still running (not ready in time): it drains what its workers accepted, without delay.
+  if (successor_pid_ > 0) kill(successor_pid_, SIGINT);
+  std::string message = "upgrade failed: " + reason + "; master " + std::to_string(getpid()) + " keeps serving";
+  spdlog::error("{}", message);
+  notify("STATUS=" + message);
+  for (const ControlReply& reply : upgrade_replies_) reply.send(answer(outcome, message));
+  upgrade_replies_.clear();
+  state_ = State::Running;
+}
+
+void Master::hand_over(pid_t successor, const std::string& version) {
+  if (successor_timer_) event_free(successor_timer_), successor_timer_ = nullptr;
+  if (successor_ev_) event_free(successor_ev_), successor_ev_ = nullptr;
+  if (successor_channel_ >= 0) ::close(successor_channel_), successor_channel_ = -1;
+  handed_over_ = true;
+  std::string message = "upgrade ok: master " + std::to_string(getpid()) + " -> " + std::to_string(successor) +
+                        ", shoal " + SHOAL_VERSION + " -> " + version;
+  spdlog::info("{} in {} ms; this master's workers drain", message, ms(Clock::now() - busy_since_));
+  notify("MAINPID=" + std::to_string(successor));
+  for (const ControlReply& reply : upgrade_replies_) reply.send(answer(Outcome::Done, message));
+  upgrade_replies_.clear();
+  control_->pause();  // commands go to the new master now
+  // As an old generation after a reload: the new master's workers accept from the same queues,
+  // so no drain_delay; the sockets stay open in the successor, so nothing is unlinked.
+  state_ = State::ShuttingDown;
+  shutdown_at_ = Clock::now();
+  shutdown_timeout_ = serving_->config->shutdown.timeout;
+  for (auto& generation : generations_) {
+    for (auto& worker : generation->workers)
+      if (worker->state != WorkerHandle::State::Exited) worker->in_shutdown = true;
+    retire(*generation, MsgType::Drain, Millis(0), shutdown_timeout_);
+  }
+  timeval deadline = to_timeval(shutdown_timeout_);
+  evtimer_add(deadline_timer_, &deadline);
+  listeners_.release_all();
+  maybe_finish();
+}
+
+void Master::tell_predecessor() {
+  // The pid file names this master only now that it is ready: until then, the old one serves.
+  bool pid_ok = write_pid_file();
+  if (!send_message(predecessor_fd_, {MsgType::Ready, 0, 0, static_cast<uint32_t>(getpid())}, SHOAL_VERSION))
+    spdlog::error("could not tell the previous master that this one is ready: {}", errno_text(errno));
+  ::close(predecessor_fd_);
+  predecessor_fd_ = -1;
+  spdlog::info("took over from the previous master{}", pid_ok ? "" : " (the pid file could not be written)");
+  notify("MAINPID=" + std::to_string(getpid()) + "\nREADY=1\nSTATUS=serving: generation " +
+         std::to_string(serving_->number) + " (upgraded)");
+  control_->start();
 }
 
 // ---------------------------------------------------------------- workers
@@ -351,7 +662,6 @@ bool Master::spawn(WorkerHandle& worker) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     log::set_identity({"worker", worker.index, worker.generation});
-    spdlog::default_logger()->set_level(spdlog::level::info);
     spdlog::level::level_enum level;
     if (log::parse_level(generation.config->log.level, level)) spdlog::default_logger()->set_level(level);
     WorkerSpec spec;
@@ -381,6 +691,10 @@ bool Master::spawn(WorkerHandle& worker) {
   worker.exit_code = -1;
   worker.killed = false;
   worker.status_at = {};
+  worker.connections = 0;
+  worker.requests_served = 0;
+  worker.requests_in_flight = 0;
+  worker.stats_pending = false;
   worker.channel_fd = channel[0];
   worker.channel_ev = event_new(base_, channel[0], EV_READ | EV_PERSIST, on_channel_event, &worker);
   event_add(worker.channel_ev, nullptr);
@@ -415,6 +729,10 @@ void Master::on_message(WorkerHandle& worker) {
       case RecvStatus::Closed:
         // The worker is exiting; SIGCHLD brings its status. Stop polling the dead channel.
         event_del(worker.channel_ev);
+        if (worker.stats_pending) {
+          worker.stats_pending = false;
+          answer_status();
+        }
         return;
       case RecvStatus::Ok:
         break;
@@ -442,6 +760,15 @@ void Master::on_message(WorkerHandle& worker) {
         worker.oldest_request = std::move(text);
         worker.status_at = Clock::now();
         break;
+      case MsgType::Stats:
+        worker.connections = msg.value;
+        worker.requests_served = msg.value2;
+        worker.requests_in_flight = static_cast<uint32_t>(std::strtoul(text.c_str(), nullptr, 10));
+        if (worker.stats_pending) {
+          worker.stats_pending = false;
+          answer_status();
+        }
+        break;
       default:
         spdlog::warn("unexpected message '{}' from worker {}", msg_name(msg.type), worker.index);
     }
@@ -464,8 +791,19 @@ void Master::reap() {
       if (errno == EINTR) continue;
       break;  // ECHILD: nothing left
     }
-    if (WorkerHandle* worker = find_worker(pid)) on_worker_exit(*worker, status);
-    else spdlog::warn("reaped unknown child pid={} that {}", pid, describe_status(status));
+    if (WorkerHandle* worker = find_worker(pid)) {
+      on_worker_exit(*worker, status);
+    } else if (pid == successor_pid_) {
+      successor_pid_ = -1;
+      if (state_ == State::Upgrading)
+        fail_upgrade("the new master " + std::to_string(pid) + " " + describe_status(status) + " before it was ready" +
+                         (WIFEXITED(status) && WEXITSTATUS(status) == 127 ? " (exec failed)" : ""),
+                     Outcome::StartFailed);
+      else
+        spdlog::info("the former upgrade candidate, master {}, {}", pid, describe_status(status));
+    } else {
+      spdlog::warn("reaped unknown child pid={} that {}", pid, describe_status(status));
+    }
   }
   event_active(collect_event_, 0, 0);
   maybe_finish();
@@ -479,6 +817,10 @@ void Master::on_worker_exit(WorkerHandle& worker, int status) {
   worker.pid = -1;
   release_channel(worker);
   worker.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (worker.stats_pending) {
+    worker.stats_pending = false;
+    answer_status();
+  }
 
   if (state_ != State::ShuttingDown && &generation == serving_ && was != WorkerHandle::State::Draining) {
     // Died on its own: replace it on the same CPU.
@@ -490,7 +832,8 @@ void Master::on_worker_exit(WorkerHandle& worker, int status) {
   }
   if (&generation == starting_) {
     return fail_reload("worker " + std::to_string(worker.index) + " pid=" + std::to_string(pid) + " of generation " +
-                       std::to_string(generation.number) + " " + describe_status(status) + " before it was ready");
+                           std::to_string(generation.number) + " " + describe_status(status) + " before it was ready",
+                       Outcome::StartFailed);
   }
   if (worker.killed) worker.outcome = "killed at the deadline";
   else if (WIFSIGNALED(status)) worker.outcome = describe_status(status);
@@ -521,7 +864,7 @@ void Master::schedule_respawn(WorkerHandle& worker, bool died_young) {
   evtimer_add(worker.respawn_timer, &tv);
 }
 
-// ---------------------------------------------------------------- signals and shutdown
+// ---------------------------------------------------------------- signals and commands
 
 void Master::on_signal(int signo) {
   switch (signo) {
@@ -529,13 +872,99 @@ void Master::on_signal(int signo) {
     case SIGTERM: return shutdown("SIGTERM", serving_->config->shutdown.drain_delay);
     case SIGINT: return shutdown("SIGINT", Millis(0));  // Ctrl+C: the operator is watching, skip the delay
     case SIGQUIT: return quit("SIGQUIT");
-    case SIGHUP: return reload();
+    case SIGHUP: reload(); return;
+    case SIGUSR2: upgrade(); return;
     case SIGUSR1: return reopen_logs();
     case SIGTTIN: return add_worker();
     case SIGTTOU: return remove_worker();
     default:
-      spdlog::warn("{} received: no action is defined for it in this version; nothing changed", signal_name(signo));
+      spdlog::warn("{} received: no action is defined for it; nothing changed", signal_name(signo));
   }
+}
+
+void Master::on_command(const std::string& command, ControlReply reply) {
+  spdlog::info("control command '{}'", command);
+  if (command == "reload") {
+    reload(reply);
+  } else if (command == "upgrade") {
+    upgrade(reply);
+  } else if (command == "stop") {
+    stop_replies_.push_back(reply);
+    shutdown("stop command", serving_->config->shutdown.drain_delay);
+  } else if (command == "status") {
+    status_replies_.push_back(reply);
+    if (evtimer_pending(status_timer_, nullptr)) return;  // a round is under way: this reply joins it
+    for (auto& generation : generations_)
+      for (auto& worker : generation->workers)
+        if (worker->state != WorkerHandle::State::Exited && worker->channel_fd >= 0)
+          worker->stats_pending = send_message(worker->channel_fd, {MsgType::StatsQuery});
+    timeval tv = to_timeval(kStatusWait);
+    evtimer_add(status_timer_, &tv);
+    answer_status();  // at once if no worker has anything to say
+  } else {
+    reply.send(answer(Outcome::ConfigInvalid, "unknown command '" + command + "'; known: reload, stop, upgrade, status"));
+  }
+}
+
+// Answers the waiting `status` commands once every worker sent its figures or the wait is over.
+void Master::answer_status() {
+  if (status_replies_.empty()) return;
+  bool waiting = false;
+  for (auto& generation : generations_)
+    for (auto& worker : generation->workers) waiting = waiting || worker->stats_pending;
+  if (waiting && evtimer_pending(status_timer_, nullptr)) return;
+  evtimer_del(status_timer_);
+  std::string summary = "master " + std::to_string(getpid()) + ": " + std::to_string(live_workers()) +
+                        " worker(s), generation " + std::to_string(serving_->number) + " serving";
+  nlohmann::json out = {{"code", 0}, {"message", summary}, {"status", nlohmann::json::parse(status_json())}};
+  for (const ControlReply& reply : status_replies_) reply.send(out.dump());
+  status_replies_.clear();
+  for (auto& generation : generations_)
+    for (auto& worker : generation->workers) worker->stats_pending = false;
+}
+
+std::string Master::status_json() const {
+  using nlohmann::json;
+  auto state_text = [&] {
+    switch (state_) {
+      case State::Running: return "running";
+      case State::Reloading: return "reloading";
+      case State::Upgrading: return "upgrading";
+      case State::ShuttingDown: return "shutting down";
+    }
+    return "?";
+  };
+  json generations = json::array();
+  for (const auto& generation : generations_) {
+    json workers = json::array();
+    for (const auto& worker : generation->workers) {
+      if (worker->state == WorkerHandle::State::Exited) continue;
+      workers.push_back({{"index", worker->index},
+                         {"pid", worker->pid},
+                         {"cpu", worker->cpu},
+                         {"state", state_name(worker->state)},
+                         {"connections", worker->connections},
+                         {"requests_in_flight", worker->requests_in_flight},
+                         {"requests_served", worker->requests_served}});
+    }
+    generations.push_back({{"number", generation->number},
+                           {"state", state_name(generation->state)},
+                           {"age_s", ms(Clock::now() - generation->started_at) / 1000},
+                           {"workers", workers}});
+  }
+  json last_reload = nullptr;
+  if (last_reload_.at != Clock::time_point{})
+    last_reload = {{"generation", last_reload_.generation},
+                   {"ok", last_reload_.outcome == Outcome::Done},
+                   {"code", static_cast<int>(last_reload_.outcome)},
+                   {"message", last_reload_.message},
+                   {"ago_s", ms(Clock::now() - last_reload_.at) / 1000}};
+  json master = {{"pid", getpid()},
+                 {"version", SHOAL_VERSION},
+                 {"uptime_s", ms(Clock::now() - started_at_) / 1000},
+                 {"config", config_path_},
+                 {"state", state_text()}};
+  return json{{"master", master}, {"generations", generations}, {"last_reload", last_reload}}.dump();
 }
 
 void Master::reopen_logs() {
@@ -593,6 +1022,8 @@ void Master::remove_worker() {
   event_active(collect_event_, 0, 0);
 }
 
+// ---------------------------------------------------------------- shutdown
+
 size_t Master::live_workers() const {
   size_t live = 0;
   for (const auto& generation : generations_) live += generation->live();
@@ -606,15 +1037,19 @@ void Master::shutdown(const char* why, Millis drain_delay) {
                  std::max<long long>(0, left.count()));
     return;
   }
-  if (starting_) spdlog::warn("{}: the reload to generation {} is abandoned; its workers drain too", why, starting_->number);
+  if (starting_) {
+    spdlog::warn("{}: the reload to generation {} is abandoned; its workers drain too", why, starting_->number);
+    fail_reload("abandoned: the server is shutting down", Outcome::StartFailed);
+  }
+  if (state_ == State::Upgrading) fail_upgrade("abandoned: the server is shutting down", Outcome::StartFailed);
   evtimer_del(ready_timer_);
-  starting_ = nullptr;
   reload_pending_ = false;
   state_ = State::ShuttingDown;
   shutdown_at_ = Clock::now();
   shutdown_timeout_ = serving_->config->shutdown.timeout;
   spdlog::info("{}: graceful shutdown of {} worker(s); drain_delay {}, timeout {}", why, live_workers(),
                format_duration(drain_delay), format_duration(shutdown_timeout_));
+  notify("STOPPING=1");
   for (auto& generation : generations_) {
     for (auto& worker : generation->workers)
       if (worker->state != WorkerHandle::State::Exited) worker->in_shutdown = true;
@@ -632,13 +1067,16 @@ void Master::shutdown(const char* why, Millis drain_delay) {
 void Master::quit(const char* why) {
   spdlog::warn("{}: stopping now, without draining ({} worker(s))", why, live_workers());
   exit_code_ = 1;
+  if (state_ == State::Upgrading) fail_upgrade("abandoned: " + std::string(why), Outcome::StartFailed);
   if (state_ != State::ShuttingDown) shutdown_at_ = Clock::now();
+  notify("STOPPING=1");
   evtimer_del(ready_timer_);
   starting_ = nullptr;
   reload_pending_ = false;
   state_ = State::ShuttingDown;
   shutdown_timeout_ = kStopGrace;
-  listeners_.close_all();
+  if (handed_over_) listeners_.release_all();
+  else listeners_.close_all();
   for (auto& generation : generations_) {
     for (auto& worker : generation->workers)
       if (worker->state != WorkerHandle::State::Exited) worker->in_shutdown = true;
@@ -655,9 +1093,13 @@ void Master::maybe_finish() {
   for (const auto& generation : generations_)
     for (const auto& worker : generation->workers)
       if (worker->in_shutdown && !worker->outcome.empty()) outcomes += (outcomes.empty() ? "" : "; ") + worker->outcome;
-  spdlog::log(exit_code_ == 0 ? spdlog::level::info : spdlog::level::warn, "shutdown {} in {} ms: {}",
-              exit_code_ == 0 ? "clean" : "NOT clean", ms(Clock::now() - shutdown_at_),
-              outcomes.empty() ? "no worker was running" : outcomes);
+  std::string summary = std::string(handed_over_ ? "hand-over" : "shutdown") + (exit_code_ == 0 ? " clean" : " NOT clean") +
+                        " in " + std::to_string(ms(Clock::now() - shutdown_at_)) + " ms: " +
+                        (outcomes.empty() ? "no worker was running" : outcomes);
+  spdlog::log(exit_code_ == 0 ? spdlog::level::info : spdlog::level::warn, "{}", summary);
+  for (const ControlReply& reply : stop_replies_)
+    reply.send(answer(exit_code_ == 0 ? Outcome::Done : Outcome::ConfigInvalid, "stop: " + summary));
+  stop_replies_.clear();
   event_base_loopexit(base_, nullptr);
 }
 
@@ -667,7 +1109,7 @@ bool Master::write_pid_file() {
   const std::string& path = initial_config_->server.pid_file;
   if (path.empty()) return true;
   // Written whole under a temporary name, then renamed: a reader never sees a partial pid.
-  std::string tmp = path + ".tmp";
+  std::string tmp = path + ".tmp." + std::to_string(getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   std::string text = std::to_string(getpid()) + "\n";
   bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());

@@ -85,7 +85,7 @@ int run(int argc, char** argv, const Application& app) {
   }
   log::setup({"master", -1, 1}, level, log_fd);
   log::capture_libevent();
-  Master master(config_path, std::move(config), app, log_fd);
+  Master master(config_path, std::move(config), app, log_fd, std::vector<std::string>(argv, argv + argc));
   return master.run();
 }
 

@@ -47,6 +47,12 @@ struct WorkerHandle {
   std::string oldest_request;
   std::chrono::steady_clock::time_point status_at{};
 
+  // Figures for `status`, from the worker's Stats answer.
+  uint32_t connections = 0;
+  uint64_t requests_served = 0;
+  uint32_t requests_in_flight = 0;
+  bool stats_pending = false;
+
   std::string outcome;  // how it ended during a shutdown, for the summary
 
   WorkerHandle() = default;
