@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 
 packages=(cmake make g++ pkg-config
           libevent-dev libspdlog-dev libtomlplusplus-dev node-llhttp libsystemd-dev nlohmann-json3-dev
-          libgtest-dev libgmock-dev curl)
+          libgtest-dev libgmock-dev curl iproute2)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

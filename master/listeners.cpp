@@ -1,6 +1,7 @@
 #include "master/listeners.hpp"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -80,6 +81,8 @@ void ListenerSet::adopt(const std::vector<int>& fds, const Config& config) {
       ::close(fd);
       continue;
     }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);  // as the sockets the master binds itself
     by_address_.emplace(key(*match), Entry{*match, fd});
     spdlog::info("listening on {}{} (fd {}, inherited)", match->kind == ListenAddress::Kind::Unix ? "" : "http://",
                  bound_address(fd), fd);

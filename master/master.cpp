@@ -570,6 +570,7 @@ void Master::on_upgrade_message() {
       return;
     case RecvStatus::Ok:
       if (msg.type == MsgType::Ready) hand_over(static_cast<pid_t>(msg.value), text);
+      else if (msg.type == MsgType::Done) fail_upgrade("the new master's config is invalid: " + text, Outcome::ConfigInvalid);
   }
 }
 

@@ -9,6 +9,8 @@
 
 #include "common/config.hpp"
 #include "common/log.hpp"
+#include "common/channel.hpp"
+#include "master/cli.hpp"
 #include "master/master.hpp"
 
 namespace shoal {
@@ -16,6 +18,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: shoal [-c FILE] [-t]\n"
+    "       shoal reload | stop | upgrade | status [--json] [-c FILE]\n"
     "\n"
     "A pre-fork HTTP/1.1 server: one master binds the listening sockets and supervises\n"
     "CPU-pinned worker processes that serve HTTP.\n"
@@ -26,10 +29,21 @@ constexpr const char* kUsage =
     "  -v, --version      print the version and exit\n"
     "  -h, --help         print this help and exit\n"
     "\n"
+    "commands (to the running master, through its control socket; each waits for the outcome):\n"
+    "  reload    re-read the config and start a new generation of workers\n"
+    "  stop      graceful shutdown\n"
+    "  upgrade   replace the master with the program file now on disk, on the same sockets\n"
+    "  status    the master, its generations and workers (--json for scripts)\n"
+    "  exit codes: 0 done; 1 the config is invalid (nothing changed); 2 the new generation or\n"
+    "  master failed to start (the old one serves); 3 not ready before the deadline (the old one\n"
+    "  serves); 4 another reload or upgrade is in progress; 5 no running master found\n"
+    "\n"
     "signals to the master:\n"
     "  SIGTERM  graceful shutdown (drain_delay, then drain, then exit)\n"
     "  SIGINT   graceful shutdown without drain_delay (Ctrl+C)\n"
     "  SIGQUIT  stop now, without draining (exit code 1)\n"
+    "  SIGHUP   reload the config          SIGUSR2  upgrade the binary\n"
+    "  SIGUSR1  reopen the log files       SIGTTIN / SIGTTOU  one worker more / fewer\n"
     "\n"
     "exit codes: 0 clean stop, 1 failure (config, bind, or an unclean shutdown), 2 bad usage\n";
 
@@ -38,9 +52,15 @@ constexpr const char* kUsage =
 int run(int argc, char** argv, const Application& app) {
   std::string config_path = "server.toml";
   bool test_only = false;
+  std::string command;
+  bool json = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg == "-c" || arg == "--config") {
+    if (i == 1 && is_cli_command(arg)) {
+      command = arg;
+    } else if (arg == "--json" && !command.empty()) {
+      json = true;
+    } else if (arg == "-c" || arg == "--config") {
       if (i + 1 >= argc) {
         fprintf(stderr, "shoal: %s needs a file name\n%s", arg.c_str(), kUsage);
         return 2;
@@ -62,9 +82,16 @@ int run(int argc, char** argv, const Application& app) {
     }
   }
 
+  if (!command.empty()) return run_cli(command, json, config_path);
+
   ConfigResult loaded = load_config_file(config_path);
   if (!loaded.config) {
     for (const ConfigError& error : loaded.errors) fprintf(stderr, "%s\n", error.to_string().c_str());
+    // Started by an upgrade: the old master keeps serving and reports this as an invalid config.
+    if (const char* fd = getenv("SHOAL_UPGRADE_FD")) {
+      std::string first = loaded.errors.empty() ? "" : loaded.errors.front().to_string();
+      send_message(atoi(fd), {MsgType::Done, 0, 0, 1}, first);
+    }
     fprintf(stderr, "%s: %zu error(s); %s\n", config_path.c_str(), loaded.errors.size(),
             test_only ? "test failed" : "not started");
     return 1;

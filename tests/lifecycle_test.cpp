@@ -55,6 +55,15 @@ TEST_F(Lifecycle, CpuListAndNoneAreHonoured) {
   for (const auto& [index, worker] : workers()) EXPECT_EQ(cpus_allowed_list(worker.first), format_cpu_list(cpus));
 }
 
+TEST_F(Lifecycle, WorkersKeepTheConfiguredBacklog) {
+  start("workers = 2\nbacklog = 777");
+  ASSERT_EQ(get(port_, "/hello").status, 200);
+  // ss shows a listening socket's backlog as Send-Q; the workers' listeners must not reset it.
+  std::string out;
+  ASSERT_EQ(run_command({"/bin/sh", "-c", "ss -Hltn 'sport = :" + std::to_string(port_) + "' | awk '{print $3}'"}, out), 0);
+  EXPECT_EQ(out, "777\n");
+}
+
 TEST_F(Lifecycle, ServesFixedRouteAndStaticFile) {
   start();
   auto hello = get(port_, "/hello");

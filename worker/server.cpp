@@ -138,9 +138,16 @@ HttpServer::~HttpServer() {
 
 bool HttpServer::listen(const std::vector<int>& fds, std::string& err) {
   for (int fd : fds) {
-    // backlog -1: the master already called listen(); the queue is its, shared by all workers.
+    // Sockets passed in (systemd, a launcher) may be blocking; libevent accepts until EAGAIN, and
+    // a blocking accept would then hang this worker whenever another one won the connection.
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+      err = "fcntl(fd " + std::to_string(fd) + ", O_NONBLOCK) failed: " + errno_text(errno);
+      return false;
+    }
+    // backlog 0: already listening. (-1 would mean listen(fd, 128), shrinking the master's queue.)
     evconnlistener* listener = evconnlistener_new(base_, on_accept, this,
-                                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+                                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
     if (!listener) {
       err = "evconnlistener_new(fd " + std::to_string(fd) + ") failed";
       return false;

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -121,11 +122,49 @@ class OccupiedPort {
   OccupiedPort(const OccupiedPort&) = delete;
   OccupiedPort& operator=(const OccupiedPort&) = delete;
   const std::string& address() const { return address_; }  // "127.0.0.1:PORT"
+  int fd() const { return fd_; }
 
  private:
   int fd_ = -1;
   std::string address_;
 };
+
+struct LoadTally {
+  std::atomic<long> ok{0}, non_200{0}, refused{0}, reset_or_lost{0}, retries{0};
+};
+
+// One client: keep-alive (reconnecting only when the server said Connection: close), or a new
+// connection per request. A request written on a keep-alive connection that the server closed
+// without answering is retried once on a new connection, as HTTP clients do, and counted.
+inline void client_loop(int port, bool keep_alive, std::chrono::steady_clock::time_point until, LoadTally& tally) {
+  std::unique_ptr<Client> conn;
+  for (long i = 0; i < 1'000'000 && std::chrono::steady_clock::now() < until; ++i) {
+    bool fresh = false;
+    if (!conn || !keep_alive) {
+      conn = std::make_unique<Client>(port);
+      fresh = true;
+      if (!conn->connected()) {
+        ++tally.refused;
+        conn.reset();
+        continue;
+      }
+    }
+    std::string req = request("GET", "/hello", keep_alive ? "" : "Connection: close\r\n");
+    auto r = conn->send(req) ? conn->read(1, 5s) : std::vector<HttpResponse>{};
+    if (r.empty() && !fresh) {
+      ++tally.retries;
+      conn = std::make_unique<Client>(port);
+      r = conn->connected() && conn->send(req) ? conn->read(1, 5s) : std::vector<HttpResponse>{};
+    }
+    if (r.empty()) {
+      ++tally.reset_or_lost;
+      conn.reset();
+      continue;
+    }
+    (r[0].status == 200 ? tally.ok : tally.non_200)++;
+    if (!r[0].keep_alive) conn.reset();
+  }
+}
 
 inline size_t ServerTest::fd_count(pid_t pid) {
   size_t n = 0;

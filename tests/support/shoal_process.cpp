@@ -45,7 +45,8 @@ std::string TempDir::write(const std::string& name, const std::string& content) 
 namespace {
 
 // fork + exec with stdout/stderr redirected, in `cwd` if given; the child leads its own process group.
-pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path, const std::string& cwd = "") {
+pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path, const std::string& cwd = "",
+            const StartOptions& options = {}) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -58,8 +59,18 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path, c
     dup2(null, 0);
     dup2(out, 1);
     dup2(out, 2);
-    // shoal gets exactly stdin, stdout and stderr: any other fd it holds is its own doing.
-    close_range(3, ~0U, 0);
+    for (const std::string& assignment : options.env) putenv(const_cast<char*>(assignment.c_str()));
+    int first_closed = 3;
+    if (options.listen_fd >= 0) {
+      // dup2 clears O_CLOEXEC so that it survives the exec; but dup2(3, 3) does nothing at all.
+      if (options.listen_fd == 3) fcntl(3, F_SETFD, 0);
+      else dup2(options.listen_fd, 3);
+      setenv("LISTEN_FDS", "1", 1);
+      setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1);
+      first_closed = 4;
+    }
+    // shoal gets exactly stdin, stdout and stderr (and fd 3 if passed): any other fd is its own doing.
+    close_range(static_cast<unsigned>(first_closed), ~0U, 0);
     execv(args[0], args.data());
     _exit(127);
   }
@@ -69,13 +80,14 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path, c
 
 }  // namespace
 
-ShoalProcess::ShoalProcess(const std::string& config_path, const std::string& log_path, const std::string& binary)
+ShoalProcess::ShoalProcess(const std::string& config_path, const std::string& log_path, const std::string& binary,
+                           const StartOptions& options)
     : log_path_(log_path) {
   // Workers orphaned by a killed master become our children (not init's, which may reap them
   // late), so that teardown can reap them at once and no test leaves a zombie behind.
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   // In the config's directory: the test's files are there, not wherever ctest runs.
-  pid_ = spawn({binary, "-c", config_path}, log_path, std::filesystem::path(config_path).parent_path().string());
+  pid_ = spawn({binary, "-c", config_path}, log_path, std::filesystem::path(config_path).parent_path().string(), options);
 }
 
 ShoalProcess::~ShoalProcess() {

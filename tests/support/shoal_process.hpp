@@ -35,10 +35,16 @@ struct ExitStatus {
   int code = -1;        // exit code, or the signal number
 };
 
+struct StartOptions {
+  std::vector<std::string> env;  // "NAME=value" added to the environment
+  int listen_fd = -1;            // passed as fd 3 with LISTEN_FDS=1 and LISTEN_PID, as systemd does
+};
+
 class ShoalProcess {
  public:
-  // Starts `BINARY -c config_path` with stdout and stderr going to log_path.
-  ShoalProcess(const std::string& config_path, const std::string& log_path, const std::string& binary = SHOAL_BINARY);
+  // Starts `BINARY -c config_path` with stdout and stderr going to log_path, in the config's directory.
+  ShoalProcess(const std::string& config_path, const std::string& log_path, const std::string& binary = SHOAL_BINARY,
+               const StartOptions& options = {});
   ~ShoalProcess();  // SIGKILLs the whole process group if still running, and reaps
   ShoalProcess(const ShoalProcess&) = delete;
   ShoalProcess& operator=(const ShoalProcess&) = delete;

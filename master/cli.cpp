@@ -1,0 +1,127 @@
+#include "master/cli.hpp"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "common/config.hpp"
+#include "common/sys.hpp"
+
+namespace shoal {
+namespace {
+
+// The control socket of the server started with config_path. It is found even when the file has
+// errors (the operator may be about to reload a broken edit): from a valid config, from the TOML
+// as far as it parses, from the line itself, or else at its default place beside the file.
+std::string control_socket_for(const std::string& config_path) {
+  ConfigResult loaded = load_config_file(config_path);
+  if (loaded.config) return loaded.config->server.control_socket;
+  std::string dir = std::filesystem::absolute(config_path).parent_path().lexically_normal().string();
+  auto resolve = [&](const std::string& path) { return path.empty() || path[0] == '/' ? path : dir + "/" + path; };
+  std::ifstream in(config_path);
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    toml::table table = toml::parse(text.str(), config_path);
+    if (auto path = table["server"]["control_socket"].value<std::string>()) return resolve(*path);
+  } catch (const toml::parse_error&) {
+    std::smatch match;
+    std::string all = text.str();
+    if (std::regex_search(all, match, std::regex(R"re(control_socket\s*=\s*"([^"]*)")re"))) return resolve(match[1]);
+  }
+  return default_control_socket(dir);
+}
+
+std::string duration_text(long long seconds) {
+  if (seconds < 120) return std::to_string(seconds) + " s";
+  if (seconds < 7200) return std::to_string(seconds / 60) + " min";
+  return std::to_string(seconds / 3600) + " h " + std::to_string(seconds / 60 % 60) + " min";
+}
+
+void print_status(const nlohmann::json& status) {
+  const auto& master = status["master"];
+  printf("master %d, shoal %s, up %s, %s, config %s\n", master["pid"].get<int>(),
+         master["version"].get<std::string>().c_str(), duration_text(master["uptime_s"].get<long long>()).c_str(),
+         master["state"].get<std::string>().c_str(), master["config"].get<std::string>().c_str());
+  for (const auto& generation : status["generations"]) {
+    printf("generation %llu: %s, %zu worker(s)\n", generation["number"].get<unsigned long long>(),
+           generation["state"].get<std::string>().c_str(), generation["workers"].size());
+    for (const auto& worker : generation["workers"])
+      printf("  worker %d  pid %d  cpu %s  %-8s  %u connection(s), %u in flight, %llu served\n",
+             worker["index"].get<int>(), worker["pid"].get<int>(),
+             worker["cpu"].get<int>() < 0 ? "any" : std::to_string(worker["cpu"].get<int>()).c_str(),
+             worker["state"].get<std::string>().c_str(), worker["connections"].get<unsigned>(),
+             worker["requests_in_flight"].get<unsigned>(), worker["requests_served"].get<unsigned long long>());
+  }
+  const auto& reload = status["last_reload"];
+  if (reload.is_null()) printf("last reload: none\n");
+  else printf("last reload: %s ago: %s\n", duration_text(reload["ago_s"].get<long long>()).c_str(),
+              reload["message"].get<std::string>().c_str());
+}
+
+}  // namespace
+
+bool is_cli_command(const std::string& word) {
+  return word == "reload" || word == "stop" || word == "upgrade" || word == "status";
+}
+
+int run_cli(const std::string& command, bool json, const std::string& config_path) {
+  std::string path = control_socket_for(config_path);
+  if (path.empty()) {
+    fprintf(stderr, "%s: no running master found: %s sets no control_socket\n", command.c_str(), config_path.c_str());
+    return kNoMasterFound;
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  strncpy(sun.sun_path, path.c_str(), sizeof sun.sun_path - 1);
+  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
+    fprintf(stderr, "%s: no running master found: nothing accepts on %s (%s)\n", command.c_str(), path.c_str(),
+            errno_text(errno).c_str());
+    if (fd >= 0) close(fd);
+    return kNoMasterFound;
+  }
+  std::string line = command + "\n";
+  if (send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+    fprintf(stderr, "%s: the master did not take the command: %s\n", command.c_str(), errno_text(errno).c_str());
+    close(fd);
+    return kNoMasterFound;
+  }
+  // The master answers once the outcome is known: a reload waits for the old generation's drain,
+  // a stop for the last worker. It always answers; the wait is bounded only by its own deadlines.
+  std::string reply;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    reply.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  nlohmann::json answer = nlohmann::json::parse(reply, nullptr, false);
+  if (answer.is_discarded() || !answer.contains("code")) {
+    fprintf(stderr, "%s: the master closed the connection without an answer\n", command.c_str());
+    return kNoMasterFound;
+  }
+  int code = answer["code"].get<int>();
+  if (command == "status" && answer.contains("status")) {
+    if (json) printf("%s\n", answer["status"].dump(2).c_str());
+    else print_status(answer["status"]);
+  } else {
+    printf("%s\n", answer["message"].get<std::string>().c_str());
+  }
+  return code;
+}
+
+}  // namespace shoal

@@ -1,0 +1,307 @@
+// Deploying and controlling shoal, against the real binary: binary upgrade under load and to a
+// broken binary, systemd's notification and socket activation, and the CLI with every exit code.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/sys.hpp"
+#include "support/server_fixture.hpp"
+
+namespace shoal::test {
+namespace {
+
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+using Deploy = ServerTest;
+
+constexpr const char* kInfoRoute = "[[route]]\npath = \"/info\"\nhandler = \"info\"\n";
+
+pid_t read_pid_file(const std::string& path) {
+  std::ifstream in(path);
+  pid_t pid = -1;
+  in >> pid;
+  return pid;
+}
+
+// Puts `source` at `path` as a deploy does: a new file renamed over the old one, whose inode the
+// running master keeps executing.
+void deploy_binary(const std::string& source, const std::string& path) {
+  std::filesystem::copy_file(source, path + ".new", std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::permissions(path + ".new", std::filesystem::perms::owner_all);
+  std::filesystem::rename(path + ".new", path);
+}
+
+struct CliResult {
+  int code;
+  std::string output;
+};
+
+CliResult cli(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 30s) {
+  std::vector<std::string> argv = {SHOAL_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CliResult out;
+  out.code = run_command(argv, out.output, timeout);
+  return out;
+}
+
+TEST_F(Deploy, UpgradeUnderLoadDropsNothingAndHandsEverythingOver) {
+  std::string binary = dir_.path() + "/shoal";
+  deploy_binary(SHOAL_BINARY, binary);
+  start("workers = 2\npid_file = \"shoal.pid\"", kInfoRoute, "\"127.0.0.1:0\"", binary);
+  pid_t old_master = shoal_->pid();
+  auto old_workers = children_of(old_master);
+  LoadTally tally;
+  auto until = Clock::now() + 4s;
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 3; ++i) clients.emplace_back(client_loop, port_, true, until, std::ref(tally));
+  for (int i = 0; i < 2; ++i) clients.emplace_back(client_loop, port_, false, until, std::ref(tally));
+  ASSERT_TRUE(wait_until([&] { return tally.ok > 1000; }, 5s));
+  deploy_binary(SHOAL_BINARY, binary);  // the new version on disk
+  shoal_->signal(SIGUSR2);
+  auto status = shoal_->wait_exit(10s);  // the old master hands over, drains, exits 0
+  for (auto& t : clients) t.join();
+  std::cerr << "upgrade under load: " << tally.ok << " ok, " << tally.non_200 << " non-200, " << tally.refused
+            << " refused, " << tally.reset_or_lost << " reset or lost, " << tally.retries << " retried\n";
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->code, 0);
+  EXPECT_EQ(tally.non_200, 0);
+  EXPECT_EQ(tally.refused, 0);
+  EXPECT_EQ(tally.reset_or_lost, 0);
+  EXPECT_EQ(tally.retries, 0);
+  pid_t new_master = read_pid_file(dir_.path() + "/shoal.pid");
+  EXPECT_NE(new_master, old_master);
+  EXPECT_TRUE(process_exists(new_master));
+  for (pid_t pid : old_workers) EXPECT_TRUE(wait_until([&] { return !process_exists(pid); }, 5s));
+  EXPECT_THAT(shoal_->log(), ::testing::ContainsRegex("upgrade ok: master " + std::to_string(old_master) + " -> " +
+                                                      std::to_string(new_master)));
+  auto info = get(port_, "/info");
+  EXPECT_THAT(info.body, HasSubstr(" generation=2 "));  // numbering goes on in the new master
+  auto new_workers = children_of(new_master);
+  ASSERT_EQ(new_workers.size(), 2u);
+  EXPECT_EQ(std::count(new_workers.begin(), new_workers.end(), std::stoi(info.body.substr(4))), 1);
+  // The new master answers the CLI on the same control socket.
+  auto result = cli({"status", "--json", "-c", dir_.path() + "/shoal.toml"});
+  ASSERT_EQ(result.code, 0) << result.output;
+  EXPECT_EQ(nlohmann::json::parse(result.output)["master"]["pid"].get<int>(), new_master);
+  EXPECT_EQ(cli({"stop", "-c", dir_.path() + "/shoal.toml"}).code, 0);
+  EXPECT_TRUE(wait_until([&] { return !process_exists(new_master); }, 10s));
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/shoal.pid"));
+}
+
+TEST_F(Deploy, UpgradeToABrokenBinaryLeavesTheOldMasterServing) {
+  std::string binary = dir_.path() + "/shoal";
+  deploy_binary(SHOAL_BINARY, binary);
+  start("workers = 2\npid_file = \"shoal.pid\"", kInfoRoute, "\"127.0.0.1:0\"", binary);
+  auto workers_before = children_of(shoal_->pid());
+  dir_.write("broken", "#!/bin/sh\nexit 1\n");
+  deploy_binary(dir_.path() + "/broken", binary);
+  auto result = cli({"upgrade", "-c", dir_.path() + "/shoal.toml"});
+  EXPECT_EQ(result.code, 2) << result.output;
+  EXPECT_THAT(result.output, ::testing::ContainsRegex("upgrade failed: the new master [0-9]+ exited with code 1 before it "
+                                                      "was ready; master " + std::to_string(shoal_->pid()) +
+                                                      " keeps serving"));
+  EXPECT_EQ(read_pid_file(dir_.path() + "/shoal.pid"), shoal_->pid());
+  EXPECT_EQ(children_of(shoal_->pid()), workers_before);
+  EXPECT_EQ(get(port_, "/hello").status, 200);
+  EXPECT_EQ(cli({"status", "-c", dir_.path() + "/shoal.toml"}).code, 0);
+}
+
+TEST_F(Deploy, UpgradeWithAnInvalidConfigIsReportedAsSuch) {
+  std::string binary = dir_.path() + "/shoal";
+  deploy_binary(SHOAL_BINARY, binary);
+  start("workers = 1", "", "\"127.0.0.1:0\"", binary);
+  std::string good = [&] {
+    std::ifstream in(dir_.path() + "/shoal.toml");
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }();
+  dir_.write("shoal.toml", good + "[http]\nmax_body = 3\n");
+  auto result = cli({"upgrade", "-c", dir_.path() + "/shoal.toml"});
+  EXPECT_EQ(result.code, 1) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("upgrade failed: the new master's config is invalid: "));
+  EXPECT_THAT(result.output, HasSubstr("unknown key 'max_body' in [http]"));
+  EXPECT_EQ(get(port_, "/hello").status, 200);
+}
+
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::string& path) : path_(path) {
+    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    strncpy(sun.sun_path, path.c_str(), sizeof sun.sun_path - 1);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) throw std::runtime_error("bind notify socket");
+    timeval tv{0, 20'000};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~NotifySocket() { close(fd_); }
+  // Every message received so far, in order of arrival.
+  const std::vector<std::string>& messages() {
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(fd_, buf, sizeof buf, 0)) > 0) messages_.emplace_back(buf, static_cast<size_t>(n));
+    return messages_;
+  }
+  bool wait_for(const std::string& fragment, size_t occurrences = 1) {
+    return wait_until([&] {
+      size_t seen = 0;
+      for (const auto& m : messages()) seen += m.find(fragment) != std::string::npos;
+      return seen >= occurrences;
+    }, 10s);
+  }
+
+ private:
+  int fd_;
+  std::string path_;
+  std::vector<std::string> messages_;
+};
+
+TEST_F(Deploy, SystemdNotificationsArriveInOrder) {
+  std::string binary = dir_.path() + "/shoal";
+  deploy_binary(SHOAL_BINARY, binary);
+  NotifySocket notify(dir_.path() + "/notify.sock");
+  std::string config = write_config("workers = 1\npid_file = \"shoal.pid\"");
+  shoal_ = std::make_unique<ShoalProcess>(config, dir_.path() + "/shoal.log", binary,
+                                          StartOptions{{"NOTIFY_SOCKET=" + dir_.path() + "/notify.sock"}, -1});
+  ASSERT_TRUE(notify.wait_for("READY=1"));
+  shoal_->signal(SIGHUP);
+  ASSERT_TRUE(notify.wait_for("READY=1", 2));
+  deploy_binary(SHOAL_BINARY, binary);
+  shoal_->signal(SIGUSR2);
+  ASSERT_TRUE(notify.wait_for("MAINPID="));
+  ASSERT_TRUE(shoal_->wait_exit(10s));
+  pid_t new_master = read_pid_file(dir_.path() + "/shoal.pid");
+  kill(new_master, SIGTERM);
+  ASSERT_TRUE(notify.wait_for("STOPPING=1"));
+  // The order systemd needs: ready, reloading (with its timestamp), ready again, the new main
+  // pid, then stopping.
+  std::vector<std::string> kinds;
+  for (const auto& m : notify.messages()) {
+    if (m.find("RELOADING=1") != std::string::npos) {
+      EXPECT_THAT(m, ::testing::ContainsRegex("MONOTONIC_USEC=[0-9]+"));
+      kinds.push_back("RELOADING");
+    } else if (m.find("MAINPID=" + std::to_string(new_master)) != std::string::npos) {
+      kinds.push_back("MAINPID");
+    } else if (m.find("READY=1") != std::string::npos) {
+      kinds.push_back("READY");
+    } else if (m.find("STOPPING=1") != std::string::npos) {
+      kinds.push_back("STOPPING");
+    }
+  }
+  kinds.erase(std::unique(kinds.begin(), kinds.end()), kinds.end());
+  EXPECT_EQ(kinds, (std::vector<std::string>{"READY", "RELOADING", "READY", "MAINPID", "STOPPING"}));
+  EXPECT_TRUE(wait_until([&] { return !process_exists(new_master); }, 10s));
+}
+
+TEST_F(Deploy, SocketActivationServesOnThePassedSocketWithoutBinding) {
+  OccupiedPort passed;  // bound and listening here: shoal could not bind it itself
+  std::string config = write_config("workers = 2", "", "\"" + passed.address() + "\"");
+  shoal_ = std::make_unique<ShoalProcess>(config, dir_.path() + "/shoal.log", SHOAL_BINARY,
+                                          StartOptions{{}, passed.fd()});
+  ASSERT_TRUE(shoal_->wait_ready());
+  EXPECT_THAT(shoal_->log(), HasSubstr("listening on http://" + passed.address() + " (fd 3, inherited)"));
+  int port = std::stoi(passed.address().substr(passed.address().rfind(':') + 1));
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(get(port, "/hello").status, 200);
+  expect_clean_log();
+}
+
+TEST_F(Deploy, CliReportsEachOutcomeWithItsOwnExitCode) {
+  start("workers = 2", std::string(kInfoRoute) + "[reload]\nready_timeout = \"1s\"\n", "\"127.0.0.1:0\"",
+        EXAMPLE_APP_BINARY);
+  std::string config = dir_.path() + "/shoal.toml";
+  std::string good = [&] {
+    std::ifstream in(config);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }();
+
+  auto ok = cli({"reload", "-c", config});
+  EXPECT_EQ(ok.code, 0) << ok.output;
+  EXPECT_THAT(ok.output, ::testing::ContainsRegex(
+                             "^reload ok: generation 2 ready \\(2 workers, [0-9]+ ms\\); generation 1 drained in [0-9.]+ s\n$"));
+
+  dir_.write("shoal.toml", good + "[http]\nwrokers = 2\n");
+  auto invalid = cli({"reload", "-c", config});
+  EXPECT_EQ(invalid.code, 1) << invalid.output;
+  EXPECT_THAT(invalid.output, ::testing::ContainsRegex("^reload failed: " + config +
+                                                       ":[0-9]+:1: unknown key 'wrokers' in \\[http\\].*; generation 2 "
+                                                       "still serving\n$"));
+
+  OccupiedPort occupied;
+  dir_.write("shoal.toml", good);
+  write_config("workers = 2", std::string(kInfoRoute) + "[reload]\nready_timeout = \"1s\"\n",
+               "\"127.0.0.1:0\", \"" + occupied.address() + "\"");
+  auto cannot_start = cli({"reload", "-c", config});
+  EXPECT_EQ(cannot_start.code, 2) << cannot_start.output;
+  EXPECT_THAT(cannot_start.output, HasSubstr("bind(" + occupied.address() + ") failed: Address already in use"));
+
+  dir_.write("shoal.toml", good);
+  dir_.write("slow-start", "");  // the new workers take 3 s to start; ready_timeout is 1 s
+  auto not_ready = cli({"reload", "-c", config});
+  EXPECT_EQ(not_ready.code, 3) << not_ready.output;
+  EXPECT_THAT(not_ready.output, HasSubstr("was not ready within ready_timeout 1s"));
+
+  // A second reload while the first is still starting is refused and says which and since when.
+  auto first = std::async(std::launch::async, [&] { return cli({"reload", "-c", config}); });
+  // Failed reloads that started no worker used no generation number: this is generation 4.
+  ASSERT_TRUE(shoal_->wait_for_log("starting generation 4", 5s));
+  auto busy = cli({"reload", "-c", config});
+  EXPECT_EQ(busy.code, 4) << busy.output;
+  EXPECT_THAT(busy.output, ::testing::ContainsRegex("reload refused: a reload to generation 4 is in progress \\(since "
+                                                    "[0-9.]+ s\\); nothing changed"));
+  EXPECT_EQ(first.get().code, 3);
+  std::filesystem::remove(dir_.path() + "/slow-start");
+
+  auto status = cli({"status", "-c", config});
+  EXPECT_EQ(status.code, 0) << status.output;
+  EXPECT_THAT(status.output, ::testing::ContainsRegex("^master " + std::to_string(shoal_->pid()) + ", shoal "));
+  EXPECT_THAT(status.output, HasSubstr("generation 2: serving, 2 worker(s)"));
+  EXPECT_THAT(status.output, HasSubstr("last reload: "));
+
+  ASSERT_EQ(get(port_, "/hello").status, 200);
+  // The failed generations' workers are stopped (or killed a second later); then one remains.
+  ASSERT_TRUE(wait_until([&] { return children_of(shoal_->pid()).size() == 2; }, 5s));
+  auto json = cli({"status", "--json", "-c", config});
+  ASSERT_EQ(json.code, 0);
+  auto parsed = nlohmann::json::parse(json.output);
+  EXPECT_EQ(parsed["master"]["pid"].get<int>(), shoal_->pid());
+  EXPECT_EQ(parsed["master"]["state"], "running");
+  ASSERT_EQ(parsed["generations"].size(), 1u);
+  EXPECT_EQ(parsed["generations"][0]["number"], 2);
+  auto workers = parsed["generations"][0]["workers"];
+  ASSERT_EQ(workers.size(), 2u);
+  uint64_t served = 0;
+  for (const auto& w : workers) {
+    EXPECT_TRUE(process_exists(w["pid"].get<int>()));
+    EXPECT_EQ(cpus_allowed_list(w["pid"].get<int>()), std::to_string(w["cpu"].get<int>()));
+    served += w["requests_served"].get<uint64_t>();
+  }
+  EXPECT_GE(served, 1u);
+  EXPECT_EQ(parsed["last_reload"]["code"], 3);
+
+  auto stop = cli({"stop", "-c", config});
+  EXPECT_EQ(stop.code, 0) << stop.output;
+  EXPECT_THAT(stop.output, HasSubstr("stop: shutdown clean in"));
+  ASSERT_TRUE(shoal_->wait_exit(5s));
+  auto none = cli({"status", "-c", config});
+  EXPECT_EQ(none.code, 5);
+  EXPECT_THAT(none.output, HasSubstr("no running master found: nothing accepts on " + dir_.path() + "/shoal.ctl"));
+}
+
+TEST_F(Deploy, ControlSocketIsOwnerOnly) {
+  start("workers = 1");
+  struct stat st;
+  ASSERT_EQ(stat((dir_.path() + "/shoal.ctl").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+}  // namespace
+}  // namespace shoal::test
