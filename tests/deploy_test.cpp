@@ -170,8 +170,14 @@ TEST_F(Deploy, SystemdNotificationsArriveInOrder) {
   NotifySocket notify(dir_.path() + "/notify.sock");
   std::string config = write_config("workers = 1\npid_file = \"shoal.pid\"");
   shoal_ = std::make_unique<ShoalProcess>(config, dir_.path() + "/shoal.log", binary,
-                                          StartOptions{{"NOTIFY_SOCKET=" + dir_.path() + "/notify.sock"}, -1});
+                                          StartOptions{{"NOTIFY_SOCKET=" + dir_.path() + "/notify.sock",
+                                                        "WATCHDOG_USEC=200000"},
+                                                       -1});
   ASSERT_TRUE(notify.wait_for("READY=1"));
+  // WatchdogSec=0.2s: the master's loop pings every 100 ms.
+  auto watching = Clock::now();
+  ASSERT_TRUE(notify.wait_for("WATCHDOG=1", 3));
+  EXPECT_GE(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - watching).count(), 150);
   shoal_->signal(SIGHUP);
   ASSERT_TRUE(notify.wait_for("READY=1", 2));
   deploy_binary(SHOAL_BINARY, binary);
