@@ -1,0 +1,92 @@
+// The keep-alive request path for a fixed response makes no heap allocation per request.
+// This binary replaces malloc and friends (so libevent's, llhttp's and libstdc++'s allocations all
+// count) and counts only while the server's event loop runs, not the test's own client code.
+#include <event2/event.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+
+#include "common/config.hpp"
+#include "worker/server.hpp"
+
+extern "C" {
+void* __libc_malloc(size_t);
+void* __libc_calloc(size_t, size_t);
+void* __libc_realloc(void*, size_t);
+void __libc_free(void*);
+
+static std::atomic<long> g_allocations{0};
+static std::atomic<bool> g_counting{false};
+
+void* malloc(size_t n) {
+  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_malloc(n);
+}
+void* calloc(size_t n, size_t size) {
+  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_calloc(n, size);
+}
+void* realloc(void* p, size_t n) {
+  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_realloc(p, n);
+}
+void free(void* p) { __libc_free(p); }
+}
+
+namespace shoal {
+namespace {
+
+TEST(Allocations, KeepAliveFixedResponsePathAllocatesNothingPerRequest) {
+  auto parsed = parse_config("[server]\nlisten = [\"127.0.0.1:0\"]\n[[route]]\npath = \"/hello\"\nbody = \"ok\\n\"\n",
+                             "/tmp/alloc.toml");
+  ASSERT_TRUE(parsed.config);
+  Config config = std::move(*parsed.config);
+  Application app;
+  event_base* base = event_base_new();
+  auto server = std::make_unique<HttpServer>(base, config, app);
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  server->adopt(fds[0], reinterpret_cast<sockaddr*>(&sun), sizeof(sa_family_t));
+  const char request[] = "GET /hello HTTP/1.1\r\nHost: t\r\nUser-Agent: alloc-test\r\nAccept: */*\r\n\r\n";
+
+  // One request, one response (its length is fixed: the Date header has a fixed width).
+  size_t response_bytes = 0;
+  auto round_trip = [&](bool count) {
+    ASSERT_EQ(send(fds[1], request, sizeof request - 1, 0), static_cast<ssize_t>(sizeof request - 1));
+    size_t got = 0;
+    char buf[512];
+    for (int spins = 0; spins < 10000 && (response_bytes == 0 ? got == 0 : got < response_bytes); ++spins) {
+      g_counting = count;
+      event_base_loop(base, EVLOOP_NONBLOCK);
+      g_counting = false;
+      ssize_t n = recv(fds[1], buf, sizeof buf, 0);
+      if (n > 0) got += static_cast<size_t>(n);
+      else if (n == 0) break;
+      else {
+        pollfd pfd{fds[1], POLLIN, 0};
+        poll(&pfd, 1, 1);
+      }
+    }
+    if (response_bytes == 0) response_bytes = got;
+    ASSERT_EQ(got, response_bytes);
+  };
+  for (int i = 0; i < 100; ++i) round_trip(false);  // warm-up: buffers reach their working size
+  ASSERT_GT(response_bytes, 100u);
+  g_allocations = 0;
+  for (int i = 0; i < 1000; ++i) round_trip(true);
+  EXPECT_EQ(g_allocations.load(), 0) << "heap allocations over 1,000 keep-alive requests";
+  EXPECT_EQ(server->requests_served(), 1100u);
+  close(fds[1]);
+  server.reset();
+  event_base_free(base);
+}
+
+}  // namespace
+}  // namespace shoal
