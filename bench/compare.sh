@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# shoal against nginx (Debian's), side by side in one run, with wrk. Both servers run one worker
+# pinned to CPU 1 (and their masters on CPU 1 too); wrk runs on CPU 0: this machine has two cores
+# and the load generator needs one of them. Each scenario runs A B A B … for ROUNDS rounds.
+#
+#   bench/compare.sh                 (SECONDS=10 ROUNDS=3 by default; e.g. SECONDS=5 bench/compare.sh)
+#
+# Prints, per server and scenario: requests/s (median, min, max) and the server's CPU time per
+# request (master and workers, utime+stime from /proc over the run, divided by the requests);
+# then the ratios shoal/nginx and whether each target of the performance issue is met; then
+# memory (idle RSS, RSS per idle keep-alive connection), reload latency, and the micro benchmark.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${SECONDS_PER_RUN:-${SECONDS:-10}}
+rounds=${ROUNDS:-3}
+server_cpu=1
+client_cpu=0
+[ "$(nproc)" -ge 2 ] || { echo "compare.sh: needs 2 CPUs (wrk on one, the servers on the other)" >&2; exit 1; }
+
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+dpkg-query -W -f='${Status}' libbenchmark-dev 2>/dev/null | grep -q 'install ok installed' || missing+=(libbenchmark-dev)
+if ((${#missing[@]})); then
+  [ "$(id -u)" -eq 0 ] || { echo "compare.sh: missing: ${missing[*]} (apt-get install them)" >&2; exit 1; }
+  # Debian starts nginx on port 80 when it is installed; a benchmark must not leave one behind.
+  policy_added=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy_added=1
+  fi
+  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+  [ -n "$policy_added" ] && rm -f /usr/sbin/policy-rc.d
+fi
+BUILD_TYPE=Release ./build.sh >/dev/null
+ulimit -n 65536
+
+work=$(mktemp -d)
+cleanup() {
+  [ -f "$work/nginx.pid" ] && kill -QUIT "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  kill -TERM $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+hz=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------- the two servers
+shoal_port=18180
+nginx_port=18181
+cat > "$work/shoal.toml" <<TOML
+[server]
+listen = ["127.0.0.1:$shoal_port"]
+backlog = 4096
+workers = 1
+cpu_affinity = [$server_cpu]
+control_socket = ""
+[http]
+keepalive_timeout = "65s"
+max_connections = 20000
+[log]
+level = "warn"
+[[route]]
+path = "/hello"
+body = "ok\n"
+TOML
+mkdir -p "$work/nginx/logs"
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+worker_cpu_affinity $(printf '%d' $((1 << server_cpu)) | awk '{ s=""; n=$1; while (n>0) { s=(n%2) s; n=int(n/2) } print s }');
+worker_rlimit_nofile 30000;
+pid $work/nginx.pid;
+error_log $work/nginx/logs/error.log warn;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  keepalive_timeout 65s;
+  keepalive_requests 100000000;
+  server {
+    listen 127.0.0.1:$nginx_port backlog=4096;
+    location = /hello { default_type text/plain; return 200 "ok\n"; }
+  }
+}
+CONF
+
+start_shoal() {
+  taskset -c $server_cpu ./build/shoal -c "$work/shoal.toml" > "$work/shoal.log" 2>&1 &
+  shoal_pid=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$shoal_port/hello" && return; sleep 0.05; done
+  echo "shoal did not start:"; cat "$work/shoal.log"; exit 1
+}
+start_nginx() {
+  taskset -c $server_cpu /usr/sbin/nginx -p "$work/nginx" -c "$work/nginx.conf" -g 'daemon off;' &
+  nginx_pid=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$nginx_port/hello" && return; sleep 0.05; done
+  echo "nginx did not start:"; cat "$work/nginx/logs/error.log"; exit 1
+}
+start_shoal
+start_nginx
+
+# utime+stime of a process and its children, in clock ticks.
+cpu_ticks() {
+  local total=0 pid
+  for pid in $1 $(ps --ppid "$1" -o pid= 2>/dev/null); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo $total
+}
+worker_of() { ps --ppid "$1" -o pid= | head -1 | tr -d ' '; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# ---------------------------------------------------------------- throughput and CPU per request
+declare -A rps cpu_us
+run() {  # run SERVER SCENARIO
+  local server=$1 scenario=$2 port pid args=()
+  if [ "$server" = shoal ]; then port=$shoal_port pid=$shoal_pid; else port=$nginx_port pid=$nginx_pid; fi
+  case $scenario in
+    ka64) args=(-c64) ;;
+    ka256) args=(-c256) ;;
+    close) args=(-c64 -H "Connection: close") ;;
+    pipe16) args=(-c64 -s bench/pipeline16.lua) ;;
+  esac
+  local before after out requests
+  before=$(cpu_ticks "$pid")
+  out=$(taskset -c $client_cpu wrk -t1 -d"${duration}s" "${args[@]}" "http://127.0.0.1:$port/hello")
+  after=$(cpu_ticks "$pid")
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  local errors; errors=$(echo "$out" | awk '/Socket errors|Non-2xx/ {print}' | tr '\n' ' ')
+  [ -n "$errors" ] && echo "  note: $server $scenario: $errors" >&2
+  rps[$server,$scenario]+="$(echo "$out" | awk '/Requests\/sec/ {printf "%d", $2}') "
+  cpu_us[$server,$scenario]+="$(awk -v t=$((after - before)) -v r="$requests" -v hz="$hz" 'BEGIN {printf "%.2f", t * 1e6 / hz / r}') "
+}
+stats() {  # median min max of a list
+  tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {printf "%s %s %s", a[int((NR+1)/2)], a[1], a[NR]}'
+}
+
+echo "shoal $(./build/shoal --version | cut -d' ' -f2) vs $(/usr/sbin/nginx -v 2>&1 | cut -d: -f2 | tr -d ' '), $(nproc) CPUs:" \
+     "servers pinned to CPU $server_cpu (1 worker each), wrk pinned to CPU $client_cpu (1 thread);" \
+     "$rounds rounds of ${duration}s, A B A B"
+scenarios=(ka64 ka256 close pipe16)
+for scenario in "${scenarios[@]}"; do
+  for _ in $(seq "$rounds"); do run shoal "$scenario"; run nginx "$scenario"; done
+done
+
+printf '\n%-10s %-6s %30s %24s\n' scenario server "requests/s median (min-max)" "CPU us/request median"
+declare -A med_rps med_cpu
+for scenario in "${scenarios[@]}"; do
+  for server in shoal nginx; do
+    read -r m lo hi <<<"$(stats "${rps[$server,$scenario]}")"
+    read -r c _ _ <<<"$(stats "${cpu_us[$server,$scenario]}")"
+    med_rps[$server,$scenario]=$m
+    med_cpu[$server,$scenario]=$c
+    printf '%-10s %-6s %14s (%s-%s) %24s\n' "$scenario" "$server" "$m" "$lo" "$hi" "$c"
+  done
+  printf '%-10s %-6s %30s %24s\n' "$scenario" ratio \
+    "$(awk -v a="${med_rps[shoal,$scenario]}" -v b="${med_rps[nginx,$scenario]}" 'BEGIN {printf "%.2f", a / b}')" \
+    "$(awk -v a="${med_cpu[shoal,$scenario]}" -v b="${med_cpu[nginx,$scenario]}" 'BEGIN {printf "%.2f", a / b}')"
+done
+
+verdict() { awk -v v="$2" -v op="$3" -v limit="$4" -v what="$1" \
+  'BEGIN { ok = (op == "<=") ? (v <= limit) : (v >= limit); printf "  %-58s %6.2f %s %-5s %s\n", what, v, op, limit, ok ? "met" : "NOT met" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.4f", a / b}'; }
+echo
+echo "targets (shoal/nginx):"
+verdict "CPU per request, keep-alive 64" "$(ratio "${med_cpu[shoal,ka64]}" "${med_cpu[nginx,ka64]}")" "<=" 0.85
+verdict "CPU per request, keep-alive 256" "$(ratio "${med_cpu[shoal,ka256]}" "${med_cpu[nginx,ka256]}")" "<=" 0.85
+verdict "requests/s, keep-alive 64" "$(ratio "${med_rps[shoal,ka64]}" "${med_rps[nginx,ka64]}")" ">=" 1.0
+verdict "requests/s, pipelined 16" "$(ratio "${med_rps[shoal,pipe16]}" "${med_rps[nginx,pipe16]}")" ">=" 1.2
+verdict "CPU per request, one connection per request" "$(ratio "${med_cpu[shoal,close]}" "${med_cpu[nginx,close]}")" "<=" 1.0
+
+# ---------------------------------------------------------------- memory
+echo
+echo "memory (KiB):"
+shoal_worker=$(worker_of $shoal_pid)
+nginx_worker=$(worker_of $nginx_pid)
+printf '  %-6s master RSS %6s, worker RSS %6s (idle)\n' shoal "$(rss_kib $shoal_pid)" "$(rss_kib "$shoal_worker")"
+printf '  %-6s master RSS %6s, worker RSS %6s (idle)\n' nginx "$(rss_kib $nginx_pid)" "$(rss_kib "$nginx_worker")"
+conns=10000
+declare -A per_conn idle_worker
+for server in shoal nginx; do
+  if [ $server = shoal ]; then port=$shoal_port worker=$shoal_worker; else port=$nginx_port worker=$nginx_worker; fi
+  before=$(rss_kib "$worker")
+  idle_worker[$server]=$before
+  coproc HOLD { taskset -c $client_cpu ./build/idle_conns "$port" "$conns"; }
+  read -r line <&"${HOLD[0]}"
+  after=$(rss_kib "$worker")
+  kill -TERM "$HOLD_PID"; wait "$HOLD_PID" 2>/dev/null || true
+  per_conn[$server]=$(awk -v a="$after" -v b="$before" -v n=$conns 'BEGIN {printf "%.2f", (a - b) / n}')
+  printf '  %-6s worker RSS %6s -> %6s with %s idle keep-alive connections (%s): %s KiB per connection\n' \
+    $server "$before" "$after" $conns "$line" "${per_conn[$server]}"
+done
+verdict "idle worker RSS, shoal/nginx" "$(ratio "${idle_worker[shoal]}" "${idle_worker[nginx]}")" "<=" 1.0
+verdict "KiB of shoal worker RSS per idle keep-alive connection" "${per_conn[shoal]}" "<=" 2
+
+# ---------------------------------------------------------------- reload under load
+echo
+echo "reload (shoal, keep-alive 64, ${duration}s windows):"
+steady=$(taskset -c $client_cpu wrk -t1 -c64 -d"${duration}s" --latency "http://127.0.0.1:$shoal_port/hello")
+log_mark=$(wc -l < "$work/shoal.log")
+taskset -c $client_cpu wrk -t1 -c64 -d"${duration}s" --latency "http://127.0.0.1:$shoal_port/hello" > "$work/reload.out" &
+wrk_pid=$!
+for _ in $(seq $((duration - 1))); do sleep 1; kill -HUP $shoal_pid; done
+wait $wrk_pid
+reloading=$(cat "$work/reload.out")
+pct() { echo "$1" | awk -v p="$2" '$1 == p {print $2}'; }
+to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1e6; else print n }'; }
+ready_ms=$(tail -n +"$log_mark" "$work/shoal.log" | grep -oP 'ready with \d+ worker\(s\) in \K[0-9]+' | sort -n | tr '\n' ' ')
+printf '  SIGHUP to new generation ready (ms, each reload): %s\n' "$ready_ms"
+printf '  steady window:    p50 %s  p99 %s  %s\n' "$(pct "$steady" 50%)" "$(pct "$steady" 99%)" \
+  "$(echo "$steady" | grep -E 'Socket errors|Non-2xx' || echo 'no errors')"
+printf '  reloading window: p50 %s  p99 %s  %s\n' "$(pct "$reloading" 50%)" "$(pct "$reloading" 99%)" \
+  "$(echo "$reloading" | grep -E 'Socket errors|Non-2xx' || echo 'no errors')"
+max_ready=$(echo "$ready_ms" | tr ' ' '\n' | grep -v '^$' | sort -n | tail -1)
+verdict "slowest SIGHUP to new generation accepting (ms)" "${max_ready:-999}" "<=" 50
+verdict "p99 reloading / p99 steady" \
+  "$(ratio "$(to_us "$(pct "$reloading" 99%)")" "$(to_us "$(pct "$steady" 99%)")")" "<=" 2
+
+# ---------------------------------------------------------------- micro benchmark
+echo
+echo "micro benchmark (one keep-alive request through the connection code, in-process):"
+./build/micro_bench --benchmark_min_time=1 2>/dev/null | grep '^BM_' | sed 's/^/  /'

@@ -1,0 +1,61 @@
+// bench helper: opens N keep-alive connections to 127.0.0.1:PORT, sends one request on each,
+// reads its response, then holds them all idle until it gets SIGTERM (or stdin closes). Prints
+// "open N" once every connection has been answered. Used to measure a worker's memory per idle
+// keep-alive connection.
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: idle_conns PORT COUNT\n");
+    return 2;
+  }
+  int port = atoi(argv[1]);
+  int count = atoi(argv[2]);
+  rlimit lim{static_cast<rlim_t>(count + 64), static_cast<rlim_t>(count + 64)};
+  if (setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    perror("setrlimit(RLIMIT_NOFILE)");
+    return 1;
+  }
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(static_cast<uint16_t>(port));
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const char request[] = "GET /hello HTTP/1.1\r\nHost: bench\r\n\r\n";
+  std::vector<int> fds;
+  for (int i = 0; i < count; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
+        send(fd, request, sizeof request - 1, 0) != static_cast<ssize_t>(sizeof request - 1)) {
+      fprintf(stderr, "connection %d: %s\n", i, strerror(errno));
+      return 1;
+    }
+    char buf[1024];
+    pollfd pfd{fd, POLLIN, 0};
+    if (poll(&pfd, 1, 5000) != 1 || recv(fd, buf, sizeof buf, 0) <= 0) {
+      fprintf(stderr, "connection %d: no response\n", i);
+      return 1;
+    }
+    fds.push_back(fd);
+  }
+  printf("open %d\n", count);
+  fflush(stdout);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  int sig;
+  sigwait(&set, &sig);
+  return 0;
+}
