@@ -3,7 +3,7 @@
 # pinned to CPU 1 (and their masters on CPU 1 too); wrk runs on CPU 0: this machine has two cores
 # and the load generator needs one of them. Each scenario runs A B A B … for ROUNDS rounds.
 #
-#   bench/compare.sh                 (SECONDS=10 ROUNDS=3 by default; e.g. SECONDS=5 bench/compare.sh)
+#   bench/compare.sh     (SECONDS_PER_RUN=10 ROUNDS=3 by default; e.g. SECONDS_PER_RUN=5 bench/compare.sh)
 #
 # Prints, per server and scenario: requests/s (median, min, max) and the server's CPU time per
 # request (master and workers, utime+stime from /proc over the run, divided by the requests);
@@ -11,7 +11,7 @@
 # memory (idle RSS, RSS per idle keep-alive connection), reload latency, and the micro benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-duration=${SECONDS_PER_RUN:-${SECONDS:-10}}
+duration=${SECONDS_PER_RUN:-10}
 rounds=${ROUNDS:-3}
 server_cpu=1
 client_cpu=0
@@ -32,7 +32,7 @@ if ((${#missing[@]})); then
   [ -n "$policy_added" ] && rm -f /usr/sbin/policy-rc.d
 fi
 BUILD_TYPE=Release ./build.sh >/dev/null
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"  # 10,000 idle connections need more than the usual 1024
 
 work=$(mktemp -d)
 cleanup() {
@@ -67,7 +67,7 @@ mkdir -p "$work/nginx/logs"
 cat > "$work/nginx.conf" <<CONF
 worker_processes 1;
 worker_cpu_affinity $(printf '%d' $((1 << server_cpu)) | awk '{ s=""; n=$1; while (n>0) { s=(n%2) s; n=int(n/2) } print s }');
-worker_rlimit_nofile 30000;
+worker_rlimit_nofile 19000;
 pid $work/nginx.pid;
 error_log $work/nginx/logs/error.log warn;
 events { worker_connections 20000; }
@@ -180,7 +180,8 @@ for server in shoal nginx; do
   if [ $server = shoal ]; then port=$shoal_port worker=$shoal_worker; else port=$nginx_port worker=$nginx_worker; fi
   before=$(rss_kib "$worker")
   idle_worker[$server]=$before
-  coproc HOLD { taskset -c $client_cpu ./build/idle_conns "$port" "$conns"; }
+  # exec: the coproc is the holder itself, so that killing it closes the connections.
+  coproc HOLD { exec taskset -c $client_cpu ./build/idle_conns "$port" "$conns"; }
   read -r line <&"${HOLD[0]}"
   after=$(rss_kib "$worker")
   kill -TERM "$HOLD_PID"; wait "$HOLD_PID" 2>/dev/null || true
