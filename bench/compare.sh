@@ -58,7 +58,7 @@ control_socket = ""
 keepalive_timeout = "65s"
 max_connections = 20000
 [log]
-level = "warn"
+level = "info"
 [[route]]
 path = "/hello"
 body = "ok\n"
@@ -204,7 +204,7 @@ wait $wrk_pid
 reloading=$(cat "$work/reload.out")
 pct() { echo "$1" | awk -v p="$2" '$1 == p {print $2}'; }
 to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1e6; else print n }'; }
-ready_ms=$(tail -n +"$log_mark" "$work/shoal.log" | grep -oP 'ready with \d+ worker\(s\) in \K[0-9]+' | sort -n | tr '\n' ' ')
+ready_ms=$(tail -n +"$log_mark" "$work/shoal.log" | { grep -oP 'ready with \d+ worker\(s\) in \K[0-9]+' || true; } | sort -n | tr '\n' ' ')
 printf '  SIGHUP to new generation ready (ms, each reload): %s\n' "$ready_ms"
 printf '  steady window:    p50 %s  p99 %s  %s\n' "$(pct "$steady" 50%)" "$(pct "$steady" 99%)" \
   "$(echo "$steady" | grep -E 'Socket errors|Non-2xx' || echo 'no errors')"

@@ -28,36 +28,6 @@ constexpr size_t kOutputHighWater = 256 * 1024;
 // Buffers above this size are given back when a request is done, so idle connections stay small.
 constexpr size_t kKeepCapacity = 64 * 1024;
 
-const char* reason_phrase(int status) {
-  switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 417: return "Expectation Failed";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-  }
-  return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
-}
 
 std::string_view content_type_for(std::string_view path) {
   static const std::pair<std::string_view, std::string_view> kTypes[] = {
@@ -139,6 +109,37 @@ void append_number(std::string& out, uint64_t value) {
 
 }  // namespace
 
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+  }
+  return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
+}
+
 Connection::Connection(HttpServer& server, uint32_t slot) : server_(server), slot_(slot) {}
 
 Connection::~Connection() {
@@ -173,19 +174,18 @@ void Connection::open(int fd, const sockaddr* addr, socklen_t addr_len) {
   format_remote(addr, addr_len, remote_, sizeof remote_);
   llhttp_init(&parser_, HTTP_REQUEST, &settings);
   parser_.data = this;
-  if (is_tcp_) {
-    // Responses leave in one send(); Nagle would only hold back the tail of a large one.
-    int one = 1;
-    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
+  nodelay_set_ = false;
   event_assign(&read_ev_, server_.base(), fd_, EV_READ | EV_PERSIST, on_readable, this);
   event_assign(&write_ev_, server_.base(), fd_, EV_WRITE | EV_PERSIST, on_writable, this);
   evtimer_assign(&timer_ev_, server_.base(), on_timer, this);
   idle_since_ms_ = monotonic_ms();
-  start_reading();
   // A new connection gets header_timeout to send its first request, not the longer keep-alive.
   arm(Timer::Header, server_.header_timeout());
   if (server_.draining()) on_drain();
+  // The request has usually arrived with the connection: read it now rather than after a trip
+  // through epoll. A connection answered and closed at once then never enters the epoll set.
+  // Nothing yet: wait for it, with the header timer (not the keep-alive one) running.
+  if (fd_ >= 0 && !read_input()) start_reading();
 }
 
 void Connection::close() {
@@ -335,21 +335,22 @@ void Connection::on_writable(evutil_socket_t, short, void* self) {
   static_cast<Connection*>(self)->advance();
 }
 
-void Connection::read_input() {
+// Reads once and moves the connection on; false if there was nothing to read yet.
+bool Connection::read_input() {
   std::span<char> buffer = server_.read_buffer();
   ssize_t n = recv(fd_, buffer.data(), buffer.size(), 0);
   if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return false;
     close();  // ECONNRESET and the like: nobody is left to answer
-    return;
+    return true;
   }
   if (n == 0) {
     read_eof_ = true;
     stop_reading();
     advance();
-    return;
+    return true;
   }
-  if (phase_ == Phase::Lingering) return;  // discarding
+  if (phase_ == Phase::Lingering) return true;  // discarding
   size_t length = static_cast<size_t>(n);
   size_t used = feed_all(buffer.data(), length);
   if (used < length) pending_.append(buffer.data() + used, length - used);
@@ -361,6 +362,7 @@ void Connection::read_input() {
     else if (headers_done_) arm(Timer::Body, server_.header_timeout());
   }
   advance();
+  return true;
 }
 
 bool Connection::can_parse() const {
@@ -440,7 +442,7 @@ void Connection::dispatch() {
         break;
       case RouteEntry::Kind::Fixed:
         if (route->config->delay.count() == 0) {
-          respond(route->config->status, route->config->content_type, route->config->body);
+          respond_rendered(*route);
         } else {
           delayed_ = route->config;
           auto ms = route->config->delay.count();
@@ -483,15 +485,14 @@ void Connection::reject(int status, std::string_view why) {
   is_head_ = false;
   linger_ = true;  // the client may still be sending: read it away before closing (see advance)
   phase_ = Phase::Handling;
-  std::string body = std::to_string(status) + " " + reason_phrase(status) + "\n";
+  std::string body = std::to_string(status) + " " + std::string(reason_phrase(status)) + "\n";
   if (method_.empty()) method_ = "-";
   if (phase_ == Phase::Idle) url_ = {};
   respond(status, "text/plain", body);
   close_after_write_ = true;
 }
 
-void Connection::write_head(int status, std::string_view content_type, size_t content_length,
-                            std::string_view extra_headers) {
+bool Connection::keep_alive_after_response() {
   // Keep-alive ends with this response when the request or the config says so, or while the
   // worker drains and no pipelined request follows this one.
   bool more = more_input_;
@@ -503,21 +504,36 @@ void Connection::write_head(int status, std::string_view content_type, size_t co
   }
   bool keep = keep_alive_ && server_.config().http.keepalive_timeout.count() > 0 && !(server_.draining() && !more);
   if (!keep) close_after_write_ = true;
-  out_.append("HTTP/1.1 ");
+  return keep;
+}
+
+void Connection::respond_rendered(const RouteEntry& route) {
+  bool keep = keep_alive_after_response();
+  out_.append(server_.rendered(route, keep, is_head_));
+  finish_response(route.config->status, route.config->body.size());
+  phase_ = Phase::Idle;
+}
+
+void Connection::write_head(int status, std::string_view content_type, size_t content_length,
+                            std::string_view extra_headers) {
+  bool keep = keep_alive_after_response();
+  // Literal pieces as string_views: their lengths are known at compile time (no strlen per request).
+  using namespace std::string_view_literals;
+  out_.append("HTTP/1.1 "sv);
   append_number(out_, static_cast<uint64_t>(status));
   out_ += ' ';
   out_.append(reason_phrase(status));
-  out_.append("\r\nServer: shoal\r\nDate: ");
+  out_.append("\r\nServer: shoal\r\nDate: "sv);
   out_.append(server_.date());
   if (!content_type.empty()) {
-    out_.append("\r\nContent-Type: ");
+    out_.append("\r\nContent-Type: "sv);
     out_.append(content_type);
   }
-  out_.append("\r\nContent-Length: ");
+  out_.append("\r\nContent-Length: "sv);
   append_number(out_, content_length);
-  out_.append(keep ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
+  out_.append(keep ? "\r\nConnection: keep-alive\r\n"sv : "\r\nConnection: close\r\n"sv);
   out_.append(extra_headers);
-  out_.append("\r\n");
+  out_.append("\r\n"sv);
 }
 
 void Connection::finish_response(int status, size_t body_bytes) {
@@ -666,6 +682,16 @@ std::string Connection::describe_request() const {
 void Connection::wait_idle() {
   idle_since_ms_ = monotonic_ms();
   if (server_.draining()) return on_drain();
+  if (is_tcp_ && !nodelay_set_) {
+    // Kept alive: from now on a response may follow another one still unacknowledged, which
+    // Nagle would hold back. A connection closed after one response never needs the call.
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    nodelay_set_ = true;
+  }
+  // Lazy: a keep-alive timer already running is left alone; when it fires, it checks how long the
+  // connection has really been idle. Busy connections re-arm nothing per request.
+  if (timer_ == Timer::Keepalive && evtimer_pending(&timer_ev_, nullptr)) return;
   arm(Timer::Keepalive, server_.keepalive_timeout());
 }
 
@@ -741,7 +767,16 @@ void Connection::on_timer(evutil_socket_t, short, void* self) {
       if (route) c->respond(route->status, route->content_type, route->body);
       return;
     }
-    case Timer::Keepalive:
+    case Timer::Keepalive: {
+      if (c->phase_ != Phase::Idle || !c->pending_.empty()) return;  // never one with a request under way
+      int64_t idle_ms = monotonic_ms() - c->idle_since_ms_;
+      int64_t limit_ms = c->server_.config().http.keepalive_timeout.count();
+      if (idle_ms >= limit_ms) return c->close();
+      // It was busy meanwhile (the timer is not re-armed per request): wait for the rest.
+      int64_t left_ms = limit_ms - idle_ms;
+      timeval tv{static_cast<time_t>(left_ms / 1000), static_cast<suseconds_t>(left_ms % 1000 * 1000)};
+      return c->arm(Timer::Keepalive, &tv);
+    }
     case Timer::DrainIdle:
       // Only an idle connection is closed for being idle: never one with a request under way.
       if (c->phase_ == Phase::Idle && c->pending_.empty()) c->close();

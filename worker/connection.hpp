@@ -84,7 +84,7 @@ class Connection {
   static void on_writable(evutil_socket_t, short, void* self);
   static void on_timer(evutil_socket_t, short, void* self);
 
-  void read_input();
+  bool read_input();
   size_t feed_all(const char* data, size_t length);
   size_t feed(const char* data, size_t length);
   bool can_parse() const;
@@ -101,6 +101,8 @@ class Connection {
   void write_head(int status, std::string_view content_type, size_t content_length,
                   std::string_view extra_headers = {});
   void finish_response(int status, size_t body_bytes);
+  bool keep_alive_after_response();  // decides Connection: keep-alive or close for this response
+  void respond_rendered(const RouteEntry& route);
 
   void arm(Timer purpose, const timeval* after);
   void disarm();
@@ -129,6 +131,7 @@ class Connection {
   int error_status_ = 0;           // set by a parser callback that rejects the request
   bool in_header_value_ = false;
   bool is_tcp_ = true;
+  bool nodelay_set_ = false;
 
   llhttp_t parser_;
   event read_ev_, write_ev_, timer_ev_;

@@ -55,6 +55,9 @@ class Responder {
 
 using Handler = std::function<void(const Request&, Responder)>;
 
+// "OK", "Not Found", … for a status code.
+std::string_view reason_phrase(int status);
+
 // Case-insensitive ASCII comparison for header names and tokens.
 bool iequals(std::string_view a, std::string_view b);
 

@@ -58,6 +58,14 @@ constexpr timeval kAccessLogFlushInterval{1, 0};
 constexpr timeval kAcceptRetry{0, 100'000};
 constexpr timeval kLinger{2, 0};
 
+RouteEntry make_entry(RouteEntry::Kind kind, const std::string& path, bool prefix = false) {
+  RouteEntry entry;
+  entry.kind = kind;
+  entry.path = path;
+  entry.prefix = prefix;
+  return entry;
+}
+
 timeval to_timeval(Millis d) {
   return {static_cast<time_t>(d.count() / 1000), static_cast<suseconds_t>(d.count() % 1000 * 1000)};
 }
@@ -84,11 +92,11 @@ HttpServer::HttpServer(event_base* base, const Config& config, const Application
     routes_.push_back(std::move(entry));
   };
   if (!config.health.liveness_path.empty())
-    add({RouteEntry::Kind::Liveness, config.health.liveness_path});
+    add(make_entry(RouteEntry::Kind::Liveness, config.health.liveness_path));
   if (!config.health.readiness_path.empty())
-    add({RouteEntry::Kind::Readiness, config.health.readiness_path});
+    add(make_entry(RouteEntry::Kind::Readiness, config.health.readiness_path));
   for (const RouteConfig& route : config.routes) {
-    RouteEntry entry{RouteEntry::Kind::Fixed, route.path};
+    RouteEntry entry = make_entry(RouteEntry::Kind::Fixed, route.path);
     entry.config = &route;
     if (route.kind == RouteConfig::Kind::Echo) entry.kind = RouteEntry::Kind::Echo;
     if (route.kind == RouteConfig::Kind::Info) entry.kind = RouteEntry::Kind::Info;
@@ -111,9 +119,26 @@ HttpServer::HttpServer(event_base* base, const Config& config, const Application
       spdlog::warn("application route {} is shadowed by the config's route of the same path", route.path);
       continue;
     }
-    RouteEntry entry{RouteEntry::Kind::App, route.path, route.prefix};
+    RouteEntry entry = make_entry(RouteEntry::Kind::App, route.path, route.prefix);
     entry.handler = &route.handler;
     add(std::move(entry));
+  }
+  for (RouteEntry& entry : routes_) {
+    if (entry.kind != RouteEntry::Kind::Fixed) continue;
+    const RouteConfig& r = *entry.config;
+    auto render = [&](bool keep, std::string& out, size_t& date_at, size_t& head_bytes) {
+      out = "HTTP/1.1 " + std::to_string(r.status) + " " + std::string(reason_phrase(r.status)) +
+            "\r\nServer: shoal\r\nDate: ";
+      date_at = out.size();
+      out += std::string(29, ' ');
+      if (!r.content_type.empty()) out += "\r\nContent-Type: " + r.content_type;
+      out += "\r\nContent-Length: " + std::to_string(r.body.size());
+      out += keep ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n";
+      head_bytes = out.size();
+      out += r.body;
+    };
+    render(true, entry.rendered.keep_alive, entry.rendered.keep_alive_date_at, entry.rendered.keep_alive_head_bytes);
+    render(false, entry.rendered.close, entry.rendered.close_date_at, entry.rendered.close_head_bytes);
   }
   std::sort(prefix_routes_.begin(), prefix_routes_.end(),
             [&](size_t a, size_t b) { return routes_[a].path.size() > routes_[b].path.size(); });
@@ -128,7 +153,7 @@ HttpServer::HttpServer(event_base* base, const Config& config, const Application
 
 HttpServer::~HttpServer() {
   for (auto& slot : slots_) slot.reset();  // closes any connection still open
-  for (evconnlistener* listener : listeners_) evconnlistener_free(listener);
+  close_listeners();
   for (const RouteEntry& route : routes_)
     if (route.root_fd >= 0) ::close(route.root_fd);
   flush_access_log();
@@ -145,15 +170,14 @@ bool HttpServer::listen(const std::vector<int>& fds, std::string& err) {
       err = "fcntl(fd " + std::to_string(fd) + ", O_NONBLOCK) failed: " + errno_text(errno);
       return false;
     }
-    // backlog 0: already listening. (-1 would mean listen(fd, 128), shrinking the master's queue.)
-    evconnlistener* listener = evconnlistener_new(base_, on_accept, this,
-                                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
-    if (!listener) {
-      err = "evconnlistener_new(fd " + std::to_string(fd) + ") failed";
+    // The socket is already listening (the master's); the queue is shared by every worker.
+    event* ev = event_new(base_, fd, EV_READ | EV_PERSIST, on_acceptable, this);
+    if (!ev || event_add(ev, nullptr) != 0) {
+      err = "event_add(listening fd " + std::to_string(fd) + ") failed";
+      if (ev) event_free(ev);
       return false;
     }
-    evconnlistener_set_error_cb(listener, on_accept_error);
-    listeners_.push_back(listener);
+    listeners_.push_back({fd, ev});
   }
   accepting_ = true;
   return true;
@@ -162,16 +186,34 @@ bool HttpServer::listen(const std::vector<int>& fds, std::string& err) {
 void HttpServer::set_accepting(bool on) {
   if (on == accepting_) return;
   accepting_ = on;
-  for (evconnlistener* listener : listeners_) on ? evconnlistener_enable(listener) : evconnlistener_disable(listener);
+  for (const Listener& listener : listeners_) on ? event_add(listener.ev, nullptr) : event_del(listener.ev);
 }
 
-void HttpServer::on_accept(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int len, void* self) {
-  static_cast<HttpServer*>(self)->adopt(fd, addr, static_cast<socklen_t>(len));
+void HttpServer::close_listeners() {
+  for (const Listener& listener : listeners_) {
+    event_free(listener.ev);
+    ::close(listener.fd);
+  }
+  listeners_.clear();
 }
 
-void HttpServer::on_accept_error(evconnlistener*, void* self) {
+// One connection per wake-up, as nginx does with multi_accept off: accepting until EAGAIN would
+// cost a failed accept4 per wake-up, and with several workers on one queue it would let one of
+// them take a whole burst. The listener stays readable while connections wait, so the loop comes
+// back at once for the next one, between the other connections' events.
+void HttpServer::on_acceptable(evutil_socket_t fd, short, void* self) {
   auto* server = static_cast<HttpServer*>(self);
+  sockaddr_storage peer;
+  socklen_t len = sizeof peer;
+  int client = accept4(fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (client >= 0) return server->adopt(client, reinterpret_cast<sockaddr*>(&peer), len);
   int err = errno;
+  if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED || err == EPROTO) return;
+  server->accept_failed(err);
+}
+
+void HttpServer::accept_failed(int err) {
+  HttpServer* server = this;
   // EMFILE, ENFILE, ENOBUFS: pause accepting briefly instead of spinning on a ready listener.
   int64_t now = monotonic_ms();
   if (now - server->last_accept_error_log_ms_ >= 1000) {
@@ -240,6 +282,18 @@ std::string_view HttpServer::date() {
   return {date_, date_length_};
 }
 
+std::string_view HttpServer::rendered(const RouteEntry& route, bool keep_alive, bool head) {
+  std::string_view today = date();
+  RenderedResponse& r = route.rendered;
+  if (r.date_second != date_second_) {
+    r.date_second = date_second_;
+    r.keep_alive.replace(r.keep_alive_date_at, today.size(), today);
+    r.close.replace(r.close_date_at, today.size(), today);
+  }
+  const std::string& bytes = keep_alive ? r.keep_alive : r.close;
+  return {bytes.data(), head ? (keep_alive ? r.keep_alive_head_bytes : r.close_head_bytes) : bytes.size()};
+}
+
 void HttpServer::access_log_written() {
   if (access_buffer_.size() >= kAccessLogFlushBytes) flush_access_log();
 }
@@ -301,8 +355,8 @@ void HttpServer::begin_drain() {
   // Take what is already queued before closing: once the last copy of a listening socket
   // closes, connections still in its queue are reset.
   if (accepting_) {
-    for (evconnlistener* listener : listeners_) {
-      int fd = evconnlistener_get_fd(listener);
+    for (const Listener& listener : listeners_) {
+      int fd = listener.fd;
       sockaddr_storage peer;
       socklen_t len = sizeof peer;
       int client;
@@ -312,8 +366,7 @@ void HttpServer::begin_drain() {
       }
     }
   }
-  for (evconnlistener* listener : listeners_) evconnlistener_free(listener);  // closes our copies
-  listeners_.clear();
+  close_listeners();  // our copies
   accepting_ = false;
   InFlight now = in_flight();
   spdlog::info("draining: listeners closed; {} request(s) in flight on {} connection(s){}", now.requests, live_,

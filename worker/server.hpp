@@ -4,7 +4,6 @@
 #pragma once
 
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <sys/socket.h>
 
 #include <functional>
@@ -23,13 +22,23 @@ namespace shoal {
 
 class Connection;
 
+// A fixed response rendered once: status line, headers and body, in a keep-alive and a close
+// variant. Only the Date value changes (once a second), in place: answering is one append.
+struct RenderedResponse {
+  std::string keep_alive, close;
+  size_t keep_alive_date_at = 0, close_date_at = 0;      // where the 29 bytes of the date go
+  size_t keep_alive_head_bytes = 0, close_head_bytes = 0;  // headers only, for HEAD
+  time_t date_second = -1;
+};
+
 struct RouteEntry {
-  enum class Kind { Fixed, Static, Echo, Info, Liveness, Readiness, App } kind;
+  enum class Kind { Fixed, Static, Echo, Info, Liveness, Readiness, App } kind = Kind::Fixed;
   std::string path;
   bool prefix = false;
   const RouteConfig* config = nullptr;  // Fixed, Static
   int root_fd = -1;                     // Static: O_PATH descriptor of the root directory
   const Handler* handler = nullptr;     // App
+  mutable RenderedResponse rendered;    // Fixed
 };
 
 class HttpServer {
@@ -69,6 +78,8 @@ class HttpServer {
   event_base* base() const { return base_; }
   const Config& config() const { return config_; }
   std::string_view date();
+  // The fixed route's response with today's date, whole or (head) without its body.
+  std::string_view rendered(const RouteEntry& route, bool keep_alive, bool head);
   int64_t now_ms() const;  // the loop's cached wall-clock time: no system call
   std::span<char> read_buffer() { return {read_buffer_.data(), read_buffer_.size()}; }
   const RouteEntry* route(std::string_view path) const;
@@ -83,8 +94,13 @@ class HttpServer {
   const timeval* linger_timeout() const { return linger_tv_; }
 
  private:
-  static void on_accept(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int len, void* self);
-  static void on_accept_error(evconnlistener*, void* self);
+  struct Listener {
+    int fd;
+    event* ev;
+  };
+  static void on_acceptable(evutil_socket_t fd, short, void* self);
+  void accept_failed(int err);
+  void close_listeners();
   void set_accepting(bool on);
   void begin_drain();
   void maybe_drained();
@@ -102,7 +118,7 @@ class HttpServer {
   std::unordered_map<std::string, size_t, StringHash, std::equal_to<>> exact_routes_;
   std::vector<size_t> prefix_routes_;  // longest first
 
-  std::vector<evconnlistener*> listeners_;
+  std::vector<Listener> listeners_;
   bool accepting_ = false;
   bool paused_at_limit_ = false;
   event* accept_retry_ = nullptr;  // re-enables accepting after EMFILE and the like
