@@ -606,13 +606,7 @@ void Master::hand_over(pid_t successor, const std::string& version) {
   state_ = State::ShuttingDown;
   shutdown_at_ = Clock::now();
   shutdown_timeout_ = serving_->config->shutdown.timeout;
-  for (auto& generation : generations_) {
-    for (auto& worker : generation->workers)
-      if (worker->state != WorkerHandle::State::Exited) worker->in_shutdown = true;
-    retire(*generation, MsgType::Drain, Millis(0), shutdown_timeout_);
-  }
-  timeval deadline = to_timeval(shutdown_timeout_);
-  evtimer_add(deadline_timer_, &deadline);
+  retire_all(MsgType::Drain, Millis(0), shutdown_timeout_);
   listeners_.release_all();
   maybe_finish();
 }
@@ -1051,13 +1045,7 @@ void Master::shutdown(const char* why, Millis drain_delay) {
   spdlog::info("{}: graceful shutdown of {} worker(s); drain_delay {}, timeout {}", why, live_workers(),
                format_duration(drain_delay), format_duration(shutdown_timeout_));
   notify("STOPPING=1");
-  for (auto& generation : generations_) {
-    for (auto& worker : generation->workers)
-      if (worker->state != WorkerHandle::State::Exited) worker->in_shutdown = true;
-    retire(*generation, MsgType::Drain, drain_delay, shutdown_timeout_);
-  }
-  timeval deadline = to_timeval(shutdown_timeout_);
-  evtimer_add(deadline_timer_, &deadline);
+  retire_all(MsgType::Drain, drain_delay, shutdown_timeout_);
   // The master's copies close with the workers' (after the delay): new connections are then
   // refused instead of queued to nobody.
   timeval delay = to_timeval(drain_delay);
@@ -1078,14 +1066,20 @@ void Master::quit(const char* why) {
   shutdown_timeout_ = kStopGrace;
   if (handed_over_) listeners_.release_all();
   else listeners_.close_all();
+  retire_all(MsgType::Stop, Millis(0), kStopGrace);
+  maybe_finish();
+}
+
+// Ends every generation (`how`: drain or stop) under one deadline; every worker alive now counts
+// towards the exit code.
+void Master::retire_all(MsgType how, Millis drain_delay, Millis deadline) {
   for (auto& generation : generations_) {
     for (auto& worker : generation->workers)
       if (worker->state != WorkerHandle::State::Exited) worker->in_shutdown = true;
-    retire(*generation, MsgType::Stop, Millis(0), kStopGrace);
+    retire(*generation, how, drain_delay, deadline);
   }
-  timeval deadline = to_timeval(kStopGrace);
-  evtimer_add(deadline_timer_, &deadline);
-  maybe_finish();
+  timeval tv = to_timeval(deadline);
+  evtimer_add(deadline_timer_, &tv);
 }
 
 void Master::maybe_finish() {

@@ -64,6 +64,7 @@ class Master {
   void on_generation_ready(Generation& generation);
   void retire(Generation& generation, MsgType how, Millis drain_delay, Millis kill_after);
   void kill_stragglers(Generation& generation, const std::string& deadline);
+  void retire_all(MsgType how, Millis drain_delay, Millis deadline);
   void collect_generations();
 
   // reload
