@@ -213,20 +213,19 @@ void HttpServer::on_acceptable(evutil_socket_t fd, short, void* self) {
 }
 
 void HttpServer::accept_failed(int err) {
-  HttpServer* server = this;
   // EMFILE, ENFILE, ENOBUFS: pause accepting briefly instead of spinning on a ready listener.
   int64_t now = monotonic_ms();
-  if (now - server->last_accept_error_log_ms_ >= 1000) {
+  if (now - last_accept_error_log_ms_ >= 1000) {
     spdlog::error("accept() failed: {}; pausing accepts for 100ms", errno_text(err));
-    server->last_accept_error_log_ms_ = now;
+    last_accept_error_log_ms_ = now;
   }
-  server->set_accepting(false);
-  if (!server->accept_retry_)
-    server->accept_retry_ = evtimer_new(server->base_, [](evutil_socket_t, short, void* self) {
+  set_accepting(false);
+  if (!accept_retry_)
+    accept_retry_ = evtimer_new(base_, [](evutil_socket_t, short, void* self) {
       auto* s = static_cast<HttpServer*>(self);
       if (!s->draining_ && !s->paused_at_limit_) s->set_accepting(true);
-    }, server);
-  evtimer_add(server->accept_retry_, &kAcceptRetry);
+    }, this);
+  evtimer_add(accept_retry_, &kAcceptRetry);
 }
 
 void HttpServer::adopt(int fd, const sockaddr* addr, socklen_t addr_len) {
