@@ -503,12 +503,8 @@ Outcome Master::upgrade(std::optional<ControlReply> reply) {
   std::vector<std::string> args = argv_;
   args[0] = exe;
 
-  sigset_t all, previous;
-  sigfillset(&all);
-  sigprocmask(SIG_BLOCK, &all, &previous);
-  pid_t pid = fork();
+  pid_t pid = fork_child();
   if (pid == 0) {
-    for (event* ev : signal_events_) event_del(ev);
     for (int signo = 1; signo < NSIG; ++signo) signal(signo, SIG_DFL);
     // Out of the way first (copies above every target), then into place from fd 3 on; dup2
     // leaves the targets without O_CLOEXEC, so exactly these survive the exec.
@@ -531,7 +527,6 @@ Outcome Master::upgrade(std::optional<ControlReply> reply) {
     _exit(127);
   }
   int fork_errno = errno;
-  sigprocmask(SIG_SETMASK, &previous, nullptr);
   ::close(channel[1]);
   if (pid < 0) {
     ::close(channel[0]);
@@ -626,6 +621,26 @@ void Master::tell_predecessor() {
 
 // ---------------------------------------------------------------- workers
 
+// fork() with every signal blocked across it: one arriving in the child before it has reset its
+// handlers would otherwise run the master's libevent handler and be delivered to the master. The
+// child forgets the master's signal events (restoring the default dispositions without touching
+// the master's epoll set) and keeps signals blocked until it unblocks them itself; the parent
+// gets its mask back at once. errno is that of fork().
+pid_t Master::fork_child() {
+  sigset_t all, previous;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &previous);
+  pid_t pid = fork();
+  int fork_errno = errno;
+  if (pid == 0) {
+    for (event* ev : signal_events_) event_del(ev);
+  } else {
+    sigprocmask(SIG_SETMASK, &previous, nullptr);
+  }
+  errno = fork_errno;
+  return pid;
+}
+
 bool Master::spawn(WorkerHandle& worker) {
   Generation& generation = *worker.generation_of;
   int channel[2];
@@ -635,16 +650,9 @@ bool Master::spawn(WorkerHandle& worker) {
     if (&generation == serving_) schedule_respawn(worker, true);
     return false;
   }
-  // Signals stay blocked across fork: one arriving in the child before it has reset its
-  // handlers would otherwise run the master's libevent handler and be delivered to the master.
-  sigset_t all, previous;
-  sigfillset(&all);
-  sigprocmask(SIG_BLOCK, &all, &previous);
-  pid_t pid = fork();
+  pid_t pid = fork_child();
   if (pid == 0) {
-    // The child. Forget the master's signal events (this restores the default dispositions
-    // without touching the master's epoll set), then keep only the fds handed over explicitly.
-    for (event* ev : signal_events_) event_del(ev);
+    // The child keeps only the fds handed over explicitly.
     for (int signo : kHandledSignals) signal(signo, SIG_DFL);
     signal(SIGPIPE, SIG_IGN);
     for (int signo : {SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGTTIN, SIGTTOU}) signal(signo, SIG_IGN);
@@ -672,7 +680,6 @@ bool Master::spawn(WorkerHandle& worker) {
     _exit(run_worker(spec));
   }
   int fork_errno = errno;
-  sigprocmask(SIG_SETMASK, &previous, nullptr);
   ::close(channel[1]);
   if (pid < 0) {
     ::close(channel[0]);

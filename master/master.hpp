@@ -82,6 +82,7 @@ class Master {
   void tell_predecessor();
 
   // workers
+  pid_t fork_child();
   bool spawn(WorkerHandle& worker);
   void reap();
   void on_worker_exit(WorkerHandle& worker, int wait_status);
