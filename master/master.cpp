@@ -1090,7 +1090,9 @@ void Master::retire_all(MsgType how, Millis drain_delay, Millis deadline) {
 }
 
 void Master::maybe_finish() {
-  if (state_ != State::ShuttingDown || live_workers() != 0) return;
+  // Once: SIGCHLD may be handled twice in the loop's last pass (two children, two signals).
+  if (finished_ || state_ != State::ShuttingDown || live_workers() != 0) return;
+  finished_ = true;
   std::string outcomes;
   for (const auto& generation : generations_)
     for (const auto& worker : generation->workers)

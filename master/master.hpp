@@ -158,6 +158,7 @@ class Master {
   int predecessor_fd_ = -1;
 
   bool pid_file_written_ = false;
+  bool finished_ = false;  // the shutdown summary was logged and the loop told to exit
   int exit_code_ = 0;
   Clock::time_point started_at_;
   Clock::time_point shutdown_at_;

@@ -59,7 +59,7 @@ TEST_F(Shutdown, InFlightRequestsCompleteWithConnectionCloseAndExitZero) {
   EXPECT_GE(ms(total), 1900);
   EXPECT_LE(ms(total), 3500);
   EXPECT_THAT(shoal_->log(), ::testing::ContainsRegex("request\\(s\\) in flight"));
-  EXPECT_THAT(shoal_->log(), HasSubstr("shutdown clean in"));
+  EXPECT_EQ(occurrences(shoal_->log(), "shutdown clean in"), 1u);  // one summary, whatever the signals did
   expect_clean_log();
 }
 
