@@ -23,8 +23,6 @@ using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 using Deploy = ServerTest;
 
-constexpr const char* kInfoRoute = "[[route]]\npath = \"/info\"\nhandler = \"info\"\n";
-
 pid_t read_pid_file(const std::string& path) {
   std::ifstream in(path);
   pid_t pid = -1;
@@ -119,10 +117,7 @@ TEST_F(Deploy, UpgradeWithAnInvalidConfigIsReportedAsSuch) {
   std::string binary = dir_.path() + "/shoal";
   deploy_binary(SHOAL_BINARY, binary);
   start("workers = 1", "", "\"127.0.0.1:0\"", binary);
-  std::string good = [&] {
-    std::ifstream in(dir_.path() + "/shoal.toml");
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }();
+  std::string good = read_file(dir_.path() + "/shoal.toml");
   dir_.write("shoal.toml", good + "[http]\nmax_body = 3\n");
   auto result = cli({"upgrade", "-c", dir_.path() + "/shoal.toml"});
   EXPECT_EQ(result.code, 1) << result.output;
@@ -223,10 +218,7 @@ TEST_F(Deploy, CliReportsEachOutcomeWithItsOwnExitCode) {
   start("workers = 2", std::string(kInfoRoute) + "[reload]\nready_timeout = \"1s\"\n", "\"127.0.0.1:0\"",
         EXAMPLE_APP_BINARY);
   std::string config = dir_.path() + "/shoal.toml";
-  std::string good = [&] {
-    std::ifstream in(config);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }();
+  std::string good = read_file(config);
 
   auto ok = cli({"reload", "-c", config});
   EXPECT_EQ(ok.code, 0) << ok.output;

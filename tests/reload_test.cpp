@@ -23,8 +23,6 @@ using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 using Reload = ServerTest;
 
-constexpr const char* kInfoRoute = "[[route]]\npath = \"/info\"\nhandler = \"info\"\n";
-
 pid_t info_pid(int port) {
   auto r = get(port, "/info");
   return r.status == 200 ? std::stoi(r.body.substr(4)) : -1;
@@ -159,10 +157,7 @@ TEST_F(Reload, BadConfigLeavesTheSameWorkersServingAndSaysWhere) {
   start("workers = 2", kInfoRoute);
   auto pids = children_of(shoal_->pid());
   std::string path = dir_.path() + "/shoal.toml";
-  std::string good = [&] {
-    std::ifstream in(path);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }();
+  std::string good = read_file(path);
 
   dir_.write("shoal.toml", "[server]\nlisten = [\"127.0.0.1:0\"\n");  // syntax error
   shoal_->signal(SIGHUP);

@@ -20,11 +20,6 @@ using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 using Shutdown = ServerTest;
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 template <typename D>
 long long ms(D d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();

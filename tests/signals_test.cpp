@@ -13,11 +13,6 @@ namespace {
 using ::testing::HasSubstr;
 using Signals = ServerTest;
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 TEST_F(Signals, TtinAddsAPinnedWorkerAndTtouTakesOneAwayButNeverTheLast) {
   start("workers = 2");
   auto cpus = allowed_cpus();

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -91,6 +92,15 @@ class ServerTest : public ::testing::Test {
   int starts_ = 0;
 };
 
+
+// The built-in handler that tells which worker and generation answered.
+constexpr const char* kInfoRoute = "[[route]]\npath = \"/info\"\nhandler = \"info\"\n";
+
+// A file's whole content ("" if it cannot be read).
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
 
 // A [[route]] that answers "<path without its slash> done\n" after `delay`.
 inline std::string slow_route(const std::string& path, const std::string& delay) {
