@@ -1,5 +1,7 @@
 #include "common/config.hpp"
 
+#include <grp.h>
+#include <pwd.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -194,7 +196,8 @@ class Loader {
  private:
   void load_server(const toml::table& t, Config::Server& s) {
     const std::string where = "[server]";
-    check_keys(t, where, {"listen", "backlog", "workers", "cpu_affinity", "pid_file", "control_socket"});
+    check_keys(t, where, {"listen", "backlog", "workers", "cpu_affinity", "pid_file", "control_socket", "user", "group",
+                          "heartbeat_timeout", "max_requests", "max_requests_jitter", "max_worker_rss"});
     if (const toml::node* node = t.get("listen")) {
       const toml::array* list = node->as_array();
       if (!list) {
@@ -273,6 +276,40 @@ class Loader {
       error(t.get("control_socket") ? t.get("control_socket")->source() : t.source(),
             "[server] control_socket: the path " + s.control_socket + " is longer than " +
                 std::to_string(sizeof sun.sun_path - 1) + " bytes");
+    load_identity(t, s);
+    read_duration(t, where, "heartbeat_timeout", Millis(100), Millis(3'600'000), s.heartbeat_timeout);
+    read_int(t, where, "max_requests", 0, int64_t{1} << 40, s.max_requests);
+    read_int(t, where, "max_requests_jitter", 0, int64_t{1} << 40, s.max_requests_jitter);
+    read_int(t, where, "max_worker_rss", 0, int64_t{1} << 44, s.max_worker_rss);
+    if (s.max_worker_rss > 0 && s.max_worker_rss < (1u << 20))
+      error(t.get("max_worker_rss")->source(), "[server] max_worker_rss: " + std::to_string(s.max_worker_rss) +
+                                                   " bytes is below 1 MiB, less than an idle worker needs");
+    if (s.max_requests_jitter > 0 && s.max_requests == 0)
+      error(t.get("max_requests_jitter")->source(), "[server] max_requests_jitter needs max_requests");
+  }
+
+  // user and group, resolved now so that `shoal -t` already reports a name that does not exist.
+  void load_identity(const toml::table& t, Config::Server& s) {
+    read_string(t, "[server]", "user", s.user);
+    read_string(t, "[server]", "group", s.group);
+    if (t.get("user") && s.user.empty()) error(t.get("user")->source(), "[server] user: the name is empty");
+    if (t.get("group") && s.user.empty())
+      error(t.get("group")->source(), "[server] group needs user: workers switch group only along with their user");
+    if (s.user.empty()) return;
+    std::vector<char> buf(16384);
+    passwd pw, *found = nullptr;
+    getpwnam_r(s.user.c_str(), &pw, buf.data(), buf.size(), &found);
+    if (!found) {
+      error(t.get("user")->source(), "[server] user: no user named '" + s.user + "' on this system");
+      return;
+    }
+    s.uid = found->pw_uid;
+    s.gid = found->pw_gid;
+    if (s.group.empty()) return;
+    group gr, *gfound = nullptr;
+    getgrnam_r(s.group.c_str(), &gr, buf.data(), buf.size(), &gfound);
+    if (!gfound) error(t.get("group")->source(), "[server] group: no group named '" + s.group + "' on this system");
+    else s.gid = gfound->gr_gid;
   }
 
   void load_shutdown(const toml::table& t, Config::Shutdown& s) {
@@ -331,12 +368,14 @@ class Loader {
   void load_http(const toml::table& t, Config::Http& h) {
     const std::string where = "[http]";
     check_keys(t, where, {"max_header_bytes", "max_url_bytes", "max_body_bytes", "header_timeout",
-                          "keepalive_timeout", "max_connections"});
+                          "keepalive_timeout", "body_timeout", "send_timeout", "max_connections"});
     read_int(t, where, "max_header_bytes", 1024, 1 << 20, h.max_header_bytes);
     read_int(t, where, "max_url_bytes", 64, 1 << 20, h.max_url_bytes);
     read_int(t, where, "max_body_bytes", 0, int64_t{1} << 32, h.max_body_bytes);
     read_duration(t, where, "header_timeout", Millis(1), Millis(3'600'000), h.header_timeout);
     read_duration(t, where, "keepalive_timeout", Millis(0), Millis(3'600'000), h.keepalive_timeout);
+    read_duration(t, where, "body_timeout", Millis(1), Millis(3'600'000), h.body_timeout);
+    read_duration(t, where, "send_timeout", Millis(1), Millis(3'600'000), h.send_timeout);
     read_int(t, where, "max_connections", 1, 1'000'000, h.max_connections);
     if (h.max_url_bytes > h.max_header_bytes)
       error(t.get("max_url_bytes") ? t.get("max_url_bytes")->source() : t.source(),

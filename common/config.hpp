@@ -59,6 +59,14 @@ struct Config {
     std::vector<int> cpu_list;   // for CpuAffinity::List
     std::string pid_file;        // absolute, or empty
     std::string control_socket;  // absolute, or empty (no control socket: the CLI cannot reach it)
+    // Privilege drop: workers switch to this user and group before they serve. Empty user: the
+    // workers keep the master's identity, which as root is refused unless user = "root".
+    std::string user, group;
+    uint32_t uid = 0, gid = 0;   // resolved from user and group (group defaults to the user's own)
+    Millis heartbeat_timeout{30'000};  // a worker silent this long is killed and replaced
+    uint64_t max_requests = 0;         // a worker that served this many is replaced gracefully; 0 = never
+    uint64_t max_requests_jitter = 0;  // plus a random 0..jitter per worker, so they do not all recycle at once
+    uint64_t max_worker_rss = 0;       // bytes; a worker above it is replaced gracefully; 0 = never
   } server;
 
   struct Shutdown {
@@ -78,6 +86,8 @@ struct Config {
     size_t max_body_bytes = 1048576;
     Millis header_timeout{10'000};
     Millis keepalive_timeout{60'000};
+    Millis body_timeout{60'000};  // between two reads of a request body
+    Millis send_timeout{60'000};  // between two writes that make progress to a client that does not read
     int max_connections = 10000;
   } http;
 

@@ -243,6 +243,21 @@ TEST_F(HttpTest, RequestSplitAcrossManyWrites) {
   EXPECT_EQ(r[0].body, "split body");
 }
 
+TEST_F(HttpTest, ObsFoldSplitAcrossReadsIsStillRejected) {
+  // One byte per read: the fold's CRLF and its continuation arrive in separate reads.
+  start();
+  Peer& p = connect();
+  std::string req = "GET /hello HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n\tb\r\n\r\n";
+  for (char c : req) {
+    send(p, std::string_view(&c, 1));
+    event_base_loop(base_, EVLOOP_NONBLOCK);
+  }
+  auto r = exchange(p, "");
+  ASSERT_EQ(r.size(), 1u) << p.raw;
+  EXPECT_EQ(r[0].status, 400);
+  EXPECT_EQ(closed(p), Eof::Clean);
+}
+
 TEST_F(HttpTest, ChunkedRequestBody) {
   start();
   Peer& p = connect();
@@ -351,6 +366,34 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"DoubleLength", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
         ErrorCase{"SignedLength", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: +3\r\n\r\nabc", 400},
         ErrorCase{"NulInHeader", std::string("GET /hello HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n", 37), 400},
+        ErrorCase{"LengthWithSpaceInside", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1 2\r\n\r\nabcdefghijkl", 400},
+        ErrorCase{"LengthInHex", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0x3\r\n\r\nabc", 400},
+        ErrorCase{"NegativeLength", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", 400},
+        ErrorCase{"LengthOverflow",
+                  "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400},
+        ErrorCase{"CommaListOfLengths", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3, 3\r\n\r\nabc", 400},
+        ErrorCase{"ChunkedThenLength",
+                  "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
+        ErrorCase{"TransferEncodingNotChunked", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400},
+        ErrorCase{"ChunkedNotLast",
+                  "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
+        ErrorCase{"ChunkedTwice",
+                  "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
+        ErrorCase{"ObsFold", "GET /hello HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n b\r\n\r\n", 400},
+        ErrorCase{"BareLfInsideHeaders", "GET /hello HTTP/1.1\r\nHost: t\nX: y\r\n\r\n", 400},
+        ErrorCase{"BareCrInHeader", "GET /hello HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n", 400},
+        ErrorCase{"ControlCharInHeaderValue", "GET /hello HTTP/1.1\r\nHost: t\r\nX: a\x01b\r\n\r\n", 400},
+        ErrorCase{"ControlCharInTarget", "GET /hel\x01lo HTTP/1.1\r\nHost: t\r\n\r\n", 400},
+        ErrorCase{"NulInTarget", std::string("GET /hel\0lo HTTP/1.1\r\nHost: t\r\n\r\n", 34), 400},
+        ErrorCase{"TabBeforeColon", "GET /hello HTTP/1.1\r\nHost\t: t\r\n\r\n", 400},
+        ErrorCase{"MissingHost", "GET /hello HTTP/1.1\r\nX: y\r\n\r\n", 400},
+        ErrorCase{"TwoHosts", "GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+        ErrorCase{"Http09", "GET /hello\r\n\r\n", 505},
+        ErrorCase{"Http12Version", "GET /hello HTTP/1.2\r\nHost: t\r\n\r\n", 505},
+        ErrorCase{"Http3Version", "GET /hello HTTP/3.0\r\nHost: t\r\n\r\n", 505},
+        ErrorCase{"TlsClientHello",
+                  std::string("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\x5a\x21\x00\x01\x02\x03", 17), 400},
+        ErrorCase{"RandomBytes", std::string("\x8f\x00\xffq\x13\x07\xfe\r\n\r\n", 11), 400},
         ErrorCase{"BadChunkSize", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
         ErrorCase{"Http2Version", "GET /hello HTTP/2.0\r\nHost: t\r\n\r\n", 505},
         ErrorCase{"UrlTooLong", "GET /" + std::string(600, 'u') + " HTTP/1.1\r\nHost: t\r\n\r\n", 414},
@@ -374,6 +417,74 @@ TEST_F(HttpTest, HeaderTimeoutGives408AndCloses) {
   EXPECT_EQ(r[0].status, 408);
   EXPECT_GE(std::chrono::steady_clock::now() - began, 90ms);
   EXPECT_EQ(closed(p), Eof::Clean);
+}
+
+TEST_F(HttpTest, HeaderTimeoutCoversTheWholeSectionNotEachRead) {
+  // A client trickling a byte every 40 ms never lets a per-read timer fire; the section's
+  // deadline (300 ms) still does.
+  start("header_timeout = \"300ms\"\n");
+  Peer& p = connect();
+  auto began = std::chrono::steady_clock::now();
+  std::string req = "GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: " + std::string(100, 's') + "\r\n\r\n";
+  size_t sent = 0;
+  while (p.eof == Eof::None && p.parser.responses().empty() && sent < req.size() &&
+         std::chrono::steady_clock::now() - began < 5s) {
+    send(p, std::string_view(&req[sent++], 1));
+    pump(p, [&] { return !p.parser.responses().empty() || p.eof != Eof::None; }, 40ms);
+  }
+  auto r = p.parser.responses();
+  ASSERT_EQ(r.size(), 1u) << "sent " << sent << " bytes: " << p.raw;
+  EXPECT_EQ(r[0].status, 408);
+  auto took = std::chrono::steady_clock::now() - began;
+  EXPECT_GE(took, 290ms);
+  EXPECT_LT(took, 2s);
+  EXPECT_LT(sent, req.size());
+}
+
+TEST_F(HttpTest, BodyTimeoutGives408WhenTheBodyStops) {
+  start("header_timeout = \"5s\"\nbody_timeout = \"150ms\"\n");
+  Peer& p = connect();
+  auto began = std::chrono::steady_clock::now();
+  auto r = exchange(p, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc", 1, 3s);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 408);
+  EXPECT_GE(std::chrono::steady_clock::now() - began, 140ms);
+  EXPECT_EQ(closed(p), Eof::Clean);
+}
+
+TEST_F(HttpTest, BodyTimeoutRestartsWithEachPieceOfTheBody) {
+  start("body_timeout = \"200ms\"\n");
+  Peer& p = connect();
+  send(p, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\n");
+  auto began = std::chrono::steady_clock::now();
+  for (char c : std::string("abcdef")) {  // 6 pieces, 100 ms apart: 500 ms in all, > body_timeout
+    pump(p, [&] { return p.eof != Eof::None; }, 100ms);
+    send(p, std::string_view(&c, 1));
+  }
+  auto r = exchange(p, "");
+  ASSERT_EQ(r.size(), 1u) << p.raw;
+  EXPECT_EQ(r[0].status, 200);
+  EXPECT_EQ(r[0].body, "abcdef");
+  EXPECT_GE(std::chrono::steady_clock::now() - began, 450ms);
+}
+
+TEST_F(HttpTest, SendTimeoutClosesAClientThatStopsReading) {
+  // A 4 MiB file to a client that reads nothing: the socket buffers fill, and after
+  // send_timeout without progress the connection is closed.
+  dir_.write("www/big.bin", std::string(4 << 20, 'x'));
+  start("send_timeout = \"200ms\"\n");
+  Peer& p = connect();
+  int small = 4096;
+  setsockopt(p.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  send(p, request("GET", "/files/big.bin"));
+  auto began = std::chrono::steady_clock::now();
+  // Run the server's loop only (the client reads nothing) until the connection is released.
+  while (server_->connection_count() > 0 && std::chrono::steady_clock::now() - began < 5s)
+    event_base_loop(base_, EVLOOP_ONCE);
+  EXPECT_EQ(server_->connection_count(), 0u);
+  auto took = std::chrono::steady_clock::now() - began;
+  EXPECT_GE(took, 190ms);
+  EXPECT_LT(took, 3s);
 }
 
 TEST_F(HttpTest, IdleKeepAliveConnectionClosesAfterKeepaliveTimeout) {

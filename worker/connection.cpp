@@ -263,6 +263,16 @@ int Connection::on_header_field(llhttp_t* p, const char* at, size_t length) {
 
 int Connection::on_header_value(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
+  // llhttp accepts obs-fold (a value continued on the next line, after CRLF and a space) and
+  // hands the continuation as one more piece of the value. A value also comes in pieces when it
+  // is split between two reads; that is the only other way: the previous piece ended where its
+  // read ended, and this one starts where its read starts. Anything else is a fold, which
+  // RFC 9112 5.2 lets a server reject: a proxy in front might unfold it differently.
+  if (c->in_header_value_ && !(c->value_piece_at_end_ && at == c->feed_begin_)) {
+    c->error_status_ = 400;
+    return -1;
+  }
+  c->value_piece_at_end_ = at + length == c->feed_end_;
   HeaderSpan& header = c->header_spans_.back();
   if (!c->in_header_value_) {
     header.value.offset = static_cast<uint32_t>(c->arena_.size());
@@ -292,16 +302,29 @@ int Connection::on_headers_complete(llhttp_t* p) {
     c->error_status_ = 413;
     return -1;
   }
+  int hosts = 0;
+  bool continue_expected = false;
   for (const HeaderSpan& h : c->header_spans_) {
-    if (!iequals(c->span(h.name), "expect")) continue;
-    if (!iequals(c->span(h.value), "100-continue")) {
-      c->error_status_ = 417;
-      return -1;
+    std::string_view name = c->span(h.name);
+    if (name.size() == 4 && iequals(name, "host")) {
+      ++hosts;
+    } else if (name.size() == 6 && iequals(name, "expect")) {
+      if (!iequals(c->span(h.value), "100-continue")) {
+        c->error_status_ = 417;
+        return -1;
+      }
+      continue_expected = true;
     }
-    // RFC 9110 10.1.1: the client waits for this before sending the body. HTTP/1.0 has no 1xx.
-    if (p->http_major == 1 && p->http_minor >= 1 && (chunked || p->content_length > 0))
-      c->out_.append("HTTP/1.1 100 Continue\r\n\r\n");
   }
+  // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host, HTTP/1.0 at most one. A request that
+  // names two hosts could be routed by one and served as the other.
+  if (hosts > 1 || (hosts == 0 && p->http_minor == 1)) {
+    c->error_status_ = 400;
+    return -1;
+  }
+  // RFC 9110 10.1.1: the client waits for this before sending the body. HTTP/1.0 has no 1xx.
+  if (continue_expected && p->http_minor == 1 && (chunked || p->content_length > 0))
+    c->out_.append("HTTP/1.1 100 Continue\r\n\r\n");
   c->headers_done_ = true;
   return 0;
 }
@@ -318,6 +341,11 @@ int Connection::on_body(llhttp_t* p, const char* at, size_t length) {
 
 int Connection::on_message_complete(llhttp_t* p) {
   auto* c = static_cast<Connection*>(p->data);
+  // HTTP/0.9 ("GET /path" and nothing else) comes here without a header section.
+  if (!c->headers_done_) {
+    c->error_status_ = 505;
+    return -1;
+  }
   // Decided now, while the parser still holds this request's flags.
   c->keep_alive_ = llhttp_should_keep_alive(p) && !p->upgrade;
   c->is_head_ = p->method == HTTP_HEAD;
@@ -359,7 +387,7 @@ bool Connection::read_input() {
   // restarts with every read that brings some of it.
   if (phase_ == Phase::Reading && fd_ >= 0) {
     if (!headers_done_ && timer_ != Timer::Header) arm(Timer::Header, server_.header_timeout());
-    else if (headers_done_) arm(Timer::Body, server_.header_timeout());
+    else if (headers_done_) arm(Timer::Body, server_.body_timeout());
   }
   advance();
   return true;
@@ -379,6 +407,8 @@ size_t Connection::feed_all(const char* data, size_t length) {
 }
 
 size_t Connection::feed(const char* data, size_t length) {
+  feed_begin_ = data;
+  feed_end_ = data + length;
   llhttp_errno_t err = llhttp_execute(&parser_, data, length);
   if (err == HPE_OK) return length;
   if (err == HPE_PAUSED) {
@@ -758,7 +788,8 @@ void Connection::on_timer(evutil_socket_t, short, void* self) {
     case Timer::Body:
       if (c->phase_ == Phase::Reading || c->phase_ == Phase::Idle) {
         c->error_status_ = 408;
-        c->reject(408, "header or body not received within header_timeout");
+        c->reject(408, fired == Timer::Header ? "header section not received within header_timeout"
+                                              : "no part of the body received within body_timeout");
       }
       return;
     case Timer::Delay: {
@@ -782,6 +813,8 @@ void Connection::on_timer(evutil_socket_t, short, void* self) {
       if (c->phase_ == Phase::Idle && c->pending_.empty()) c->close();
       return;
     case Timer::Write:
+      spdlog::info("closing the connection from {}: it read nothing for send_timeout", c->remote_);
+      return c->close();
     case Timer::Linger:
       return c->close();
     case Timer::None:
@@ -808,14 +841,21 @@ void Connection::stop_reading() {
 }
 
 void Connection::want_write(bool on) {
-  if (on == writing_) return;
-  writing_ = on;
   if (on) {
-    event_add(&write_ev_, nullptr);
-    if (timer_ != Timer::Delay) arm(Timer::Write, server_.keepalive_timeout());
-  } else {
-    event_del(&write_ev_);
-    if (timer_ == Timer::Write) disarm();
+    if (!writing_) event_add(&write_ev_, nullptr), writing_ = true;
+    // send_timeout runs from the last write that made progress: a slow reader that keeps taking
+    // bytes is never cut off, one that stopped reading is. (Called on EAGAIN, after a write.)
+    if (timer_ != Timer::Delay) arm(Timer::Write, server_.send_timeout());
+    return;
+  }
+  if (!writing_) return;
+  writing_ = false;
+  event_del(&write_ev_);
+  if (timer_ == Timer::Write) {
+    disarm();
+    // A pipelined request may have begun arriving while output waited: it is on the clock again.
+    if (phase_ == Phase::Reading) arm(headers_done_ ? Timer::Body : Timer::Header,
+                                      headers_done_ ? server_.body_timeout() : server_.header_timeout());
   }
 }
 

@@ -130,6 +130,9 @@ class Connection {
   bool is_head_ = false;
   int error_status_ = 0;           // set by a parser callback that rejects the request
   bool in_header_value_ = false;
+  bool value_piece_at_end_ = false;  // the last piece of a header value ended where its read ended
+  const char* feed_begin_ = nullptr;  // what llhttp_execute is parsing now
+  const char* feed_end_ = nullptr;
   bool is_tcp_ = true;
   bool nodelay_set_ = false;
 

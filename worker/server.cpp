@@ -84,6 +84,10 @@ HttpServer::HttpServer(event_base* base, const Config& config, const Application
   header_tv_ = event_base_init_common_timeout(base_, &header);
   keepalive_tv_ = event_base_init_common_timeout(base_, &keepalive);
   linger_tv_ = event_base_init_common_timeout(base_, &kLinger);
+  timeval body = to_timeval(config.http.body_timeout);
+  timeval send = to_timeval(config.http.send_timeout);
+  body_tv_ = event_base_init_common_timeout(base_, &body);
+  send_tv_ = event_base_init_common_timeout(base_, &send);
 
   auto add = [&](RouteEntry entry) {
     size_t index = routes_.size();

@@ -92,6 +92,8 @@ class HttpServer {
   const timeval* header_timeout() const { return header_tv_; }
   const timeval* keepalive_timeout() const { return keepalive_tv_; }
   const timeval* linger_timeout() const { return linger_tv_; }
+  const timeval* body_timeout() const { return body_tv_; }
+  const timeval* send_timeout() const { return send_tv_; }
 
  private:
   struct Listener {
@@ -146,6 +148,8 @@ class HttpServer {
   const timeval* header_tv_;
   const timeval* keepalive_tv_;
   const timeval* linger_tv_;
+  const timeval* body_tv_;
+  const timeval* send_tv_;
 };
 
 // Monotonic clock readings for bookkeeping (never for timers: those belong to libevent).
