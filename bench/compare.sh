@@ -49,6 +49,7 @@ shoal_port=18180
 nginx_port=18181
 cat > "$work/shoal.toml" <<TOML
 [server]
+user = "$(id -un)"
 listen = ["127.0.0.1:$shoal_port"]
 backlog = 4096
 workers = 1

@@ -49,6 +49,7 @@ write_config() {  # write_config I DRAIN_DELAY
   local i=$1
   cat > "$work/s$i.toml" <<TOML
 [server]
+user = "$(id -un)"
 listen = ["127.0.0.1:${ports[$i]}"]
 workers = 1
 cpu_affinity = "none"

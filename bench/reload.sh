@@ -19,6 +19,7 @@ work=$(mktemp -d)
 trap 'kill -9 $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 cat > "$work/shoal.toml" <<TOML
 [server]
+user = "$(id -un)"
 listen = ["127.0.0.1:0"]
 workers = "auto"
 [log]

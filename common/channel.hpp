@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace shoal {
 
@@ -17,10 +18,13 @@ enum class MsgType : uint8_t {
   Done = 4,   // worker -> master: drained; value = exit code it is about to return, value2 = failed hooks
   Status = 5, // worker -> master while draining: value = requests in flight, value2 = age of the
               // oldest in ms, text = its method and target ("GET /slow")
-  Reopen = 6,      // master -> worker: reopen the log file and the access log (SIGUSR1)
+  Reopen = 6,      // master -> worker: the reopened log files come attached (SCM_RIGHTS); value bit 0:
+                   // the log is among them, bit 1: the access log; in that order (SIGUSR1)
   StatsQuery = 7,  // master -> worker: send Stats now
   Stats = 8,       // worker -> master: value = open connections, value2 = requests served,
                    // text = requests in flight (decimal)
+  Heartbeat = 9,   // worker -> master, every heartbeat_timeout / 4 (at most 1 s): the loop turns
+  Recycle = 10,    // worker -> master: max_requests reached, replace me; value = requests served
 };
 
 constexpr size_t kMaxMessageText = 240;
@@ -42,9 +46,13 @@ bool make_channel(int fds[2], std::string& err);
 // Sends one message (text cut to kMaxMessageText) without blocking; false if the peer is gone or
 // the buffer is full.
 bool send_message(int fd, Message msg, std::string_view text = {});
+// The same, with open fds attached (at most kMaxMessageFds); the receiver gets its own copies.
+constexpr size_t kMaxMessageFds = 4;
+bool send_message_fds(int fd, Message msg, const std::vector<int>& fds);
 
 enum class RecvStatus { Ok, Again, Closed };
 // Receives one message and its text; a malformed datagram counts as Closed (the peer is broken).
-RecvStatus recv_message(int fd, Message& msg, std::string* text = nullptr);
+// Attached fds arrive close-on-exec in *fds; without fds, attached ones are closed unread.
+RecvStatus recv_message(int fd, Message& msg, std::string* text = nullptr, std::vector<int>* fds = nullptr);
 
 }  // namespace shoal

@@ -1,6 +1,7 @@
 #include "common/config.hpp"
 
 #include <grp.h>
+#include <unistd.h>
 #include <pwd.h>
 #include <sched.h>
 #include <sys/stat.h>
@@ -34,6 +35,14 @@ int Config::cpu_for_worker(int index) const {
     }
   }
   return -1;
+}
+
+std::optional<std::string> identity_problem(const Config& config) {
+  if (geteuid() == 0 && config.server.user.empty())
+    return config.file + ": [server] user is not set, and shoal runs as root: refusing to run workers as root. Set "
+           "user = \"www-data\" (or another unprivileged user) for the workers, or user = \"root\" to run them as "
+           "root deliberately";
+  return std::nullopt;
 }
 
 std::string default_control_socket(const std::string& base_dir) { return base_dir + "/shoal.ctl"; }

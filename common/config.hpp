@@ -119,6 +119,11 @@ ConfigResult load_config_file(const std::string& path);
 // Validates config text; `file` names it in messages and its directory anchors relative paths.
 ConfigResult parse_config(std::string_view text, const std::string& file);
 
+// Why this process may not start workers with this config's [server] user, or nothing: as root,
+// workers run as root only when user = "root" says so. (Not as root, user cannot be switched to
+// and is ignored with a warning, as nginx does, so that a developer can run the same file.)
+std::optional<std::string> identity_problem(const Config& config);
+
 // Where the control socket is when the config does not say: "shoal.ctl" beside the config file.
 std::string default_control_socket(const std::string& base_dir);
 

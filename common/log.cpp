@@ -7,6 +7,9 @@
 #include <spdlog/sinks/base_sink.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
+#include <ctime>
 #include <memory>
 
 #include "common/sys.hpp"
@@ -28,7 +31,7 @@ class FdSink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex
     while (left > 0) {
       ssize_t n = ::write(fd_, p, left);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return;  // Nowhere left to report a failing log destination.
+      if (n <= 0) return report_failure(n < 0 ? errno : ENOSPC);
       p += n;
       left -= static_cast<size_t>(n);
     }
@@ -36,7 +39,28 @@ class FdSink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex
   void flush_() override {}
 
  private:
+  // The log's disk is full or the file unwritable: serving goes on, and stderr (the terminal,
+  // the journal) hears of it, at most every 10 s, so that the operator learns lines are lost.
+  void report_failure(int err) {
+    ++lost_;
+    if (fd_ == STDERR_FILENO) return;  // nowhere else to report it
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (reported_ && now.tv_sec - last_report_s_ < 10) return;
+    reported_ = true;
+    last_report_s_ = now.tv_sec;
+    char line[256];
+    int len = snprintf(line, sizeof line,
+                       "shoal[%d]: writing to the log failed: %s; %llu line(s) lost so far; still serving "
+                       "(reported at most every 10 s)\n",
+                       static_cast<int>(getpid()), strerror(err), static_cast<unsigned long long>(lost_));
+    if (len > 0) (void)!::write(STDERR_FILENO, line, static_cast<size_t>(std::min<int>(len, sizeof line - 1)));
+  }
+
   int fd_;
+  uint64_t lost_ = 0;
+  bool reported_ = false;
+  time_t last_report_s_ = 0;
 };
 
 std::string pattern_for(const Identity& who) {

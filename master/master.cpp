@@ -6,17 +6,20 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "common/log.hpp"
 #include "common/net.hpp"
 #include "common/sys.hpp"
 #include "common/systemd.hpp"
+#include "worker/server.hpp"
 #include "worker/worker.hpp"
 
 extern char** environ;
@@ -97,6 +100,32 @@ std::optional<long> take_env_number(const char* name) {
   return n;
 }
 
+// Resident memory of a process from /proc/PID/statm (pages), in bytes; 0 if unreadable.
+uint64_t resident_bytes(pid_t pid, long page_bytes) {
+  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+  uint64_t size_pages = 0, resident_pages = 0;
+  if (!(statm >> size_pages >> resident_pages)) return 0;
+  return resident_pages * static_cast<uint64_t>(page_bytes);
+}
+
+// "T (stopped)" from /proc/PID/stat, for the log of a silent worker.
+std::string process_state(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return "";
+  auto paren = line.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= line.size()) return "";
+  switch (line[paren + 2]) {
+    case 'R': return "R (running)";
+    case 'S': return "S (sleeping)";
+    case 'D': return "D (waiting on I/O)";
+    case 'T': return "T (stopped)";
+    case 't': return "t (traced)";
+    case 'Z': return "Z (zombie)";
+    default: return std::string(1, line[paren + 2]);
+  }
+}
+
 constexpr int kHandledSignals[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD,
                                    SIGUSR1, SIGUSR2, SIGWINCH, SIGTTIN, SIGTTOU};
 
@@ -115,7 +144,7 @@ Master::~Master() {
   control_.reset();
   for (event* ev : signal_events_) event_free(ev);
   for (event* ev : {deadline_timer_, listener_close_timer_, ready_timer_, deferred_reload_, collect_event_,
-                    watchdog_timer_, status_timer_, successor_ev_, successor_timer_})
+                    watchdog_timer_, status_timer_, supervise_timer_, successor_ev_, successor_timer_})
     if (ev) event_free(ev);
   if (successor_channel_ >= 0) ::close(successor_channel_);
   if (predecessor_fd_ >= 0) ::close(predecessor_fd_);
@@ -139,6 +168,7 @@ int Master::run() {
     if (socket.name == kControlFdName) inherited_control = socket.fd;
     else inherited.push_back(socket.fd);
   }
+  if (predecessor_fd_ < 0 && !check_pid_file()) return 1;
   listeners_.adopt(inherited, *initial_config_);
   std::string err;
   if (!listeners_.bind_missing(*initial_config_, err)) {
@@ -203,6 +233,11 @@ int Master::run() {
   status_timer_ = evtimer_new(base_, [](evutil_socket_t, short, void* self) {
     static_cast<Master*>(self)->answer_status();
   }, this);
+  supervise_timer_ = event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* self) {
+    static_cast<Master*>(self)->supervise();
+  }, this);
+  static constexpr timeval kSuperviseEvery{0, 250'000};
+  event_add(supervise_timer_, &kSuperviseEvery);
   if (auto every = systemd::watchdog_ping_interval()) {
     watchdog_timer_ = event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void*) {
       systemd::notify("WATCHDOG=1");
@@ -417,6 +452,10 @@ Outcome Master::reload(std::optional<ControlReply> reply) {
       errors += (errors.empty() ? "" : "; ") + error.to_string();
     }
     fail_reload(errors, Outcome::ConfigInvalid);
+    return Outcome::ConfigInvalid;
+  }
+  if (auto problem = identity_problem(*result.config)) {
+    fail_reload(*problem, Outcome::ConfigInvalid);
     return Outcome::ConfigInvalid;
   }
   if (auto refused = refused_change(*serving_->config, *result.config)) {
@@ -650,6 +689,11 @@ bool Master::spawn(WorkerHandle& worker) {
     if (&generation == serving_) schedule_respawn(worker, true);
     return false;
   }
+  if (!worker.board) worker.board = WorkerBoard::create();
+  if (worker.board) worker.board->leave();
+  uint64_t max_requests = generation.config->server.max_requests;
+  if (max_requests > 0 && generation.config->server.max_requests_jitter > 0)
+    max_requests += std::uniform_int_distribution<uint64_t>(0, generation.config->server.max_requests_jitter)(rng_);
   pid_t pid = fork_child();
   if (pid == 0) {
     // The child keeps only the fds handed over explicitly.
@@ -677,6 +721,8 @@ bool Master::spawn(WorkerHandle& worker) {
     spec.channel_fd = channel[1];
     spec.log_fd = log_fd_;
     spec.access_log_fd = generation.access_log_fd;
+    spec.max_requests = max_requests;
+    spec.board = worker.board;
     _exit(run_worker(spec));
   }
   int fork_errno = errno;
@@ -739,13 +785,23 @@ void Master::on_message(WorkerHandle& worker) {
       case RecvStatus::Ok:
         break;
     }
+    worker.last_heard = Clock::now();
     switch (msg.type) {
+      case MsgType::Heartbeat:
+        break;
+      case MsgType::Recycle:
+        replace_gracefully(worker, "served " + std::to_string(msg.value2) + " requests (max_requests)");
+        break;
       case MsgType::Ready: {
         if (worker.state != WorkerHandle::State::Starting) break;
         worker.state = WorkerHandle::State::Ready;
         worker.ready_at = Clock::now();
         spdlog::info("worker {} pid={} of generation {} ready in {} ms", worker.index, worker.pid, worker.generation,
                      ms(worker.ready_at - worker.started_at));
+        if (worker.replaces) {
+          retire_replaced(*worker.replaces, worker);
+          break;
+        }
         Generation& generation = *worker.generation_of;
         if (generation.state == Generation::State::Starting && generation.all_ready() &&
             (&generation == starting_ || &generation == serving_))
@@ -824,6 +880,15 @@ void Master::on_worker_exit(WorkerHandle& worker, int status) {
     answer_status();
   }
 
+  if (worker.replacement) {
+    // It was to be replaced anyway, and the replacement is on its way: nothing to respawn.
+    spdlog::warn("worker {} pid={} {} while its replacement starts", worker.index, pid, describe_status(status));
+    worker.replacement->replaces = nullptr;
+    worker.replacement = nullptr;
+    worker.removed = true;
+    event_active(collect_event_, 0, 0);
+    return;
+  }
   if (state_ != State::ShuttingDown && &generation == serving_ && was != WorkerHandle::State::Draining) {
     // Died on its own: replace it on the same CPU.
     bool died_young = was == WorkerHandle::State::Starting || Clock::now() - worker.ready_at < kHealthyAfter ||
@@ -848,6 +913,74 @@ void Master::on_worker_exit(WorkerHandle& worker, int status) {
               worker.index, pid, generation.number, describe_status(status),
               worker.killed ? " (killed at the deadline)" : "");
   if (worker.in_shutdown && !clean) exit_code_ = 1;
+}
+
+// Starts a new worker in the old one's place (same index, same CPU); the old one drains once the
+// new one reports ready, as in a one-worker reload. Only in a steady state: a reload, upgrade or
+// shutdown replaces every worker anyway.
+void Master::replace_gracefully(WorkerHandle& old, const std::string& why) {
+  if (state_ != State::Running || old.generation_of != serving_ || old.state != WorkerHandle::State::Ready ||
+      old.replacement || old.removed)
+    return;
+  Generation& generation = *serving_;
+  auto fresh = std::make_unique<WorkerHandle>();
+  fresh->index = old.index;
+  fresh->cpu = old.cpu;
+  fresh->generation = generation.number;
+  fresh->generation_of = &generation;
+  fresh->master = this;
+  fresh->respawn_timer = evtimer_new(base_, on_respawn_timer, fresh.get());
+  fresh->replaces = &old;
+  fresh->replace_reason = why;
+  old.replacement = fresh.get();
+  spdlog::info("worker {} pid={} {}; starting its replacement before it drains", old.index, old.pid, why);
+  WorkerHandle& started = *fresh;
+  generation.workers.push_back(std::move(fresh));
+  spawn(started);
+}
+
+void Master::retire_replaced(WorkerHandle& old, WorkerHandle& fresh) {
+  fresh.replaces = nullptr;
+  old.replacement = nullptr;
+  old.removed = true;  // drains, is not respawned, and is then forgotten
+  spdlog::info("worker {} pid={} replaced by pid={} ({}); pid={} drains", old.index, old.pid, fresh.pid,
+               fresh.replace_reason, old.pid);
+  if (old.state != WorkerHandle::State::Ready) return;
+  old.state = WorkerHandle::State::Draining;
+  if (!send_message(old.channel_fd, {MsgType::Drain, 0, 0, 0})) kill(old.pid, SIGTERM);
+}
+
+// Every supervise tick: a ready worker that has been silent for heartbeat_timeout is stuck (an
+// endless loop in a handler, SIGSTOP): SIGKILL, and the usual respawn replaces it. A worker above
+// max_worker_rss is replaced gracefully.
+void Master::supervise() {
+  const auto now = Clock::now();
+  const long page_bytes = sysconf(_SC_PAGESIZE);
+  for (auto& generation : generations_) {
+    const Config::Server& server = generation->config->server;
+    for (auto& worker : generation->workers) {
+      if (worker->state != WorkerHandle::State::Ready || worker->killed) continue;
+      auto silent = now - worker->last_heard;
+      if (silent >= server.heartbeat_timeout) {
+        std::string doing = worker->board ? worker->board->describe(monotonic_ms()) : "";
+        std::string state = process_state(worker->pid);
+        spdlog::error("worker {} pid={} of generation {} sent no heartbeat for {} ms (heartbeat_timeout {}); {}{}; "
+                      "sending SIGKILL",
+                      worker->index, worker->pid, generation->number, ms(silent), format_duration(server.heartbeat_timeout),
+                      doing.empty() ? "not inside a handler" : "stuck in " + doing,
+                      state.empty() ? "" : ", process state " + state);
+        worker->killed = true;
+        kill(worker->pid, SIGKILL);
+        continue;
+      }
+      if (server.max_worker_rss > 0 && generation.get() == serving_ && !worker->replacement) {
+        uint64_t rss = resident_bytes(worker->pid, page_bytes);
+        if (rss > server.max_worker_rss)
+          replace_gracefully(*worker, "uses " + std::to_string(rss >> 20) + " MiB of memory, above max_worker_rss (" +
+                                          std::to_string(server.max_worker_rss >> 20) + " MiB)");
+      }
+    }
+  }
 }
 
 void Master::schedule_respawn(WorkerHandle& worker, bool died_young) {
@@ -978,8 +1111,16 @@ void Master::reopen_logs() {
     if (generation->access_log_fd >= 0 &&
         !log::reopen_onto(generation->config->log.access_log, generation->access_log_fd, err))
       spdlog::error("SIGUSR1: reopening the access log: {}", err);
+    // The reopened files travel with the message: a worker that gave up root may not be able to
+    // open them itself.
+    std::vector<int> fds;
+    uint32_t which = 0;
+    if (!log_file.empty()) fds.push_back(log_fd_), which |= 1;
+    if (generation->access_log_fd >= 0) fds.push_back(generation->access_log_fd), which |= 2;
     for (auto& worker : generation->workers)
-      if (worker->state != WorkerHandle::State::Exited && send_message(worker->channel_fd, {MsgType::Reopen})) ++told;
+      if (worker->state != WorkerHandle::State::Exited &&
+          send_message_fds(worker->channel_fd, {MsgType::Reopen, 0, 0, which}, fds))
+        ++told;
   }
   spdlog::info("SIGUSR1: reopened the log files; {} worker(s) told to do the same", told);
 }
@@ -1109,12 +1250,45 @@ void Master::maybe_finish() {
 
 // ---------------------------------------------------------------- pid file
 
+// Before anything is bound: a pid file naming a running process means another master may run
+// on the same files; one whose process is gone is stale (a crash, a power cut) and is replaced.
+bool Master::check_pid_file() {
+  const std::string& path = initial_config_->server.pid_file;
+  if (path.empty()) return true;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ENOENT) return true;
+    spdlog::critical("pid file {}: cannot open it: {}{}", path, errno_text(errno),
+                     errno == ELOOP ? " (it is a symbolic link; shoal never follows one there)" : "");
+    return false;
+  }
+  char buf[32] = {};
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  long pid = n > 0 ? strtol(buf, nullptr, 10) : 0;
+  if (pid > 0 && pid != getpid() && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM)) {
+    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    spdlog::critical("pid file {} names pid {} ({}), which is running: is shoal already running? Stop it first, "
+                     "or remove the file if that process is not a shoal master",
+                     path, pid, name.empty() ? "?" : name);
+    return false;
+  }
+  spdlog::info("pid file {} is stale (pid {} is gone); replacing it", path, pid > 0 ? std::to_string(pid) : "unreadable");
+  return true;
+}
+
 bool Master::write_pid_file() {
   const std::string& path = initial_config_->server.pid_file;
   if (path.empty()) return true;
-  // Written whole under a temporary name, then renamed: a reader never sees a partial pid.
+  // Written whole under a temporary name, then renamed: a reader never sees a partial pid. The
+  // temporary file is created new (O_EXCL) and never through a symbolic link; rename replaces a
+  // link at the final name instead of following it.
   std::string tmp = path + ".tmp." + std::to_string(getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd >= 0) fchmod(fd, 0644);  // whatever the umask
   std::string text = std::to_string(getpid()) + "\n";
   bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
   int err = errno;

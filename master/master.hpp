@@ -8,6 +8,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,9 @@ class Master {
   void reap();
   void on_worker_exit(WorkerHandle& worker, int wait_status);
   void schedule_respawn(WorkerHandle& worker, bool died_young);
+  void replace_gracefully(WorkerHandle& old, const std::string& why);
+  void retire_replaced(WorkerHandle& old, WorkerHandle& fresh);
+  void supervise();
   void on_message(WorkerHandle& worker);
   void release_channel(WorkerHandle& worker);
   static void on_channel_event(evutil_socket_t, short, void* handle);
@@ -107,6 +111,7 @@ class Master {
   WorkerHandle* find_worker(pid_t pid);
   void notify(const std::string& state) const;
 
+  bool check_pid_file();
   bool write_pid_file();
   void remove_pid_file();
 
@@ -125,6 +130,8 @@ class Master {
   event* collect_event_ = nullptr;
   event* watchdog_timer_ = nullptr;
   event* status_timer_ = nullptr;
+  event* supervise_timer_ = nullptr;  // heartbeats and max_worker_rss
+  std::mt19937_64 rng_{std::random_device{}()};  // max_requests_jitter
 
   ListenerSet listeners_;
   std::unique_ptr<ControlServer> control_;

@@ -101,6 +101,13 @@ int run(int argc, char** argv, const Application& app) {
     return 0;
   }
   Config& config = *loaded.config;
+  if (auto problem = identity_problem(config)) {
+    fprintf(stderr, "shoal: %s\n", problem->c_str());
+    return 1;
+  }
+  if (geteuid() != 0 && !config.server.user.empty() && config.server.uid != geteuid())
+    fprintf(stderr, "shoal: warning: [server] user = \"%s\" is ignored: switching user needs root, and shoal runs "
+            "as uid %u; the workers run as uid %u\n", config.server.user.c_str(), geteuid(), geteuid());
 
   spdlog::level::level_enum level = spdlog::level::info;
   log::parse_level(config.log.level, level);

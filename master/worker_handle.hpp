@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string>
 
+#include "common/scoreboard.hpp"
+
 namespace shoal {
 
 class Master;
@@ -55,6 +57,15 @@ struct WorkerHandle {
 
   std::string outcome;  // how it ended during a shutdown, for the summary
 
+  // Supervision.
+  WorkerBoard* board = nullptr;              // shared page: the handler it is running, if any
+  std::chrono::steady_clock::time_point last_heard{};  // its last message of any kind
+  // Graceful replacement (max_requests, max_worker_rss): the new worker starts first; the old one
+  // drains once the new one is ready.
+  WorkerHandle* replacement = nullptr;  // on the old handle
+  WorkerHandle* replaces = nullptr;     // on the new handle
+  std::string replace_reason;
+
   WorkerHandle() = default;
   WorkerHandle(const WorkerHandle&) = delete;
   WorkerHandle& operator=(const WorkerHandle&) = delete;
@@ -62,6 +73,7 @@ struct WorkerHandle {
     if (channel_ev) event_free(channel_ev);
     if (channel_fd >= 0) ::close(channel_fd);
     if (respawn_timer) event_free(respawn_timer);
+    WorkerBoard::destroy(board);
   }
 };
 

@@ -279,6 +279,48 @@ TEST(Config, LogLevelMustBeKnown) {
   EXPECT_THAT(result.errors[0].message, HasSubstr("\"loud\" is not one of trace, debug"));
 }
 
+TEST(Config, HardeningKeysAreReadAndNamesResolved) {
+  auto result = parse(std::string(kMinimal) +
+                      "user = \"nobody\"\ngroup = \"nogroup\"\nheartbeat_timeout = \"2s\"\nmax_requests = 1000\n"
+                      "max_requests_jitter = 50\nmax_worker_rss = 268435456\n[http]\nbody_timeout = \"5s\"\n"
+                      "send_timeout = \"7s\"\n");
+  ASSERT_TRUE(result.config) << ::testing::PrintToString(error_lines(result));
+  const Config& c = *result.config;
+  EXPECT_EQ(c.server.user, "nobody");
+  EXPECT_EQ(c.server.uid, 65534u);
+  EXPECT_EQ(c.server.gid, 65534u);
+  EXPECT_EQ(c.server.heartbeat_timeout, Millis(2000));
+  EXPECT_EQ(c.server.max_requests, 1000u);
+  EXPECT_EQ(c.server.max_requests_jitter, 50u);
+  EXPECT_EQ(c.server.max_worker_rss, 268435456u);
+  EXPECT_EQ(c.http.body_timeout, Millis(5000));
+  EXPECT_EQ(c.http.send_timeout, Millis(7000));
+  // Defaults.
+  auto plain = parse(kMinimal);
+  ASSERT_TRUE(plain.config);
+  EXPECT_EQ(plain.config->server.heartbeat_timeout, Millis(30'000));
+  EXPECT_EQ(plain.config->server.max_requests, 0u);
+  EXPECT_EQ(plain.config->http.body_timeout, Millis(60'000));
+  EXPECT_EQ(plain.config->http.send_timeout, Millis(60'000));
+}
+
+TEST(Config, HardeningMistakesAreReportedWithTheirLine) {
+  auto lines = error_lines(parse(std::string(kMinimal) +
+                                 "user = \"no-such-user-here\"\nmax_requests_jitter = 5\nmax_worker_rss = 1000\n"
+                                 "heartbeat_timeout = \"10ms\"\n"));
+  ASSERT_EQ(lines.size(), 4u) << ::testing::PrintToString(lines);
+  EXPECT_THAT(lines[0], HasSubstr(":3:8: [server] user: no user named 'no-such-user-here' on this system"));
+  EXPECT_THAT(lines[1], HasSubstr(":4:23: [server] max_requests_jitter needs max_requests"));
+  EXPECT_THAT(lines[2], HasSubstr(":5:18: [server] max_worker_rss: 1000 bytes is below 1 MiB"));
+  EXPECT_THAT(lines[3], HasSubstr(":6:21: [server] heartbeat_timeout: 10ms is out of range"));
+  auto group_alone = error_lines(parse(std::string(kMinimal) + "group = \"nogroup\"\n"));
+  ASSERT_EQ(group_alone.size(), 1u);
+  EXPECT_THAT(group_alone[0], HasSubstr("[server] group needs user"));
+  auto bad_group = error_lines(parse(std::string(kMinimal) + "user = \"nobody\"\ngroup = \"no-such-group\"\n"));
+  ASSERT_EQ(bad_group.size(), 1u);
+  EXPECT_THAT(bad_group[0], HasSubstr(":4:9: [server] group: no group named 'no-such-group'"));
+}
+
 TEST(Config, MissingFileIsAClearError) {
   auto result = load_config_file("/nonexistent/shoal.toml");
   ASSERT_EQ(result.errors.size(), 1u);

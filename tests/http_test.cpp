@@ -340,6 +340,7 @@ struct ErrorCase {
   const char* name;
   std::string request;
   int status;
+  friend void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name << " -> " << c.status; }
 };
 
 class HttpErrorTest : public HttpTest, public ::testing::WithParamInterface<ErrorCase> {};

@@ -303,7 +303,7 @@ TEST_F(Lifecycle, UnixSocketListenerReplacesAStaleSocketFile) {
 
   // A second server on the same live socket is refused, not allowed to steal it.
   std::string output;
-  std::string second = dir_.write("second.toml", "[server]\nlisten = [\"unix:shoal.sock\"]\nworkers = 1\n");
+  std::string second = dir_.write("second.toml", "[server]\n" + run_as_line() + "listen = [\"unix:shoal.sock\"]\nworkers = 1\n");
   EXPECT_EQ(run_command({SHOAL_BINARY, "-c", second}, output), 1);
   EXPECT_THAT(output, HasSubstr("another process is accepting on this socket"));
 

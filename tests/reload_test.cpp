@@ -110,7 +110,7 @@ TEST_F(Reload, InFlightRequestsFinishOnTheOldGenerationAndNewOnesGoToTheNew) {
 
 TEST_F(Reload, ChangedBodyWorkerCountAndListenAddressesTakeEffect) {
   std::string config = [&](const std::string& body, int workers, bool unix_socket) {
-    return "[server]\nlisten = [\"127.0.0.1:0\"" + std::string(unix_socket ? ", \"unix:extra.sock\"" : "") +
+    return "[server]\n" + run_as_line() + "listen = [\"127.0.0.1:0\"" + std::string(unix_socket ? ", \"unix:extra.sock\"" : "") +
            "]\nworkers = " + std::to_string(workers) + "\n" + kInfoRoute + "[[route]]\npath = \"/v\"\nbody = \"" + body +
            "\"\n";
   }("one", 2, false);
@@ -125,7 +125,7 @@ TEST_F(Reload, ChangedBodyWorkerCountAndListenAddressesTakeEffect) {
   EXPECT_EQ(get(port_, "/v").body, "one");
 
   auto rewrite = [&](const std::string& body, int workers, bool unix_socket) {
-    dir_.write("shoal.toml", "[server]\nlisten = [\"127.0.0.1:0\"" +
+    dir_.write("shoal.toml", "[server]\n" + run_as_line() + "listen = [\"127.0.0.1:0\"" +
                                  std::string(unix_socket ? ", \"unix:extra.sock\"" : "") + "]\nworkers = " +
                                  std::to_string(workers) + "\n" + kInfoRoute + "[[route]]\npath = \"/v\"\nbody = \"" +
                                  body + "\"\n");

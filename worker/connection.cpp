@@ -17,6 +17,7 @@
 #include <cstring>
 
 #include "common/net.hpp"
+#include "common/scoreboard.hpp"
 #include "worker/server.hpp"
 
 namespace shoal {
@@ -483,7 +484,10 @@ void Connection::dispatch() {
       case RouteEntry::Kind::Static:
         serve_static(*route, request);
         break;
-      case RouteEntry::Kind::App:
+      case RouteEntry::Kind::App: {
+        // Recorded for the master: if this handler never returns, the heartbeat check names it.
+        WorkerBoard* board = server_.board();
+        if (board) board->enter(request.method, request.target, monotonic_ms());
         try {
           (*route->handler)(request, Responder(&server_, slot_, serial_));
         } catch (const std::exception& e) {
@@ -493,7 +497,9 @@ void Connection::dispatch() {
           spdlog::error("handler for {} threw a non-standard exception", route->path);
           respond(500, "text/plain", "internal server error\n");
         }
+        if (board) board->leave();
         break;
+      }
     }
   }
 }

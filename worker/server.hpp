@@ -21,6 +21,7 @@
 namespace shoal {
 
 class Connection;
+struct WorkerBoard;
 
 // A fixed response rendered once: status line, headers and body, in a keep-alive and a close
 // variant. Only the Date value changes (once a second), in place: answering is one append.
@@ -68,7 +69,17 @@ class HttpServer {
   InFlight in_flight() const;
   bool ready() const { return ready_; }
   uint64_t requests_served() const { return requests_served_; }
-  void count_response() { ++requests_served_; }
+  void count_response() {
+    if (++requests_served_ == request_limit_) on_request_limit_();
+  }
+  // Calls `reached` once, from the response that makes the count reach `limit`.
+  void set_request_limit(uint64_t limit, std::function<void()> reached) {
+    request_limit_ = limit;
+    on_request_limit_ = std::move(reached);
+  }
+  // Where application handlers are recorded for the master (nullptr: nowhere).
+  void set_board(WorkerBoard* board) { board_ = board; }
+  WorkerBoard* board() const { return board_; }
   bool draining() const { return draining_; }
   size_t connection_count() const { return live_; }
   // Writes the buffered access log lines; false (and logged) if the write failed.
@@ -130,6 +141,9 @@ class HttpServer {
   std::vector<uint32_t> free_slots_;
   size_t live_ = 0;
   uint64_t requests_served_ = 0;
+  uint64_t request_limit_ = UINT64_MAX;
+  std::function<void()> on_request_limit_;
+  WorkerBoard* board_ = nullptr;
 
   bool ready_ = true;
   bool draining_ = false;

@@ -6,8 +6,12 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/types.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "common/channel.hpp"
@@ -18,6 +22,33 @@
 
 namespace shoal {
 namespace {
+
+// setgroups, setgid, setuid, in that order (each needs the privilege the next one gives up),
+// then a check that root cannot be regained. Nothing to do when no user is configured or the
+// process already runs as that user.
+bool drop_privileges(const Config::Server& server, std::string& err) {
+  if (server.user.empty() || geteuid() != 0) return true;  // not root: nothing to give up (the master warned)
+  if (server.uid == 0 && server.gid == 0) return true;    // user = "root", deliberately
+  if (initgroups(server.user.c_str(), server.gid) != 0) {
+    err = "initgroups(" + server.user + ") failed: " + errno_text(errno);
+    return false;
+  }
+  if (setgid(server.gid) != 0 || setuid(server.uid) != 0) {
+    err = "switching to user " + server.user + " (uid " + std::to_string(server.uid) + ", gid " +
+          std::to_string(server.gid) + ") failed: " + errno_text(errno);
+    return false;
+  }
+  if (server.uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
+    err = "after switching to user " + server.user + ", root could be regained; refusing to serve";
+    return false;
+  }
+  if (getuid() != server.uid || geteuid() != server.uid || getgid() != server.gid || getegid() != server.gid) {
+    err = "after switching to user " + server.user + " the process still has other ids; refusing to serve";
+    return false;
+  }
+  spdlog::info("running as user {} (uid {}), group gid {}", server.user, server.uid, server.gid);
+  return true;
+}
 
 class Worker {
  public:
@@ -32,6 +63,25 @@ class Worker {
 
   int run() {
     pin();
+    base_ = event_base_new();
+    if (!base_) {
+      spdlog::critical("event_base_new failed");
+      return kWorkerFatal;
+    }
+    // Built before the privilege drop: it opens the static roots, which may lie where only the
+    // master's user can reach.
+    server_ = std::make_unique<HttpServer>(base_, *spec_.config, *spec_.app, spec_.access_log_fd,
+                                           "pid=" + std::to_string(getpid()) + " generation=" +
+                                               std::to_string(spec_.generation) + " worker=" + std::to_string(spec_.index));
+    server_->set_board(spec_.board);
+    if (spec_.max_requests > 0)
+      server_->set_request_limit(spec_.max_requests, [this] { ask_to_be_replaced(); });
+    std::string err;
+    if (!drop_privileges(spec_.config->server, err)) {
+      spdlog::critical("{}", err);
+      return kWorkerFatal;
+    }
+    // Application code runs only as the unprivileged user.
     for (const auto& hook : spec_.app->start_hooks()) {
       try {
         hook();
@@ -40,15 +90,6 @@ class Worker {
         return kWorkerFatal;
       }
     }
-    base_ = event_base_new();
-    if (!base_) {
-      spdlog::critical("event_base_new failed");
-      return kWorkerFatal;
-    }
-    server_ = std::make_unique<HttpServer>(base_, *spec_.config, *spec_.app, spec_.access_log_fd,
-                                           "pid=" + std::to_string(getpid()) + " generation=" +
-                                               std::to_string(spec_.generation) + " worker=" + std::to_string(spec_.index));
-    std::string err;
     if (!server_->listen(spec_.listen_fds, err)) {
       spdlog::critical("{}", err);
       return kWorkerFatal;
@@ -59,6 +100,15 @@ class Worker {
     channel_ev_ = event_new(base_, spec_.channel_fd, EV_READ | EV_PERSIST, on_channel, this);
     events_.push_back(channel_ev_);
     event_add(channel_ev_, nullptr);
+
+    // The heartbeat: sent from the loop, so a worker stuck in a handler (or stopped) falls silent.
+    Millis every = std::min(Millis(1000), spec_.config->server.heartbeat_timeout / 4);
+    event* heartbeat = event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* self) {
+      send_message(static_cast<Worker*>(self)->spec_.channel_fd, {MsgType::Heartbeat});
+    }, this);
+    events_.push_back(heartbeat);
+    timeval tv{static_cast<time_t>(every.count() / 1000), static_cast<suseconds_t>(every.count() % 1000 * 1000)};
+    event_add(heartbeat, &tv);
 
     if (!send_message(spec_.channel_fd, {MsgType::Ready})) {
       spdlog::error("cannot tell the master this worker is ready; draining");
@@ -103,8 +153,9 @@ class Worker {
   static void on_channel(evutil_socket_t fd, short, void* self) {
     auto* w = static_cast<Worker*>(self);
     Message msg;
+    std::vector<int> fds;
     for (;;) {
-      switch (recv_message(fd, msg)) {
+      switch (recv_message(fd, msg, nullptr, &fds)) {
         case RecvStatus::Again: return;
         case RecvStatus::Closed:
           // The master is gone (even SIGKILL closes its end): finish what was accepted and leave,
@@ -118,23 +169,37 @@ class Worker {
         case RecvStatus::Ok:
           if (msg.type == MsgType::Drain) w->begin_drain(Millis(msg.value), "master");
           else if (msg.type == MsgType::Stop) w->stop_now("master");
-          else if (msg.type == MsgType::Reopen) w->reopen_logs();
+          else if (msg.type == MsgType::Reopen) w->reopen_logs(msg.value, fds);
           else if (msg.type == MsgType::StatsQuery) w->send_stats();
           else spdlog::warn("unexpected message '{}' from the master", msg_name(msg.type));
       }
     }
   }
 
-  // SIGUSR1 via the master: the files were rotated away; write to new ones of the same names.
-  void reopen_logs() {
-    std::string err;
-    const auto& log = spec_.config->log;
-    if (!log.file.empty() && !log::reopen_onto(log.file, spec_.log_fd, err)) spdlog::error("reopening the log: {}", err);
-    if (!log.access_log.empty() && spec_.access_log_fd >= 0) {
-      server_->flush_access_log();  // what was buffered belongs to the old file
-      if (!log::reopen_onto(log.access_log, spec_.access_log_fd, err)) spdlog::error("reopening the access log: {}", err);
+  // SIGUSR1 via the master: it reopened the files (it can: the worker may have given up the
+  // rights to) and sent them along; they take the place of the old ones under the same numbers.
+  void reopen_logs(uint32_t which, std::vector<int>& fds) {
+    size_t next = 0;
+    auto take = [&](int onto, const char* what) {
+      if (next >= fds.size()) return spdlog::error("reopening the {}: the master sent no file", what);
+      if (onto >= 0 && dup3(fds[next], onto, O_CLOEXEC) < 0)
+        spdlog::error("reopening the {}: dup3 failed: {}", what, errno_text(errno));
+      ::close(fds[next++]);
+    };
+    if (which & 1) take(spec_.log_fd, "log");
+    if (which & 2) {
+      if (spec_.access_log_fd >= 0) server_->flush_access_log();  // what was buffered belongs to the old file
+      take(spec_.access_log_fd, "access log");
     }
+    for (; next < fds.size(); ++next) ::close(fds[next]);
+    fds.clear();
     spdlog::info("reopened the log files");
+  }
+
+  // max_requests reached: the master starts a replacement and then tells this worker to drain.
+  void ask_to_be_replaced() {
+    spdlog::info("served {} requests (max_requests); asking the master for a replacement", spec_.max_requests);
+    send_message(spec_.channel_fd, {MsgType::Recycle, 0, 0, 0, spec_.max_requests});
   }
 
   void send_stats() {

@@ -29,6 +29,8 @@ struct WorkerSpec {
   int channel_fd = -1;
   int log_fd = 2;
   int access_log_fd = -1;
+  uint64_t max_requests = 0;     // this worker's own limit (max_requests plus its jitter); 0 = none
+  struct WorkerBoard* board = nullptr;  // shared with the master; may be nullptr
 };
 
 // Runs the worker to its end and returns its exit code. The caller _exit()s with it.

@@ -46,7 +46,8 @@ class ServerTest : public ::testing::Test {
   // server_keys go into [server] after listen; sections are further tables.
   std::string write_config(const std::string& server_keys, const std::string& sections = "",
                            const std::string& listen = "\"127.0.0.1:0\"") {
-    return dir_.write("shoal.toml", "[server]\nlisten = [" + listen + "]\n" + server_keys + "\n" + sections + kRoutes);
+    std::string user = server_keys.find("user =") == std::string::npos ? run_as_line() : "";
+    return dir_.write("shoal.toml", "[server]\n" + user + "listen = [" + listen + "]\n" + server_keys + "\n" + sections + kRoutes);
   }
 
   void start(const std::string& server_keys = "workers = 2", const std::string& sections = "",

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -169,6 +170,11 @@ std::vector<std::string> ShoalProcess::unexpected_log_lines(const std::vector<st
     if (!allowed) out.push_back(line);
   }
   return out;
+}
+
+std::string run_as_line() {
+  passwd* pw = getpwuid(geteuid());
+  return std::string("user = \"") + (pw ? pw->pw_name : "root") + "\"\n";
 }
 
 std::vector<pid_t> children_of(pid_t parent) {

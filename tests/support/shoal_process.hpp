@@ -69,6 +69,10 @@ class ShoalProcess {
   std::string log_path_;
 };
 
+// `user = "NAME"` and a newline, NAME being whoever runs the tests: shoal started as root refuses
+// to run its workers as root unless the config says so, and the tests run as root in CI.
+std::string run_as_line();
+
 // Children of `parent` (from /proc/*/stat), ascending.
 std::vector<pid_t> children_of(pid_t parent);
 // "Cpus_allowed_list" of a process, as the kernel prints it ("0", "0-1").
