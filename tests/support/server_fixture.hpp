@@ -51,10 +51,12 @@ class ServerTest : public ::testing::Test {
   }
 
   void start(const std::string& server_keys = "workers = 2", const std::string& sections = "",
-             const std::string& listen = "\"127.0.0.1:0\"", const std::string& binary = SHOAL_BINARY) {
+             const std::string& listen = "\"127.0.0.1:0\"", const std::string& binary = SHOAL_BINARY,
+             const StartOptions& options = {}) {
     std::string path = write_config(server_keys, sections, listen);
     // A fresh log per start: a restarted server must not be judged by its predecessor's lines.
-    shoal_ = std::make_unique<ShoalProcess>(path, dir_.path() + "/shoal-" + std::to_string(++starts_) + ".log", binary);
+    shoal_ = std::make_unique<ShoalProcess>(path, dir_.path() + "/shoal-" + std::to_string(++starts_) + ".log", binary,
+                                            options);
     ASSERT_TRUE(shoal_->wait_ready()) << "not ready";
     if (listen.find("127.0.0.1") != std::string::npos) {
       port_ = shoal_->wait_for_port(1s);

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -61,6 +62,10 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path, c
     dup2(out, 1);
     dup2(out, 2);
     for (const std::string& assignment : options.env) putenv(const_cast<char*>(assignment.c_str()));
+    if (options.max_open_files > 0) {
+      rlimit limit{static_cast<rlim_t>(options.max_open_files), static_cast<rlim_t>(options.max_open_files)};
+      if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(125);
+    }
     int first_closed = 3;
     if (options.listen_fd >= 0) {
       // dup2 clears O_CLOEXEC so that it survives the exec; but dup2(3, 3) does nothing at all.

@@ -38,6 +38,7 @@ struct ExitStatus {
 struct StartOptions {
   std::vector<std::string> env;  // "NAME=value" added to the environment
   int listen_fd = -1;            // passed as fd 3 with LISTEN_FDS=1 and LISTEN_PID, as systemd does
+  int max_open_files = 0;        // RLIMIT_NOFILE for shoal and its workers; 0 = inherited
 };
 
 class ShoalProcess {
