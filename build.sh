@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
-# Installs whatever Debian 12 packages shoal needs and are missing, then configures and builds
-# shoal (and its tests) into ./build. Safe to run again: it installs nothing that is there.
+# Installs whatever Debian 12 packages shoal needs and are missing, then configures and builds.
+# Safe to run again: it installs nothing that is there.
+#   ./build.sh            shoal and its tests, into ./build
+#   ./build.sh test       that, then every check CI runs: the test suite in ./build; the same suite
+#                         built with AddressSanitizer + UndefinedBehaviorSanitizer in ./build-asan;
+#                         the libFuzzer targets (clang) in ./build-fuzz, each run for 60 s
+#   ./build.sh fuzz [S]   only the fuzz targets, each run for S seconds (default 60)
 set -euo pipefail
 cd "$(dirname "$0")"
+mode=${1:-build}
+case "$mode" in
+  build|test|fuzz) ;;
+  *) echo "build.sh: unknown mode '$mode' (build, test or fuzz)" >&2; exit 2 ;;
+esac
+fuzz_seconds=${2:-60}
 
 packages=(cmake make g++ pkg-config
           libevent-dev libspdlog-dev libtomlplusplus-dev node-llhttp libsystemd-dev nlohmann-json3-dev
-          libgtest-dev libgmock-dev curl iproute2 haproxy wrk)
+          libgtest-dev libgmock-dev curl iproute2 haproxy wrk clang libclang-rt-14-dev)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
@@ -28,5 +39,23 @@ if ((${#missing[@]})); then
   [ -z "$policy_added" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}"
-cmake --build build -j"$(nproc)"
+jobs=$(nproc)
+if [ "$mode" != fuzz ]; then
+  cmake -S . -B build -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}"
+  cmake --build build -j"$jobs"
+fi
+[ "$mode" = build ] && exit 0
+
+if [ "$mode" = test ]; then
+  echo "build.sh: the test suite"
+  ctest --test-dir build --output-on-failure -j2
+  echo "build.sh: the test suite under AddressSanitizer + UndefinedBehaviorSanitizer"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHOAL_SANITIZE=ON
+  cmake --build build-asan -j"$jobs"
+  ctest --test-dir build-asan --output-on-failure -j2
+fi
+echo "build.sh: the fuzz targets, ${fuzz_seconds}s each"
+cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHOAL_FUZZ=ON -DSHOAL_FUZZ_SECONDS="$fuzz_seconds" \
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
+cmake --build build-fuzz -j"$jobs"
+ctest --test-dir build-fuzz --output-on-failure -j2

@@ -18,7 +18,9 @@ instances=3 seconds=12
 for tool in haproxy wrk curl ss; do
   command -v $tool >/dev/null || { echo "fleet.sh: $tool is missing: run ./build.sh (it installs what the tests need)" >&2; exit 2; }
 done
-[ -x build/shoal ] || { echo "fleet.sh: build/shoal is missing: run ./build.sh" >&2; exit 2; }
+# SHOAL_BUILD_DIR: which build's binary (ctest in build-asan passes its own).
+build_dir=${SHOAL_BUILD_DIR:-build}
+[ -x "$build_dir/shoal" ] || { echo "fleet.sh: $build_dir/shoal is missing: run ./build.sh" >&2; exit 2; }
 
 work=$(mktemp -d)
 cleanup() {
@@ -85,7 +87,7 @@ stop_instance() {  # SIGTERM, then wait for the master to exit
 mkdir -p "$work/bin"
 for i in $(seq 1 $instances); do
   free_port "ports[$i]"
-  cp build/shoal "$work/bin/s$i"
+  cp "$build_dir/shoal" "$work/bin/s$i"
   write_config "$i" 1s
   start_instance "$i"
 done
@@ -172,10 +174,10 @@ scenario() {  # scenario NAME ACTION [control]
   fi
 }
 
-reload_one() { ./build/shoal reload -c "$work/s$1.toml" > /dev/null; }
+reload_one() { "$build_dir/shoal" reload -c "$work/s$1.toml" > /dev/null; }
 upgrade_one() {
-  cp build/shoal "$work/bin/s$1.new" && mv "$work/bin/s$1.new" "$work/bin/s$1"  # the new binary in place
-  ./build/shoal upgrade -c "$work/s$1.toml" > /dev/null
+  cp "$build_dir/shoal" "$work/bin/s$1.new" && mv "$work/bin/s$1.new" "$work/bin/s$1"  # the new binary in place
+  "$build_dir/shoal" upgrade -c "$work/s$1.toml" > /dev/null
 }
 restart_one() {
   stop_instance "$1"
@@ -194,6 +196,6 @@ scenario "rolling binary upgrade" upgrade_one
 scenario "rolling restart" restart_one
 # Control: the instances now run with drain_delay 0s (the restart below writes that config first,
 # and a second pass shows its effect).
-for i in $(seq 1 $instances); do write_config "$i" 0s; ./build/shoal reload -c "$work/s$i.toml" > /dev/null || true; done
+for i in $(seq 1 $instances); do write_config "$i" 0s; "$build_dir/shoal" reload -c "$work/s$i.toml" > /dev/null || true; done
 scenario "control: restart, no delay" restart_one control
 exit $failed
