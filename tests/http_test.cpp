@@ -147,6 +147,19 @@ class HttpTest : public ::testing::Test {
     return p.eof;
   }
 
+  // Starts with `http_config` and sends `partial` and nothing more: 408 no earlier than
+  // `at_least`, then a clean close.
+  void expect_timeout_408(const std::string& http_config, std::string_view partial, std::chrono::milliseconds at_least) {
+    start(http_config);
+    Peer& p = connect();
+    auto began = std::chrono::steady_clock::now();
+    auto r = exchange(p, partial, 1, 3s);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].status, 408);
+    EXPECT_GE(std::chrono::steady_clock::now() - began, at_least);
+    EXPECT_EQ(closed(p), Eof::Clean);
+  }
+
   event_base* base_ = nullptr;
   test::TempDir dir_;
   std::unique_ptr<Config> config_;
@@ -410,14 +423,7 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST_F(HttpTest, HeaderTimeoutGives408AndCloses) {
-  start("header_timeout = \"100ms\"\n");
-  Peer& p = connect();
-  auto began = std::chrono::steady_clock::now();
-  auto r = exchange(p, "GET /hello HTTP/1.1\r\nHost: t\r\n", 1, 3s);
-  ASSERT_EQ(r.size(), 1u);
-  EXPECT_EQ(r[0].status, 408);
-  EXPECT_GE(std::chrono::steady_clock::now() - began, 90ms);
-  EXPECT_EQ(closed(p), Eof::Clean);
+  expect_timeout_408("header_timeout = \"100ms\"\n", "GET /hello HTTP/1.1\r\nHost: t\r\n", 90ms);
 }
 
 TEST_F(HttpTest, HeaderTimeoutCoversTheWholeSectionNotEachRead) {
@@ -443,14 +449,8 @@ TEST_F(HttpTest, HeaderTimeoutCoversTheWholeSectionNotEachRead) {
 }
 
 TEST_F(HttpTest, BodyTimeoutGives408WhenTheBodyStops) {
-  start("header_timeout = \"5s\"\nbody_timeout = \"150ms\"\n");
-  Peer& p = connect();
-  auto began = std::chrono::steady_clock::now();
-  auto r = exchange(p, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc", 1, 3s);
-  ASSERT_EQ(r.size(), 1u);
-  EXPECT_EQ(r[0].status, 408);
-  EXPECT_GE(std::chrono::steady_clock::now() - began, 140ms);
-  EXPECT_EQ(closed(p), Eof::Clean);
+  expect_timeout_408("header_timeout = \"5s\"\nbody_timeout = \"150ms\"\n",
+                     "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc", 140ms);
 }
 
 TEST_F(HttpTest, BodyTimeoutRestartsWithEachPieceOfTheBody) {

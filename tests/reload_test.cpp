@@ -132,6 +132,7 @@ TEST_F(Reload, ChangedBodyWorkerCountAndListenAddressesTakeEffect) {
   };
   rewrite("two", 3, true);
   reload_to(*shoal_, 2);
+  ASSERT_TRUE(shoal_->wait_for_log("generation 1 drained in", 5s));
   EXPECT_EQ(get(port_, "/v").body, "two");
   EXPECT_TRUE(wait_until([&] { return children_of(shoal_->pid()).size() == 3; }, 5s));
   Client over_unix(dir_.path() + "/extra.sock");
@@ -145,6 +146,9 @@ TEST_F(Reload, ChangedBodyWorkerCountAndListenAddressesTakeEffect) {
 
   rewrite("three", 2, false);
   reload_to(*shoal_, 3);
+  // Until generation 2 reads its drain message it may still accept (and serve "two"): the
+  // reload is graceful, not a cut. Once it has drained, only "three" can answer.
+  ASSERT_TRUE(shoal_->wait_for_log("generation 2 drained in", 5s));
   EXPECT_EQ(get(port_, "/v").body, "three");
   EXPECT_TRUE(wait_until([&] { return children_of(shoal_->pid()).size() == 2; }, 5s));
   EXPECT_TRUE(wait_until([&] { return !std::filesystem::exists(dir_.path() + "/extra.sock"); }, 5s));
@@ -202,6 +206,7 @@ TEST_F(Reload, NewWorkersDyingBeforeReadyLeaveTheOldGenerationServing) {
   for (int i = 0; i < 10; ++i) EXPECT_EQ(std::count(pids.begin(), pids.end(), info_pid(port_)), 1);
   std::filesystem::remove(dir_.path() + "/fail-start");
   reload_to(*shoal_, 3);  // generation 2 was the failed one
+  ASSERT_TRUE(shoal_->wait_for_log("generation 1 drained in", 5s));
   EXPECT_THAT(get(port_, "/info").body, HasSubstr(" generation=3 "));
 }
 
