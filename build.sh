@@ -58,4 +58,4 @@ echo "build.sh: the fuzz targets, ${fuzz_seconds}s each"
 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHOAL_FUZZ=ON -DSHOAL_FUZZ_SECONDS="$fuzz_seconds" \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
 cmake --build build-fuzz -j"$jobs"
-ctest --test-dir build-fuzz --output-on-failure -j2
+ctest --test-dir build-fuzz --output-on-failure -j2 -V  # -V: the executions per target, for the record
