@@ -13,6 +13,7 @@
 #include <set>
 
 #include "support/http_client.hpp"
+#include "support/malformed_requests.hpp"
 #include "support/server_fixture.hpp"
 
 namespace shoal::test {
@@ -62,6 +63,44 @@ long cpu_ticks(pid_t pid) {
     if (i == 15) stime = std::stol(field);
   }
   return utime + stime;
+}
+
+TEST_F(Hardening, EveryMalformedOrSmugglingRequestIsRefusedByTheRealBinary) {
+  start("workers = 2", test::kMalformedLimits);
+  for (const MalformedCase& bad : malformed_requests()) {
+    Client c(port_);
+    ASSERT_TRUE(c.connected());
+    // A valid request behind the bad one, in the same write: it must never be answered.
+    ASSERT_TRUE(c.send(bad.request + request("GET", "/hello")));
+    auto r = c.read(2, 3s);
+    ASSERT_EQ(r.size(), 1u) << bad.name << ": " << c.raw();
+    EXPECT_EQ(r[0].status, bad.status) << bad.name;
+    EXPECT_EQ(r[0].header("connection"), "close") << bad.name;
+    EXPECT_EQ(c.wait_close(3s), Eof::Clean) << bad.name;
+  }
+  EXPECT_EQ(get(port_, "/hello").status, 200);
+  expect_clean_log();
+}
+
+TEST_F(Hardening, ATricklingClientIsCutOffAtTheHeaderDeadline) {
+  start("workers = 1", "[http]\nheader_timeout = \"300ms\"\n");
+  Client c(port_);
+  std::string req = "GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: " + std::string(200, 's') + "\r\n\r\n";
+  auto began = std::chrono::steady_clock::now();
+  size_t sent = 0;
+  std::vector<HttpResponse> r;
+  // One byte every 20 ms: each read is quick, the whole section is not.
+  while (sent < req.size() && c.send(std::string_view(&req[sent], 1))) {
+    ++sent;
+    r = c.read(1, 20ms);
+    if (!r.empty() || c.eof() != Eof::None) break;
+  }
+  ASSERT_EQ(r.size(), 1u) << "sent " << sent << " of " << req.size() << " bytes";
+  EXPECT_EQ(r[0].status, 408);
+  auto took = std::chrono::steady_clock::now() - began;
+  EXPECT_GE(took, 290ms);
+  EXPECT_LT(took, 2s);
+  EXPECT_LT(sent, req.size());
 }
 
 TEST_F(Hardening, WorkersRunAsTheConfiguredUserAndCannotRegainRoot) {

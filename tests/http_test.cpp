@@ -14,6 +14,7 @@
 
 #include "common/config.hpp"
 #include "support/http_client.hpp"
+#include "support/malformed_requests.hpp"
 #include "support/shoal_process.hpp"
 #include "worker/server.hpp"
 
@@ -29,11 +30,7 @@ using ::testing::HasSubstr;
 constexpr const char* kServer = R"([server]
 listen = ["127.0.0.1:0"]
 )";
-constexpr const char* kHttp = R"([http]
-max_header_bytes = 2048
-max_url_bytes = 512
-max_body_bytes = 1000
-)";
+constexpr const char* kHttp = test::kMalformedLimits;
 constexpr const char* kRoutes = R"([[route]]
 path = "/hello"
 body = "ok\n"
@@ -349,14 +346,9 @@ TEST_F(HttpTest, UnknownExpectationIs417) {
   EXPECT_EQ(r[0].status, 417);
 }
 
-struct ErrorCase {
-  const char* name;
-  std::string request;
-  int status;
-  friend void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name << " -> " << c.status; }
-};
+using test::MalformedCase;
 
-class HttpErrorTest : public HttpTest, public ::testing::WithParamInterface<ErrorCase> {};
+class HttpErrorTest : public HttpTest, public ::testing::WithParamInterface<MalformedCase> {};
 
 TEST_P(HttpErrorTest, AnswersWithStatusClosesAndParsesNothingAfter) {
   start();
@@ -369,58 +361,8 @@ TEST_P(HttpErrorTest, AnswersWithStatusClosesAndParsesNothingAfter) {
   EXPECT_EQ(closed(p), Eof::Clean);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Malformed, HttpErrorTest,
-    ::testing::Values(
-        ErrorCase{"Garbage", "GARBAGE\r\n\r\n", 400},
-        ErrorCase{"BareLf", "GET /hello HTTP/1.1\nHost: t\n\n", 400},
-        ErrorCase{"SpaceBeforeColon", "GET /hello HTTP/1.1\r\nHost : t\r\n\r\n", 400},
-        ErrorCase{"LengthAndChunked",
-                  "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
-        ErrorCase{"DoubleLength", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
-        ErrorCase{"SignedLength", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: +3\r\n\r\nabc", 400},
-        ErrorCase{"NulInHeader", std::string("GET /hello HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n", 37), 400},
-        ErrorCase{"LengthWithSpaceInside", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1 2\r\n\r\nabcdefghijkl", 400},
-        ErrorCase{"LengthInHex", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0x3\r\n\r\nabc", 400},
-        ErrorCase{"NegativeLength", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", 400},
-        ErrorCase{"LengthOverflow",
-                  "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400},
-        ErrorCase{"CommaListOfLengths", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3, 3\r\n\r\nabc", 400},
-        ErrorCase{"ChunkedThenLength",
-                  "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
-        ErrorCase{"TransferEncodingNotChunked", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400},
-        ErrorCase{"ChunkedNotLast",
-                  "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
-        ErrorCase{"ChunkedTwice",
-                  "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
-        ErrorCase{"ObsFold", "GET /hello HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n b\r\n\r\n", 400},
-        ErrorCase{"BareLfInsideHeaders", "GET /hello HTTP/1.1\r\nHost: t\nX: y\r\n\r\n", 400},
-        ErrorCase{"BareCrInHeader", "GET /hello HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n", 400},
-        ErrorCase{"ControlCharInHeaderValue", "GET /hello HTTP/1.1\r\nHost: t\r\nX: a\x01b\r\n\r\n", 400},
-        ErrorCase{"ControlCharInTarget", "GET /hel\x01lo HTTP/1.1\r\nHost: t\r\n\r\n", 400},
-        ErrorCase{"NulInTarget", std::string("GET /hel\0lo HTTP/1.1\r\nHost: t\r\n\r\n", 34), 400},
-        ErrorCase{"TabBeforeColon", "GET /hello HTTP/1.1\r\nHost\t: t\r\n\r\n", 400},
-        ErrorCase{"MissingHost", "GET /hello HTTP/1.1\r\nX: y\r\n\r\n", 400},
-        ErrorCase{"TwoHosts", "GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
-        ErrorCase{"Http09", "GET /hello\r\n\r\n", 505},
-        ErrorCase{"Http12Version", "GET /hello HTTP/1.2\r\nHost: t\r\n\r\n", 505},
-        ErrorCase{"Http3Version", "GET /hello HTTP/3.0\r\nHost: t\r\n\r\n", 505},
-        ErrorCase{"TlsClientHello",
-                  std::string("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\x5a\x21\x00\x01\x02\x03", 17), 400},
-        ErrorCase{"RandomBytes", std::string("\x8f\x00\xffq\x13\x07\xfe\r\n\r\n", 11), 400},
-        ErrorCase{"BadChunkSize", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
-        ErrorCase{"Http2Version", "GET /hello HTTP/2.0\r\nHost: t\r\n\r\n", 505},
-        ErrorCase{"UrlTooLong", "GET /" + std::string(600, 'u') + " HTTP/1.1\r\nHost: t\r\n\r\n", 414},
-        ErrorCase{"HeadersTooLarge", "GET /hello HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(2100, 'h') + "\r\n\r\n", 431},
-        ErrorCase{"ManyHeadersTooLarge", [] {
-                    std::string r = "GET /hello HTTP/1.1\r\nHost: t\r\n";
-                    for (int i = 0; i < 200; ++i) r += "X-H" + std::to_string(i) + ": v\r\n";
-                    return r + "\r\n";
-                  }(), 431},
-        ErrorCase{"BodyTooLargeByLength", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n", 413},
-        ErrorCase{"BodyTooLargeChunked",
-                  "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n" + std::string(1001, 'b') + "\r\n0\r\n\r\n", 413}),
-    [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Malformed, HttpErrorTest, ::testing::ValuesIn(test::malformed_requests()),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 TEST_F(HttpTest, HeaderTimeoutGives408AndCloses) {
   expect_timeout_408("header_timeout = \"100ms\"\n", "GET /hello HTTP/1.1\r\nHost: t\r\n", 90ms);

@@ -1,0 +1,80 @@
+// Requests that must be refused: smuggling shapes, malformed syntax, unsupported versions, and
+// sizes over the limits of kMalformedLimits. Shared by the in-process HTTP tests and the
+// integration test against the real binary.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace shoal::test {
+
+struct MalformedCase {
+  const char* name;
+  std::string request;
+  int status;
+  friend void PrintTo(const MalformedCase& c, std::ostream* os) { *os << c.name << " -> " << c.status; }
+};
+
+// The [http] limits the size cases assume.
+constexpr const char* kMalformedLimits = R"([http]
+max_header_bytes = 2048
+max_url_bytes = 512
+max_body_bytes = 1000
+)";
+
+inline const std::vector<MalformedCase>& malformed_requests() {
+  static const std::vector<MalformedCase> cases = {
+
+        MalformedCase{"Garbage", "GARBAGE\r\n\r\n", 400},
+        MalformedCase{"BareLf", "GET /hello HTTP/1.1\nHost: t\n\n", 400},
+        MalformedCase{"SpaceBeforeColon", "GET /hello HTTP/1.1\r\nHost : t\r\n\r\n", 400},
+        MalformedCase{"LengthAndChunked",
+                  "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
+        MalformedCase{"DoubleLength", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
+        MalformedCase{"SignedLength", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: +3\r\n\r\nabc", 400},
+        MalformedCase{"NulInHeader", std::string("GET /hello HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n", 37), 400},
+        MalformedCase{"LengthWithSpaceInside", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1 2\r\n\r\nabcdefghijkl", 400},
+        MalformedCase{"LengthInHex", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0x3\r\n\r\nabc", 400},
+        MalformedCase{"NegativeLength", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", 400},
+        MalformedCase{"LengthOverflow",
+                  "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400},
+        MalformedCase{"CommaListOfLengths", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3, 3\r\n\r\nabc", 400},
+        MalformedCase{"ChunkedThenLength",
+                  "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
+        MalformedCase{"TransferEncodingNotChunked", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400},
+        MalformedCase{"ChunkedNotLast",
+                  "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
+        MalformedCase{"ChunkedTwice",
+                  "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
+        MalformedCase{"ObsFold", "GET /hello HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n b\r\n\r\n", 400},
+        MalformedCase{"BareLfInsideHeaders", "GET /hello HTTP/1.1\r\nHost: t\nX: y\r\n\r\n", 400},
+        MalformedCase{"BareCrInHeader", "GET /hello HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n", 400},
+        MalformedCase{"ControlCharInHeaderValue", "GET /hello HTTP/1.1\r\nHost: t\r\nX: a\x01b\r\n\r\n", 400},
+        MalformedCase{"ControlCharInTarget", "GET /hel\x01lo HTTP/1.1\r\nHost: t\r\n\r\n", 400},
+        MalformedCase{"NulInTarget", std::string("GET /hel\0lo HTTP/1.1\r\nHost: t\r\n\r\n", 34), 400},
+        MalformedCase{"TabBeforeColon", "GET /hello HTTP/1.1\r\nHost\t: t\r\n\r\n", 400},
+        MalformedCase{"MissingHost", "GET /hello HTTP/1.1\r\nX: y\r\n\r\n", 400},
+        MalformedCase{"TwoHosts", "GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+        MalformedCase{"Http09", "GET /hello\r\n\r\n", 505},
+        MalformedCase{"Http12Version", "GET /hello HTTP/1.2\r\nHost: t\r\n\r\n", 505},
+        MalformedCase{"Http3Version", "GET /hello HTTP/3.0\r\nHost: t\r\n\r\n", 505},
+        MalformedCase{"TlsClientHello",
+                  std::string("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\x5a\x21\x00\x01\x02\x03", 17), 400},
+        MalformedCase{"RandomBytes", std::string("\x8f\x00\xffq\x13\x07\xfe\r\n\r\n", 11), 400},
+        MalformedCase{"BadChunkSize", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+        MalformedCase{"Http2Version", "GET /hello HTTP/2.0\r\nHost: t\r\n\r\n", 505},
+        MalformedCase{"UrlTooLong", "GET /" + std::string(600, 'u') + " HTTP/1.1\r\nHost: t\r\n\r\n", 414},
+        MalformedCase{"HeadersTooLarge", "GET /hello HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(2100, 'h') + "\r\n\r\n", 431},
+        MalformedCase{"ManyHeadersTooLarge", [] {
+                    std::string r = "GET /hello HTTP/1.1\r\nHost: t\r\n";
+                    for (int i = 0; i < 200; ++i) r += "X-H" + std::to_string(i) + ": v\r\n";
+                    return r + "\r\n";
+                  }(), 431},
+        MalformedCase{"BodyTooLargeByLength", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n", 413},
+        MalformedCase{"BodyTooLargeChunked",
+                  "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n" + std::string(1001, 'b') + "\r\n0\r\n\r\n", 413}
+  };
+  return cases;
+}
+
+}  // namespace shoal::test
