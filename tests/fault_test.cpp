@@ -39,6 +39,8 @@ TEST_F(Faults, HandlerStuckInALoopIsKilledAtTheHeartbeatNamedAndReplaced) {
       5s);
   ASSERT_TRUE(line);
   auto took = std::chrono::steady_clock::now() - sent;
+  std::cerr << "stuck handler killed " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+            << " ms after its request (heartbeat_timeout 1s)\n";
   EXPECT_GE(took, 900ms);
   EXPECT_LT(took, 3s);
   std::smatch m;
@@ -77,6 +79,9 @@ TEST_F(Faults, MaxRequestsReplacesTheWorkerFirstAndFailsNoRequest) {
   for (auto& t : clients) t.join();
   std::string log = shoal_->log();
   size_t replaced = occurrences(log, "(served ");
+  std::cerr << "max_requests 200+50 under load: " << tally.ok << " requests ok, " << tally.non_200 << " non-200, "
+            << tally.refused << " refused, " << tally.reset_or_lost << " lost, " << tally.retries << " retried; "
+            << replaced << " workers replaced\n";
   EXPECT_GE(replaced, 3u) << tally.ok << " requests";
   EXPECT_GT(tally.ok, 1000);
   EXPECT_EQ(tally.non_200, 0);
@@ -159,6 +164,8 @@ TEST_F(Faults, KillNineUnderLoadFailsOnlyThatWorkersConnections) {
   for (auto& t : threads) t.join();
 
   for (const Conn& c : conns) {
+    std::cerr << "client on " << (c.worker == victim ? "the killed" : "the other") << " worker: " << c.ok << " ok, "
+              << c.failed << " failed\n";
     if (c.worker == victim)
       EXPECT_LE(c.failed, 1) << "a client of the killed worker loses at most the request it had in flight";
     else
