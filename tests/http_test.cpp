@@ -381,13 +381,7 @@ TEST_F(HttpTest, HeaderTimeoutCoversTheWholeSectionNotEachRead) {
     send(p, std::string_view(&req[sent++], 1));
     pump(p, [&] { return !p.parser.responses().empty() || p.eof != Eof::None; }, 40ms);
   }
-  auto r = p.parser.responses();
-  ASSERT_EQ(r.size(), 1u) << "sent " << sent << " bytes: " << p.raw;
-  EXPECT_EQ(r[0].status, 408);
-  auto took = std::chrono::steady_clock::now() - began;
-  EXPECT_GE(took, 290ms);
-  EXPECT_LT(took, 2s);
-  EXPECT_LT(sent, req.size());
+  test::expect_trickle_cut_off(p.parser.responses(), sent, req.size(), began);
 }
 
 TEST_F(HttpTest, BodyTimeoutGives408WhenTheBodyStops) {

@@ -3,8 +3,13 @@
 // integration test against the real binary.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <chrono>
 #include <string>
 #include <vector>
+
+#include "support/http_client.hpp"
 
 namespace shoal::test {
 
@@ -75,6 +80,19 @@ inline const std::vector<MalformedCase>& malformed_requests() {
                   "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n" + std::string(1001, 'b') + "\r\n0\r\n\r\n", 413}
   };
   return cases;
+}
+
+// The end of a request trickled in byte by byte under a 300 ms header_timeout: one 408, at the
+// deadline, before the whole request was sent.
+inline void expect_trickle_cut_off(const std::vector<HttpResponse>& r, size_t sent, size_t total,
+                                   std::chrono::steady_clock::time_point began) {
+  using namespace std::chrono_literals;
+  ASSERT_EQ(r.size(), 1u) << "sent " << sent << " of " << total << " bytes";
+  EXPECT_EQ(r[0].status, 408);
+  auto took = std::chrono::steady_clock::now() - began;
+  EXPECT_GE(took, 290ms);
+  EXPECT_LT(took, 2s);
+  EXPECT_LT(sent, total);
 }
 
 }  // namespace shoal::test
