@@ -74,6 +74,10 @@ struct WorkerHandle {
     if (channel_fd >= 0) ::close(channel_fd);
     if (respawn_timer) event_free(respawn_timer);
     WorkerBoard::destroy(board);
+    // A replacement pair may be broken up (SIGTTOU took one away, a generation was retired):
+    // the other side must not keep a pointer to this handle.
+    if (replaces) replaces->replacement = nullptr;
+    if (replacement) replacement->replaces = nullptr;
   }
 };
 
