@@ -187,7 +187,7 @@ TEST_F(Shutdown, HooksRunInReverseOrderAndAllSettleEvenWhenOneFailsAndOneTimesOu
            "; " + script + "\"]\ntimeout = \"" + timeout + "\"\n";
   };
   start("workers = 1", "[shutdown]\ntimeout = \"10s\"\n" + hook("close-db", "exit 0", "2s") +
-                           hook("flush-queue", "exit 3", "2s") + hook("stuck", "sleep 30", "300ms") +
+                           hook("flush-queue", "exit 3", "2s") + hook("stuck", "echo $$ > stuck.pid; exec sleep 30", "300ms") +
                            "[log]\naccess_log = \"access.log\"\n");
   ASSERT_EQ(get(port_, "/hello").status, 200);
   shoal_->signal(SIGTERM);
@@ -203,11 +203,17 @@ TEST_F(Shutdown, HooksRunInReverseOrderAndAllSettleEvenWhenOneFailsAndOneTimesOu
   EXPECT_THAT(log, HasSubstr("cleanup hook 'flush access log' succeeded"));
   EXPECT_THAT(log, HasSubstr("2 hook(s) failed"));
   EXPECT_THAT(read_file(dir_.path() + "/access.log"), HasSubstr("\"GET /hello HTTP/1.1\" 200"));
-  // The timed-out hook's process group was killed, not left behind.
-  EXPECT_TRUE(wait_until([] {
-    std::string out;
-    return run_command({"/usr/bin/pgrep", "-f", "sleep 30"}, out) == 1;
-  }, 3s));
+  // The timed-out hook was killed, not left behind: its process (the shell that became sleep) is
+  // gone or a zombie waiting to be reaped.
+  pid_t stuck = std::stoi(read_file(dir_.path() + "/stuck.pid"));
+  auto dead = [stuck] {
+    std::ifstream stat("/proc/" + std::to_string(stuck) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return true;
+    auto paren = line.rfind(')');
+    return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
+  };
+  EXPECT_TRUE(wait_until(dead, 3s)) << "the stuck hook, pid " << stuck << ", is still running";
 }
 
 TEST_F(Shutdown, StragglerIsKilledAtTheDeadlineAndNamed) {
