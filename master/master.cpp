@@ -951,14 +951,30 @@ void Master::retire_replaced(WorkerHandle& old, WorkerHandle& fresh) {
 }
 
 // Every supervise tick: a ready worker that has been silent for heartbeat_timeout is stuck (an
-// endless loop in a handler, SIGSTOP): SIGKILL, and the usual respawn replaces it. A worker above
-// max_worker_rss is replaced gracefully.
+// endless loop in a handler, SIGSTOP), and a serving generation's worker not ready within
+// ready_timeout is stuck at start: SIGKILL, and the usual respawn (with its backoff) replaces it.
+// A worker above max_worker_rss is replaced gracefully.
 void Master::supervise() {
   const auto now = Clock::now();
   const long page_bytes = sysconf(_SC_PAGESIZE);
   for (auto& generation : generations_) {
     const Config::Server& server = generation->config->server;
     for (auto& worker : generation->workers) {
+      // A replacement (after a crash, or for max_requests) that never gets ready, for instance
+      // an application start hook that hangs: a reload has its own ready timer, these do not.
+      if (worker->state == WorkerHandle::State::Starting && generation.get() == serving_ && !worker->killed &&
+          state_ != State::ShuttingDown) {
+        Millis limit = generation->config->reload.ready_timeout;
+        if (now - worker->started_at >= limit) {
+          spdlog::error("worker {} pid={} of generation {} is not ready {} ms after its start (ready_timeout {}); "
+                        "sending SIGKILL",
+                        worker->index, worker->pid, generation->number, ms(now - worker->started_at),
+                        format_duration(limit));
+          worker->killed = true;
+          kill(worker->pid, SIGKILL);
+        }
+        continue;
+      }
       if (worker->state != WorkerHandle::State::Ready || worker->killed) continue;
       auto silent = now - worker->last_heard;
       if (silent >= server.heartbeat_timeout) {

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -54,6 +55,20 @@ TEST_F(Faults, HandlerStuckInALoopIsKilledAtTheHeartbeatNamedAndReplaced) {
   EXPECT_NE(stuck.wait_close(5s), Eof::None);
   ASSERT_TRUE(shoal_->wait_for_log("worker " + std::to_string(index) + R"( pid=\d+ of generation 1 ready)", 5s, 2));
   for (int i = 0; i < 20; ++i) ASSERT_EQ(get(port_, "/hello").status, 200);
+}
+
+TEST_F(Faults, WorkerStuckAtStartIsKilledAtReadyTimeoutAndRetriedUntilItStarts) {
+  // The example application's start hook takes 3 s while "slow-start" exists; ready_timeout is 1 s.
+  write_config("workers = 1", "[reload]\nready_timeout = \"1s\"\n");
+  dir_.write("slow-start", "");
+  ShoalProcess shoal(dir_.path() + "/shoal.toml", dir_.path() + "/stuck-start.log", EXAMPLE_APP_BINARY);
+  ASSERT_TRUE(shoal.wait_for_log(
+      R"(worker 0 pid=\d+ of generation 1 is not ready \d+ ms after its start \(ready_timeout 1s\); sending SIGKILL)", 5s));
+  std::filesystem::remove(dir_.path() + "/slow-start");
+  ASSERT_TRUE(shoal.wait_ready(10s));
+  EXPECT_TRUE(std::regex_search(shoal.log(), std::regex(R"(worker 0 failed at start-up \d+ time\(s\) in a row; next start in)")));
+  int port = shoal.wait_for_port(1s);
+  EXPECT_EQ(get(port, "/hello").status, 200);
 }
 
 TEST_F(Faults, StoppedWorkerIsKilledAtTheHeartbeatAndReplaced) {
