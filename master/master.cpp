@@ -35,10 +35,6 @@ constexpr Millis kStatusWait{300};      // how long `status` waits for the worke
 constexpr Millis kUpgradeStartup{2000}; // a new master's own start-up, on top of its workers' ready_timeout
 constexpr const char* kControlFdName = "shoal-control";
 
-timeval to_timeval(Millis d) {
-  return {static_cast<time_t>(d.count() / 1000), static_cast<suseconds_t>(d.count() % 1000 * 1000)};
-}
-
 const char* signal_name(int signo) {
   const char* abbrev = sigabbrev_np(signo);
   static thread_local char buf[16];
@@ -101,11 +97,12 @@ std::optional<long> take_env_number(const char* name) {
 }
 
 // Resident memory of a process from /proc/PID/statm (pages), in bytes; 0 if unreadable.
-uint64_t resident_bytes(pid_t pid, long page_bytes) {
+uint64_t resident_bytes(pid_t pid) {
+  static const uint64_t page_bytes = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
   uint64_t size_pages = 0, resident_pages = 0;
   if (!(statm >> size_pages >> resident_pages)) return 0;
-  return resident_pages * static_cast<uint64_t>(page_bytes);
+  return resident_pages * page_bytes;
 }
 
 // "T (stopped)" from /proc/PID/stat, for the log of a silent worker.
@@ -956,7 +953,6 @@ void Master::retire_replaced(WorkerHandle& old, WorkerHandle& fresh) {
 // A worker above max_worker_rss is replaced gracefully.
 void Master::supervise() {
   const auto now = Clock::now();
-  const long page_bytes = sysconf(_SC_PAGESIZE);
   for (auto& generation : generations_) {
     const Config::Server& server = generation->config->server;
     for (auto& worker : generation->workers) {
@@ -990,7 +986,7 @@ void Master::supervise() {
         continue;
       }
       if (server.max_worker_rss > 0 && generation.get() == serving_ && !worker->replacement) {
-        uint64_t rss = resident_bytes(worker->pid, page_bytes);
+        uint64_t rss = resident_bytes(worker->pid);
         if (rss > server.max_worker_rss)
           replace_gracefully(*worker, "uses " + std::to_string(rss >> 20) + " MiB of memory, above max_worker_rss (" +
                                           std::to_string(server.max_worker_rss >> 20) + " MiB)");

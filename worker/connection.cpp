@@ -476,8 +476,7 @@ void Connection::dispatch() {
           respond_rendered(*route);
         } else {
           delayed_ = route->config;
-          auto ms = route->config->delay.count();
-          timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
+          timeval tv = to_timeval(route->config->delay);
           arm(Timer::Delay, &tv);
         }
         break;
@@ -738,7 +737,7 @@ void Connection::on_drain() {
   int64_t grace_ms = server_.config().shutdown.idle_grace.count();
   int64_t left_ms = grace_ms - (monotonic_ms() - idle_since_ms_);
   if (left_ms <= 0) return close();
-  timeval tv{static_cast<time_t>(left_ms / 1000), static_cast<suseconds_t>(left_ms % 1000 * 1000)};
+  timeval tv = to_timeval(Millis(left_ms));
   arm(Timer::DrainIdle, &tv);
 }
 
@@ -811,7 +810,7 @@ void Connection::on_timer(evutil_socket_t, short, void* self) {
       if (idle_ms >= limit_ms) return c->close();
       // It was busy meanwhile (the timer is not re-armed per request): wait for the rest.
       int64_t left_ms = limit_ms - idle_ms;
-      timeval tv{static_cast<time_t>(left_ms / 1000), static_cast<suseconds_t>(left_ms % 1000 * 1000)};
+      timeval tv = to_timeval(Millis(left_ms));
       return c->arm(Timer::Keepalive, &tv);
     }
     case Timer::DrainIdle:

@@ -39,8 +39,7 @@ struct HookRunner::State : std::enable_shared_from_this<State> {
     ++attempt;
     settled_current = false;
     started = std::chrono::steady_clock::now();
-    timeval tv{static_cast<time_t>(hook.timeout.count() / 1000),
-               static_cast<suseconds_t>(hook.timeout.count() % 1000 * 1000)};
+    timeval tv = to_timeval(hook.timeout);
     evtimer_add(timer, &tv);
     spdlog::info("cleanup hook '{}' started (timeout {})", hook.name, format_duration(hook.timeout));
     std::weak_ptr<State> weak = weak_from_this();

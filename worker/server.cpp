@@ -66,10 +66,6 @@ RouteEntry make_entry(RouteEntry::Kind kind, const std::string& path, bool prefi
   return entry;
 }
 
-timeval to_timeval(Millis d) {
-  return {static_cast<time_t>(d.count() / 1000), static_cast<suseconds_t>(d.count() % 1000 * 1000)};
-}
-
 }  // namespace
 
 HttpServer::HttpServer(event_base* base, const Config& config, const Application& app, int access_log_fd,

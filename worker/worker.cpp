@@ -107,7 +107,7 @@ class Worker {
       send_message(static_cast<Worker*>(self)->spec_.channel_fd, {MsgType::Heartbeat});
     }, this);
     events_.push_back(heartbeat);
-    timeval tv{static_cast<time_t>(every.count() / 1000), static_cast<suseconds_t>(every.count() % 1000 * 1000)};
+    timeval tv = to_timeval(every);
     event_add(heartbeat, &tv);
 
     if (!send_message(spec_.channel_fd, {MsgType::Ready})) {
@@ -283,7 +283,7 @@ class Worker {
       event_base_loopbreak(w->base_);
     }, this);
     events_.push_back(orphan_deadline_);
-    timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+    timeval tv = to_timeval(timeout);
     evtimer_add(orphan_deadline_, &tv);
   }
 
