@@ -130,6 +130,14 @@ class HttpTest : public ::testing::Test {
     }
   }
 
+  // One byte per write, the server's loop turning after each: one byte per read on its side.
+  void send_byte_by_byte(Peer& p, std::string_view bytes) {
+    for (char c : bytes) {
+      send(p, std::string_view(&c, 1));
+      event_base_loop(base_, EVLOOP_NONBLOCK);
+    }
+  }
+
   std::vector<HttpResponse> exchange(Peer& p, std::string_view bytes, size_t count = 1, std::chrono::milliseconds timeout = 3s) {
     send(p, bytes);
     pump(p, [&] { return p.parser.responses().size() >= count || p.eof != Eof::None; }, timeout);
@@ -244,10 +252,7 @@ TEST_F(HttpTest, RequestSplitAcrossManyWrites) {
   start();
   Peer& p = connect();
   std::string req = request("POST", "/echo", "X-Long: " + std::string(300, 'v') + "\r\n", "split body");
-  for (char c : req) {
-    send(p, std::string_view(&c, 1));
-    event_base_loop(base_, EVLOOP_NONBLOCK);
-  }
+  send_byte_by_byte(p, req);
   auto r = exchange(p, "");
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].body, "split body");
@@ -258,10 +263,7 @@ TEST_F(HttpTest, ObsFoldSplitAcrossReadsIsStillRejected) {
   start();
   Peer& p = connect();
   std::string req = "GET /hello HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n\tb\r\n\r\n";
-  for (char c : req) {
-    send(p, std::string_view(&c, 1));
-    event_base_loop(base_, EVLOOP_NONBLOCK);
-  }
+  send_byte_by_byte(p, req);
   auto r = exchange(p, "");
   ASSERT_EQ(r.size(), 1u) << p.raw;
   EXPECT_EQ(r[0].status, 400);
