@@ -4,11 +4,16 @@
 # and the load generator needs one of them. Each scenario runs A B A B … for ROUNDS rounds.
 #
 #   bench/compare.sh     (SECONDS_PER_RUN=10 ROUNDS=3 by default; e.g. SECONDS_PER_RUN=5 bench/compare.sh)
+#   SCENARIOS="ka64 ka256" bench/compare.sh     (a subset of ka64 ka256 close pipe16; the targets of
+#                                                the scenarios left out print as not measured)
 #
 # Prints, per server and scenario: requests/s (median, min, max) and the server's CPU time per
 # request (master and workers, utime+stime from /proc over the run, divided by the requests);
 # then the ratios shoal/nginx and whether each target of the performance issue is met; then
 # memory (idle RSS, RSS per idle keep-alive connection), reload latency, and the micro benchmark.
+# In the keep-alive scenarios a third server runs too, bench/floor.cpp: the same system calls per
+# request as the other two and no other work, so floor/nginx is the best CPU ratio any server can
+# reach on this kernel, whatever it does in user space.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${SECONDS_PER_RUN:-10}
@@ -47,6 +52,7 @@ hz=$(getconf CLK_TCK)
 # ---------------------------------------------------------------- the two servers
 shoal_port=18180
 nginx_port=18181
+floor_port=18182
 cat > "$work/shoal.toml" <<TOML
 [server]
 user = "$(id -un)"
@@ -95,8 +101,15 @@ start_nginx() {
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$nginx_port/hello" && return; sleep 0.05; done
   echo "nginx did not start:"; cat "$work/nginx/logs/error.log"; exit 1
 }
+start_floor() {
+  taskset -c $server_cpu ./build/floor $floor_port > "$work/floor.log" 2>&1 &
+  floor_pid=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$floor_port/hello" && return; sleep 0.05; done
+  echo "floor did not start:"; cat "$work/floor.log"; exit 1
+}
 start_shoal
 start_nginx
+start_floor
 
 # utime+stime of a process and its children, in clock ticks.
 cpu_ticks() {
@@ -113,7 +126,11 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 declare -A rps cpu_us
 run() {  # run SERVER SCENARIO
   local server=$1 scenario=$2 port pid args=()
-  if [ "$server" = shoal ]; then port=$shoal_port pid=$shoal_pid; else port=$nginx_port pid=$nginx_pid; fi
+  case $server in
+    shoal) port=$shoal_port pid=$shoal_pid ;;
+    nginx) port=$nginx_port pid=$nginx_pid ;;
+    floor) port=$floor_port pid=$floor_pid ;;
+  esac
   case $scenario in
     ka64) args=(-c64) ;;
     ka256) args=(-c256) ;;
@@ -137,10 +154,14 @@ stats() {  # median min max of a list
 echo "shoal $(./build/shoal --version | cut -d' ' -f2) vs $(/usr/sbin/nginx -v 2>&1 | cut -d: -f2 | tr -d ' '), $(nproc) CPUs:" \
      "servers pinned to CPU $server_cpu (1 worker each), wrk pinned to CPU $client_cpu (1 thread);" \
      "$rounds rounds of ${duration}s, A B A B"
-scenarios=(ka64 ka256 close pipe16)
+read -r -a scenarios <<<"${SCENARIOS:-ka64 ka256 close pipe16}"
 for scenario in "${scenarios[@]}"; do
-  for _ in $(seq "$rounds"); do run shoal "$scenario"; run nginx "$scenario"; done
+  for _ in $(seq "$rounds"); do
+    run shoal "$scenario"; run nginx "$scenario"
+    if [[ $scenario = ka* ]]; then run floor "$scenario"; fi
+  done
 done
+kill -TERM $floor_pid && wait $floor_pid 2>/dev/null || true
 
 printf '\n%-10s %-6s %30s %24s\n' scenario server "requests/s median (min-max)" "CPU us/request median"
 declare -A med_rps med_cpu
@@ -155,18 +176,35 @@ for scenario in "${scenarios[@]}"; do
   printf '%-10s %-6s %30s %24s\n' "$scenario" ratio \
     "$(awk -v a="${med_rps[shoal,$scenario]}" -v b="${med_rps[nginx,$scenario]}" 'BEGIN {printf "%.2f", a / b}')" \
     "$(awk -v a="${med_cpu[shoal,$scenario]}" -v b="${med_cpu[nginx,$scenario]}" 'BEGIN {printf "%.2f", a / b}')"
+  if [ -n "${rps[floor,$scenario]:-}" ]; then
+    read -r m lo hi <<<"$(stats "${rps[floor,$scenario]}")"
+    read -r c _ _ <<<"$(stats "${cpu_us[floor,$scenario]}")"
+    med_cpu[floor,$scenario]=$c
+    printf '%-10s %-6s %14s (%s-%s) %24s\n' "$scenario" floor "$m" "$lo" "$hi" "$c"
+    printf '%-10s %-13s %47s\n' "$scenario" "floor/nginx" \
+      "$(awk -v a="$c" -v b="${med_cpu[nginx,$scenario]}" 'BEGIN {printf "%.2f", a / b}')"
+  fi
 done
 
-verdict() { awk -v v="$2" -v op="$3" -v limit="$4" -v what="$1" \
+verdict() {
+  if [ -z "$2" ]; then printf '  %-58s %6s %s %-5s %s\n' "$1" - "$3" "$4" "not measured"; return; fi
+  awk -v v="$2" -v op="$3" -v limit="$4" -v what="$1" \
   'BEGIN { ok = (op == "<=") ? (v <= limit) : (v >= limit); printf "  %-58s %6.2f %s %-5s %s\n", what, v, op, limit, ok ? "met" : "NOT met" }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.4f", a / b}'; }
+ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN {printf "%.4f", a / b}' || true; }
 echo
 echo "targets (shoal/nginx):"
-verdict "CPU per request, keep-alive 64" "$(ratio "${med_cpu[shoal,ka64]}" "${med_cpu[nginx,ka64]}")" "<=" 0.85
-verdict "CPU per request, keep-alive 256" "$(ratio "${med_cpu[shoal,ka256]}" "${med_cpu[nginx,ka256]}")" "<=" 0.85
-verdict "requests/s, keep-alive 64" "$(ratio "${med_rps[shoal,ka64]}" "${med_rps[nginx,ka64]}")" ">=" 1.0
-verdict "requests/s, pipelined 16" "$(ratio "${med_rps[shoal,pipe16]}" "${med_rps[nginx,pipe16]}")" ">=" 1.2
-verdict "CPU per request, one connection per request" "$(ratio "${med_cpu[shoal,close]}" "${med_cpu[nginx,close]}")" "<=" 1.0
+verdict "CPU per request, keep-alive 64" "$(ratio "${med_cpu[shoal,ka64]:-}" "${med_cpu[nginx,ka64]:-}")" "<=" 0.85
+verdict "CPU per request, keep-alive 256" "$(ratio "${med_cpu[shoal,ka256]:-}" "${med_cpu[nginx,ka256]:-}")" "<=" 0.85
+verdict "requests/s, keep-alive 64" "$(ratio "${med_rps[shoal,ka64]:-}" "${med_rps[nginx,ka64]:-}")" ">=" 1.0
+verdict "requests/s, pipelined 16" "$(ratio "${med_rps[shoal,pipe16]:-}" "${med_rps[nginx,pipe16]:-}")" ">=" 1.2
+verdict "CPU per request, one connection per request" "$(ratio "${med_cpu[shoal,close]:-}" "${med_cpu[nginx,close]:-}")" "<=" 1.0
+echo "the floor (recv + send and nothing else; no server can do less), CPU per request:"
+for scenario in ka64 ka256; do
+  printf '  %-58s %6s\n' "floor/nginx, keep-alive ${scenario#ka}" \
+    "$(ratio "${med_cpu[floor,$scenario]:-}" "${med_cpu[nginx,$scenario]:-}" | cut -c1-4)"
+  printf '  %-58s %6s\n' "shoal/floor, keep-alive ${scenario#ka}" \
+    "$(ratio "${med_cpu[shoal,$scenario]:-}" "${med_cpu[floor,$scenario]:-}" | cut -c1-4)"
+done
 
 # ---------------------------------------------------------------- memory
 echo
