@@ -199,11 +199,10 @@ verdict "requests/s, keep-alive 64" "$(ratio "${med_rps[shoal,ka64]:-}" "${med_r
 verdict "requests/s, pipelined 16" "$(ratio "${med_rps[shoal,pipe16]:-}" "${med_rps[nginx,pipe16]:-}")" ">=" 1.2
 verdict "CPU per request, one connection per request" "$(ratio "${med_cpu[shoal,close]:-}" "${med_cpu[nginx,close]:-}")" "<=" 1.0
 echo "the floor (recv + send and nothing else; no server can do less), CPU per request:"
+show() { [ -n "$2" ] && printf '  %-58s %6.2f\n' "$1" "$2" || printf '  %-58s %6s\n' "$1" -; }
 for scenario in ka64 ka256; do
-  printf '  %-58s %6s\n' "floor/nginx, keep-alive ${scenario#ka}" \
-    "$(ratio "${med_cpu[floor,$scenario]:-}" "${med_cpu[nginx,$scenario]:-}" | cut -c1-4)"
-  printf '  %-58s %6s\n' "shoal/floor, keep-alive ${scenario#ka}" \
-    "$(ratio "${med_cpu[shoal,$scenario]:-}" "${med_cpu[floor,$scenario]:-}" | cut -c1-4)"
+  show "floor/nginx, keep-alive ${scenario#ka}" "$(ratio "${med_cpu[floor,$scenario]:-}" "${med_cpu[nginx,$scenario]:-}")"
+  show "shoal/floor, keep-alive ${scenario#ka}" "$(ratio "${med_cpu[shoal,$scenario]:-}" "${med_cpu[floor,$scenario]:-}")"
 done
 
 # ---------------------------------------------------------------- memory
