@@ -1,5 +1,6 @@
 #include "common/config.hpp"
 
+#include <errno.h>
 #include <grp.h>
 #include <unistd.h>
 #include <pwd.h>
@@ -297,6 +298,14 @@ class Loader {
       error(t.get("max_requests_jitter")->source(), "[server] max_requests_jitter needs max_requests");
   }
 
+  // Runs a get*nam_r lookup, growing its buffer while the entry does not fit (a group with many
+  // members can take more than any fixed size), so that a big entry is not taken for a missing one.
+  template <typename Lookup>
+  static void lookup_entry(std::vector<char>& buf, Lookup lookup) {
+    buf.resize(16384);
+    while (lookup() == ERANGE && buf.size() < (size_t{1} << 26)) buf.resize(buf.size() * 2);
+  }
+
   // user and group, resolved now so that `shoal -t` already reports a name that does not exist.
   void load_identity(const toml::table& t, Config::Server& s) {
     read_string(t, "[server]", "user", s.user);
@@ -305,9 +314,9 @@ class Loader {
     if (t.get("group") && s.user.empty())
       error(t.get("group")->source(), "[server] group needs user: workers switch group only along with their user");
     if (s.user.empty()) return;
-    std::vector<char> buf(16384);
+    std::vector<char> buf;
     passwd pw, *found = nullptr;
-    getpwnam_r(s.user.c_str(), &pw, buf.data(), buf.size(), &found);
+    lookup_entry(buf, [&] { return getpwnam_r(s.user.c_str(), &pw, buf.data(), buf.size(), &found); });
     if (!found) {
       error(t.get("user")->source(), "[server] user: no user named '" + s.user + "' on this system");
       return;
@@ -316,7 +325,7 @@ class Loader {
     s.gid = found->pw_gid;
     if (s.group.empty()) return;
     group gr, *gfound = nullptr;
-    getgrnam_r(s.group.c_str(), &gr, buf.data(), buf.size(), &gfound);
+    lookup_entry(buf, [&] { return getgrnam_r(s.group.c_str(), &gr, buf.data(), buf.size(), &gfound); });
     if (!gfound) error(t.get("group")->source(), "[server] group: no group named '" + s.group + "' on this system");
     else s.gid = gfound->gr_gid;
   }
