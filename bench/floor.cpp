@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
     if (sent < 0 && errno != EAGAIN) return close_conn(fd);
     size_t done = sent < 0 ? 0 : static_cast<size_t>(sent);
     c.out.assign(data.substr(done));
-    if (c.out.empty() != !was_blocked) watch(EPOLL_CTL_MOD, fd, c.out.empty() ? EPOLLIN : EPOLLOUT);
+    bool blocked = !c.out.empty();
+    if (blocked != was_blocked) watch(EPOLL_CTL_MOD, fd, blocked ? EPOLLOUT : EPOLLIN);
   };
 
   for (;;) {

@@ -27,6 +27,9 @@ enum class MsgType : uint8_t {
   Recycle = 10,    // worker -> master: max_requests reached, replace me; value = requests served
 };
 
+// Reopen's value: which files come attached, in this order.
+constexpr uint32_t kReopenLog = 1, kReopenAccessLog = 2;
+
 constexpr size_t kMaxMessageText = 240;
 
 const char* msg_name(MsgType type);

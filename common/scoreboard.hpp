@@ -18,12 +18,13 @@ struct WorkerBoard {
   static WorkerBoard* create();  // nullptr if mmap fails (the worker then runs without one)
   static void destroy(WorkerBoard* board);
 
-  // In the worker, around a handler call.
-  void enter(std::string_view method, std::string_view target, int64_t now_ms);
+  // In the worker, around a handler call. Both sides read the same clock (CLOCK_MONOTONIC_COARSE, one
+  // for every process), here and in describe().
+  void enter(std::string_view method, std::string_view target);
   void leave() { handler_since_ms.store(0, std::memory_order_release); }
 
   // In the master: "GET /spin for 1200 ms", or "" when no handler is running.
-  std::string describe(int64_t now_ms) const;
+  std::string describe() const;
 };
 
 }  // namespace shoal

@@ -19,7 +19,6 @@
 #include "common/net.hpp"
 #include "common/sys.hpp"
 #include "common/systemd.hpp"
-#include "worker/server.hpp"
 #include "worker/worker.hpp"
 
 extern char** environ;
@@ -974,7 +973,7 @@ void Master::supervise() {
       if (worker->state != WorkerHandle::State::Ready || worker->killed) continue;
       auto silent = now - worker->last_heard;
       if (silent >= server.heartbeat_timeout) {
-        std::string doing = worker->board ? worker->board->describe(monotonic_ms()) : "";
+        std::string doing = worker->board ? worker->board->describe() : "";
         std::string state = process_state(worker->pid);
         spdlog::error("worker {} pid={} of generation {} sent no heartbeat for {} ms (heartbeat_timeout {}); {}{}; "
                       "sending SIGKILL",
@@ -1127,8 +1126,8 @@ void Master::reopen_logs() {
     // open them itself.
     std::vector<int> fds;
     uint32_t which = 0;
-    if (!log_file.empty()) fds.push_back(log_fd_), which |= 1;
-    if (generation->access_log_fd >= 0) fds.push_back(generation->access_log_fd), which |= 2;
+    if (!log_file.empty()) fds.push_back(log_fd_), which |= kReopenLog;
+    if (generation->access_log_fd >= 0) fds.push_back(generation->access_log_fd), which |= kReopenAccessLog;
     for (auto& worker : generation->workers)
       if (worker->state != WorkerHandle::State::Exited &&
           send_message_fds(worker->channel_fd, {MsgType::Reopen, 0, 0, which}, fds))

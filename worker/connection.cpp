@@ -384,12 +384,8 @@ bool Connection::read_input() {
   size_t used = feed_all(buffer.data(), length);
   if (used < length) pending_.append(buffer.data() + used, length - used);
   // A request left incomplete at the end of a read is now on the clock; one that arrived whole
-  // never touches a timer. The header section has one deadline as a whole; the body's timeout
-  // restarts with every read that brings some of it.
-  if (phase_ == Phase::Reading && fd_ >= 0) {
-    if (!headers_done_ && timer_ != Timer::Header) arm(Timer::Header, server_.header_timeout());
-    else if (headers_done_) arm(Timer::Body, server_.body_timeout());
-  }
+  // never touches a timer.
+  if (phase_ == Phase::Reading && fd_ >= 0) arm_request_clock();
   advance();
   return true;
 }
@@ -486,7 +482,7 @@ void Connection::dispatch() {
       case RouteEntry::Kind::App: {
         // Recorded for the master: if this handler never returns, the heartbeat check names it.
         WorkerBoard* board = server_.board();
-        if (board) board->enter(request.method, request.target, monotonic_ms());
+        if (board) board->enter(request.method, request.target);
         try {
           (*route->handler)(request, Responder(&server_, slot_, serial_));
         } catch (const std::exception& e) {
@@ -832,6 +828,16 @@ void Connection::arm(Timer purpose, const timeval* after) {
   evtimer_add(&timer_ev_, after);
 }
 
+// The header section has one deadline as a whole (a later read does not restart it); the body's
+// timeout restarts with every read that brings some of it.
+void Connection::arm_request_clock() {
+  if (!headers_done_) {
+    if (timer_ != Timer::Header) arm(Timer::Header, server_.header_timeout());
+  } else {
+    arm(Timer::Body, server_.body_timeout());
+  }
+}
+
 void Connection::disarm() {
   timer_ = Timer::None;
   evtimer_del(&timer_ev_);
@@ -859,8 +865,7 @@ void Connection::want_write(bool on) {
   if (timer_ == Timer::Write) {
     disarm();
     // A pipelined request may have begun arriving while output waited: it is on the clock again.
-    if (phase_ == Phase::Reading) arm(headers_done_ ? Timer::Body : Timer::Header,
-                                      headers_done_ ? server_.body_timeout() : server_.header_timeout());
+    if (phase_ == Phase::Reading) arm_request_clock();
   }
 }
 

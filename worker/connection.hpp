@@ -106,6 +106,7 @@ class Connection {
 
   void arm(Timer purpose, const timeval* after);
   void disarm();
+  void arm_request_clock();  // header_timeout or body_timeout for a request still arriving
   void start_reading();
   void stop_reading();
   void want_write(bool on);

@@ -186,8 +186,8 @@ class Worker {
         spdlog::error("reopening the {}: dup3 failed: {}", what, errno_text(errno));
       ::close(fds[next++]);
     };
-    if (which & 1) take(spec_.log_fd, "log");
-    if (which & 2) {
+    if (which & kReopenLog) take(spec_.log_fd, "log");
+    if (which & kReopenAccessLog) {
       if (spec_.access_log_fd >= 0) server_->flush_access_log();  // what was buffered belongs to the old file
       take(spec_.access_log_fd, "access log");
     }
