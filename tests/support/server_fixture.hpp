@@ -99,12 +99,6 @@ class ServerTest : public ::testing::Test {
 // The built-in handler that tells which worker and generation answered.
 constexpr const char* kInfoRoute = "[[route]]\npath = \"/info\"\nhandler = \"info\"\n";
 
-// A file's whole content ("" if it cannot be read).
-inline std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 // A [[route]] that answers "<path without its slash> done\n" after `delay`.
 inline std::string slow_route(const std::string& path, const std::string& delay) {
   return "[[route]]\npath = \"" + path + "\"\nbody = \"" + path.substr(1) + " done\\n\"\ndelay = \"" + delay + "\"\n";

@@ -1,6 +1,7 @@
 #include "support/shoal_process.hpp"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/resource.h>
@@ -182,6 +183,18 @@ std::string run_as_line() {
   return std::string("user = \"") + (pw ? pw->pw_name : "root") + "\"\n";
 }
 
+std::string read_file(const std::string& path) {
+  std::string text;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return text;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0) text.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return text;
+}
+
 std::vector<pid_t> children_of(pid_t parent) {
   std::vector<pid_t> out;
   DIR* dir = opendir("/proc");
@@ -190,8 +203,7 @@ std::vector<pid_t> children_of(pid_t parent) {
     char* end;
     long pid = strtol(entry->d_name, &end, 10);
     if (*end != '\0' || pid <= 0) continue;
-    std::ifstream stat("/proc/" + std::string(entry->d_name) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    std::string text = read_file("/proc/" + std::string(entry->d_name) + "/stat");
     auto close_paren = text.rfind(')');
     if (close_paren == std::string::npos) continue;
     std::istringstream rest(text.substr(close_paren + 2));
@@ -217,8 +229,7 @@ std::string cpus_allowed_list(pid_t pid) {
 }
 
 bool process_exists(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::string text = read_file("/proc/" + std::to_string(pid) + "/stat");
   auto close_paren = text.rfind(')');
   return close_paren != std::string::npos && text.size() > close_paren + 2 && text[close_paren + 2] != 'Z';
 }
@@ -233,8 +244,7 @@ int run_command(const std::vector<std::string>& argv, std::string& output, std::
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
   }
-  std::ifstream in(out_path);
-  output.assign((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  output = read_file(out_path);
   return done && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 

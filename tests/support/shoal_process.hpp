@@ -75,6 +75,9 @@ class ShoalProcess {
 std::string run_as_line();
 
 // Children of `parent` (from /proc/*/stat), ascending.
+// A file's whole content ("" if it cannot be opened; what was read if reading fails, as it does
+// with ESRCH for /proc/PID files of a process that exits meanwhile: never an exception).
+std::string read_file(const std::string& path);
 std::vector<pid_t> children_of(pid_t parent);
 // "Cpus_allowed_list" of a process, as the kernel prints it ("0", "0-1").
 std::string cpus_allowed_list(pid_t pid);
