@@ -23,6 +23,7 @@ const char* msg_name(MsgType type) {
     case MsgType::Stats: return "stats";
     case MsgType::Heartbeat: return "heartbeat";
     case MsgType::Recycle: return "recycle";
+    case MsgType::ConfigRejected: return "config-rejected";
   }
   return "unknown";
 }

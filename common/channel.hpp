@@ -24,7 +24,8 @@ enum class MsgType : uint8_t {
   Stats = 8,       // worker -> master: value = open connections, value2 = requests served,
                    // text = requests in flight (decimal)
   Heartbeat = 9,   // worker -> master, every heartbeat_timeout / 4 (at most 1 s): the loop turns
-  Recycle = 10,    // worker -> master: max_requests reached, replace me; value = requests served
+  Recycle = 10,    // worker -> master: max_requests reached, replace me; value2 = requests served
+  ConfigRejected = 11,  // a new master -> the old one, on upgrade: its config is invalid; text = the first error
 };
 
 // Reopen's value: which files come attached, in this order.

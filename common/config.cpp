@@ -31,7 +31,7 @@ int Config::cpu_for_worker(int index) const {
     case CpuAffinity::None: return -1;
     case CpuAffinity::List: return server.cpu_list[static_cast<size_t>(index) % server.cpu_list.size()];
     case CpuAffinity::Auto: {
-      auto cpus = allowed_cpus();
+      const auto& cpus = server.allowed_cpus;
       return cpus.empty() ? -1 : cpus[static_cast<size_t>(index) % cpus.size()];
     }
   }
@@ -43,6 +43,17 @@ std::optional<std::string> identity_problem(const Config& config) {
     return config.file + ": [server] user is not set, and shoal runs as root: refusing to run workers as root. Set "
            "user = \"www-data\" (or another unprivileged user) for the workers, or user = \"root\" to run them as "
            "root deliberately";
+  return std::nullopt;
+}
+
+std::optional<std::string> reload_refusal(const Config& running, const Config& next) {
+  auto refuse = [](const char* key, const char* why) {
+    return std::string(key) + " cannot change on reload (" + why + "); restart shoal to change it";
+  };
+  if (running.server.pid_file != next.server.pid_file) return refuse("[server] pid_file", "the master wrote it at start");
+  if (running.server.control_socket != next.server.control_socket)
+    return refuse("[server] control_socket", "the master listens on it");
+  if (running.log.file != next.log.file) return refuse("[log] file", "the master holds it open");
   return std::nullopt;
 }
 
@@ -198,6 +209,7 @@ class Loader {
     if (auto* t = section(root, "health")) load_health(*t, config.health);
     if (auto* t = section(root, "log")) load_log(*t, config.log);
     load_routes(root, config);
+    check_across(root, config);
     if (!root.get("server"))
       errors.push_back({file_, 0, 0, "[server] is missing: shoal needs at least [server] listen"});
     return config;
@@ -240,6 +252,7 @@ class Loader {
     read_int(t, where, "backlog", 1, 65535, s.backlog);
 
     const auto cpus = allowed_cpus();
+    s.allowed_cpus = cpus;
     if (const toml::node* node = t.get("workers")) {
       if (auto* text = node->as_string(); text && text->get() == "auto") {
         s.workers_auto = true;
@@ -372,15 +385,31 @@ class Loader {
         }
       }
       read_duration(t, where, "timeout", Millis(1), Millis(3'600'000), hook.timeout);
-      total += hook.timeout;
       s.hooks.push_back(std::move(hook));
     }
-    // Hooks run after the HTTP drain, inside the shutdown deadline: if they cannot fit in it,
-    // the deadline would kill them half-way.
-    if (s.drain_delay + total >= s.timeout)
-      error(node->source(), "[shutdown] timeout (" + format_duration(s.timeout) + ") must exceed drain_delay (" +
-                                format_duration(s.drain_delay) + ") plus the hooks' timeouts (" +
-                                format_duration(total) + "), or the deadline kills the hooks");
+  }
+
+  // Checks between keys of different tables or entries, once everything is read: a value that is
+  // fine alone can still make the whole unusable.
+  void check_across(const toml::table& root, const Config& config) {
+    const Config::Shutdown& s = config.shutdown;
+    const toml::table* shutdown = root["shutdown"].as_table();
+    Millis hooks{0};
+    for (const HookConfig& hook : s.hooks) hooks += hook.timeout;
+    // drain_delay and then the hooks run inside the shutdown deadline: if they cannot fit in it,
+    // every shutdown kills the workers half-way (in the drain delay, or in a hook).
+    if (s.drain_delay + hooks >= s.timeout) {
+      const toml::node* at = shutdown && shutdown->get("timeout") ? shutdown->get("timeout") : nullptr;
+      if (!at && shutdown) at = shutdown->get("drain_delay") ? shutdown->get("drain_delay") : shutdown->get("hook");
+      std::string what = s.hooks.empty() ? "drain_delay (" + format_duration(s.drain_delay) + ")"
+                                         : "drain_delay (" + format_duration(s.drain_delay) +
+                                               ") plus the hooks' timeouts (" + format_duration(hooks) + ")";
+      std::string message = "[shutdown] timeout (" + format_duration(s.timeout) + ") must exceed " + what +
+                            (s.hooks.empty() ? ", or every shutdown kills the workers during the drain delay"
+                                             : ", or the deadline kills the hooks");
+      if (at) error(at->source(), message);
+      else errors.push_back({file_, 0, 0, message});
+    }
   }
 
   void load_http(const toml::table& t, Config::Http& h) {

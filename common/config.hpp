@@ -57,6 +57,7 @@ struct Config {
     bool workers_auto = true;
     CpuAffinity cpu_affinity = CpuAffinity::Auto;
     std::vector<int> cpu_list;   // for CpuAffinity::List
+    std::vector<int> allowed_cpus;  // resolved: this process's affinity mask when the file was read
     std::string pid_file;        // absolute, or empty
     std::string control_socket;  // absolute, or empty (no control socket: the CLI cannot reach it)
     // Privilege drop: workers switch to this user and group before they serve. Empty user: the
@@ -123,6 +124,10 @@ ConfigResult parse_config(std::string_view text, const std::string& file);
 // workers run as root only when user = "root" says so. (Not as root, user cannot be switched to
 // and is ignored with a warning, as nginx does, so that a developer can run the same file.)
 std::optional<std::string> identity_problem(const Config& config);
+
+// Why `next` may not replace `running` on reload (what the master holds from its start), or
+// nothing: [server] pid_file, [server] control_socket and [log] file.
+std::optional<std::string> reload_refusal(const Config& running, const Config& next);
 
 // Where the control socket is when the config does not say: "shoal.ctl" beside the config file.
 std::string default_control_socket(const std::string& base_dir);

@@ -90,7 +90,7 @@ int run(int argc, char** argv, const Application& app) {
     // Started by an upgrade: the old master keeps serving and reports this as an invalid config.
     if (const char* fd = getenv("SHOAL_UPGRADE_FD")) {
       std::string first = loaded.errors.empty() ? "" : loaded.errors.front().to_string();
-      send_message(atoi(fd), {MsgType::Done, 0, 0, 1}, first);
+      send_message(atoi(fd), {MsgType::ConfigRejected}, first);
     }
     fprintf(stderr, "%s: %zu error(s); %s\n", config_path.c_str(), loaded.errors.size(),
             test_only ? "test failed" : "not started");

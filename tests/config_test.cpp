@@ -395,5 +395,19 @@ timeout = "3s"
               HasSubstr("timeout (5s) must exceed drain_delay (2s) plus the hooks' timeouts (3s)"));
 }
 
+// Without any hook, a drain_delay that does not fit in the timeout is refused too: every SIGTERM
+// would otherwise kill the workers in the middle of the drain delay.
+TEST(ConfigShutdown, DrainDelayMustFitInTheTimeoutWithoutHooks) {
+  auto result = parse(std::string(kMinimal) + R"([shutdown]
+drain_delay = "60s"
+timeout = "30s"
+)");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].line, 5);
+  EXPECT_THAT(result.errors[0].message,
+              HasSubstr("[shutdown] timeout (30s) must exceed drain_delay (1m), or every shutdown kills the workers"));
+  EXPECT_TRUE(parse(std::string(kMinimal) + "[shutdown]\ndrain_delay = \"29s\"\ntimeout = \"30s\"\n").config);
+}
+
 }  // namespace
 }  // namespace shoal

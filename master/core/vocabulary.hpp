@@ -1,0 +1,132 @@
+// The words the master's core and its shell speak: events in, actions out, time as a value.
+// Nothing here touches the OS; see master/README.md for what each word means in each phase.
+#pragma once
+
+#include <chrono>
+#include <compare>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/channel.hpp"
+#include "common/config.hpp"
+
+namespace shoal::core {
+
+// Milliseconds on a monotonic clock since an arbitrary origin: the shell passes steady_clock,
+// the tests a fake clock that starts at zero.
+using Time = std::chrono::milliseconds;
+using Pid = int;
+
+// A worker, named by value: the generation it belongs to, its slot (the worker index, which
+// picks its CPU) and which incarnation of that slot it is. Never reused within one master.
+struct WorkerKey {
+  uint64_t generation = 0;
+  int slot = 0;
+  uint32_t incarnation = 0;
+  auto operator<=>(const WorkerKey&) const = default;
+};
+
+// What a reload, upgrade or stop came to. exit_code() is the CLI's exit code for it.
+enum class Outcome {
+  Done,            // 0
+  ConfigInvalid,   // 1: nothing changed
+  StopUnclean,     // 1: the shutdown a `stop` waited for was not clean
+  UnknownCommand,  // 1
+  StartFailed,     // 2: the new generation or master failed to start; the old one serves
+  NotReady,        // 3: not ready before the deadline; the old one serves
+  Busy,            // 4: another reload or upgrade is in progress; nothing changed
+  ShuttingDown,    // 6: the server is shutting down: the command is refused, or what it waited for abandoned
+};
+int exit_code(Outcome outcome);
+
+enum class Level { Debug, Info, Warn, Error, Critical };
+
+// ---------------------------------------------------------------- events (the shell -> the core)
+
+struct Boot {};  // the shell bound the sockets of the first config; start generation 1
+struct SignalReceived { int signo; };
+struct CommandReceived { uint64_t reply_id; std::string command; };
+struct ConfigLoaded { std::shared_ptr<const Config> config; };
+struct ConfigRejected { std::vector<std::string> errors; };  // each with file:line:column
+struct GenerationPrepared { uint64_t generation; };  // its listeners bound, its access log open
+struct GenerationPrepareFailed { uint64_t generation; std::string error; };
+struct WorkerForked { WorkerKey key; Pid pid; };
+struct WorkerForkFailed { WorkerKey key; std::string error; };  // socketpair or fork
+struct WorkerMessage {
+  WorkerKey key;
+  MsgType type;
+  uint32_t value = 0;
+  uint64_t value2 = 0;
+  std::string text;
+};
+struct SendFailed { WorkerKey key; MsgType type; };  // the channel is unusable
+struct ChannelClosed { WorkerKey key; };
+// A reaped child: exited with `code`, or killed by signal `code`.
+struct ChildExited {
+  Pid pid;
+  bool exited;
+  int code;
+  bool core_dumped = false;
+};
+struct RssSampled { WorkerKey key; uint64_t bytes; };
+struct WorkerProbed { WorkerKey key; std::string doing; std::string process_state; };
+struct SuccessorStarted { Pid pid; std::string program; int sockets; };
+struct SuccessorStartFailed { std::string error; };
+struct SuccessorReady { std::string version; };
+struct SuccessorConfigRejected { std::string error; };
+struct SuccessorChannelClosed {};
+struct PidFileWritten { bool ok; };
+struct PredecessorTold { bool ok; std::string error; };
+struct LogsReopened { size_t workers_told; std::vector<std::string> errors; };
+struct TimerFired {};  // only time passed (the shell's one timer, at next_deadline())
+
+using Event = std::variant<Boot, SignalReceived, CommandReceived, ConfigLoaded, ConfigRejected, GenerationPrepared,
+                           GenerationPrepareFailed, WorkerForked, WorkerForkFailed, WorkerMessage, SendFailed,
+                           ChannelClosed, ChildExited, RssSampled, WorkerProbed, SuccessorStarted,
+                           SuccessorStartFailed, SuccessorReady, SuccessorConfigRejected, SuccessorChannelClosed,
+                           PidFileWritten, PredecessorTold, LogsReopened, TimerFired>;
+
+// ---------------------------------------------------------------- actions (the core -> the shell)
+
+struct LoadConfig {};  // answer: ConfigLoaded or ConfigRejected
+// Bind what the config lists and is not bound yet, open its access log. Answer:
+// GenerationPrepared or GenerationPrepareFailed.
+struct PrepareGeneration { uint64_t generation; std::shared_ptr<const Config> config; };
+struct ReleaseGeneration { uint64_t generation; };  // its workers are gone: close its access log
+// Close the listening sockets that none of these configs lists.
+struct CloseUnusedListeners { std::vector<std::shared_ptr<const Config>> in_use; };
+struct CloseListeners {};    // every listening socket: new connections are refused from now on
+struct ReleaseListeners {};  // close without unlinking: a successor master holds the same sockets
+// Answer: WorkerForked or WorkerForkFailed.
+struct ForkWorker { WorkerKey key; int cpu; uint64_t max_requests; };
+// Answer on failure only: SendFailed.
+struct SendToWorker { WorkerKey key; MsgType type; uint32_t value = 0; };
+struct Kill { Pid pid; int signo; };
+struct SampleRss { WorkerKey key; Pid pid; };     // answer: RssSampled
+struct ProbeWorker { WorkerKey key; Pid pid; };   // answer: WorkerProbed
+struct StartSuccessor { uint64_t first_generation; };  // answer: SuccessorStarted or SuccessorStartFailed
+struct CloseSuccessorChannel {};
+struct TellPredecessor {};  // answer: PredecessorTold
+struct WritePidFile {};     // answer: PidFileWritten
+struct StartControl {};     // accept commands on the control socket (once)
+struct PauseControl {};     // stop accepting: a successor master takes the commands now
+struct Reply { uint64_t reply_id; std::string json; };
+struct Notify { std::string state; };  // to systemd
+struct Log { Level level; std::string text; };
+struct SetLogIdentity { uint64_t generation; };
+struct SetLogLevel { std::string level; };
+struct ReopenLogs { std::vector<WorkerKey> workers; };  // answer: LogsReopened
+struct Exit { int code; bool handed_over; };
+
+using Action = std::variant<LoadConfig, PrepareGeneration, ReleaseGeneration, CloseUnusedListeners, CloseListeners,
+                            ReleaseListeners, ForkWorker, SendToWorker, Kill, SampleRss, ProbeWorker, StartSuccessor,
+                            CloseSuccessorChannel, TellPredecessor, WritePidFile, StartControl, PauseControl, Reply,
+                            Notify, Log, SetLogIdentity, SetLogLevel, ReopenLogs, Exit>;
+
+// "SIGTERM", for logs.
+std::string signal_name(int signo);
+
+}  // namespace shoal::core
