@@ -6,12 +6,14 @@
 #                         built with AddressSanitizer + UndefinedBehaviorSanitizer in ./build-asan;
 #                         the libFuzzer targets (clang) in ./build-fuzz, each run for 60 s
 #   ./build.sh fuzz [S]   only the fuzz targets, each run for S seconds (default 60)
+#   ./build.sh sim [N]    the master core's seeded simulation on N random seeds (default 10000);
+#                         ./build.sh sim --seed S replays one seed with a trace
 set -euo pipefail
 cd "$(dirname "$0")"
 mode=${1:-build}
 case "$mode" in
-  build|test|fuzz) ;;
-  *) echo "build.sh: unknown mode '$mode' (build, test or fuzz)" >&2; exit 2 ;;
+  build|test|fuzz|sim) ;;
+  *) echo "build.sh: unknown mode '$mode' (build, test, fuzz or sim)" >&2; exit 2 ;;
 esac
 fuzz_seconds=${2:-60}
 
@@ -45,6 +47,10 @@ if [ "$mode" != fuzz ]; then
   cmake --build build -j"$jobs"
 fi
 [ "$mode" = build ] && exit 0
+if [ "$mode" = sim ]; then
+  if [ "${2:-}" = --seed ]; then exec build/tests/core_sim --seed "$3" --trace; fi
+  exec build/tests/core_sim "${2:-10000}"
+fi
 
 if [ "$mode" = test ]; then
   echo "build.sh: the test suite"

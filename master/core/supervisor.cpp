@@ -742,15 +742,17 @@ void Supervisor::worker_exited(Generation& g, size_t index, const ChildExited& e
   if (starting_ == g.number && serving_ && !w.culled) {
     return fail_reload(say::died_before_ready(slot, w.pid, g.number, status), Outcome::StartFailed);
   }
+  // The wait status decides: a worker that exited by itself as its SIGKILL was sent made it.
+  const bool killed = w.killed && !e.exited && e.code == SIGKILL;
   std::string outcome;
-  if (w.killed) outcome = "killed at the deadline";
+  if (killed) outcome = "killed at the deadline";
   else if (!e.exited) outcome = status;
   else if (w.told == MsgType::Stop) outcome = cat("stopped without draining (exit code ", code, ")");
   else if (code == 0) outcome = "drained, hooks ok";
   else if (w.failed_hooks > 0) outcome = cat(w.failed_hooks, " hook(s) failed");
   else outcome = status;
-  bool clean = code == 0 && !w.killed;
-  log(clean ? Level::Info : Level::Warn, say::worker_ended(slot, w.pid, g.number, status, w.killed));
+  bool clean = code == 0 && !killed;
+  log(clean ? Level::Info : Level::Warn, say::worker_ended(slot, w.pid, g.number, status, killed));
   if (w.counted) {
     outcomes_.push_back(cat(say::worker(slot, w.pid), " ", outcome));
     if (!clean) unclean_ = true;
