@@ -1,0 +1,143 @@
+// The lifecycle scenarios the core redesign fixed (A, B, C, E, I of its issue), against the real
+// binary with real signals: each one hung, lost a command's answer, killed early or reset
+// connections before. tests/core_test.cpp steps the same scenarios on a fake clock.
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <future>
+#include <thread>
+
+#include "support/http_client.hpp"
+#include "support/server_fixture.hpp"
+
+namespace shoal::test {
+namespace {
+
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+
+struct CliResult {
+  int code;
+  std::string output;
+};
+
+class Scenarios : public ServerTest {
+ protected:
+  CliResult cli(const std::string& command, std::chrono::milliseconds timeout = 30s) {
+    CliResult out;
+    out.code = run_command({SHOAL_BINARY, command, "-c", dir_.path() + "/shoal.toml"}, out.output, timeout);
+    return out;
+  }
+  // Starts the example app without waiting for its first generation (it may start slowly).
+  void launch(const std::string& server_keys, const std::string& sections = "") {
+    std::string path = write_config(server_keys, sections);
+    shoal_ = std::make_unique<ShoalProcess>(path, dir_.path() + "/shoal.log", EXAMPLE_APP_BINARY);
+  }
+};
+
+// A: SIGTTOU while the first generation starts slowly: it still becomes ready, and the control
+// socket answers.
+TEST_F(Scenarios, A_SigttouWhileTheFirstGenerationStartsStillMakesItReady) {
+  dir_.write("slow-start", "");  // each worker's start hook takes 3 s
+  launch("workers = 2");
+  ASSERT_TRUE(shoal_->wait_for_log("spawned worker 1 pid=", 5s));
+  shoal_->signal(SIGTTOU);
+  ASSERT_TRUE(shoal_->wait_for_log("SIGTTOU: worker 1 pid=[0-9]+ drains and is not replaced; generation 1 now has 1 "
+                                   "worker\\(s\\)", 5s));
+  ASSERT_TRUE(shoal_->wait_for_log("\\] generation 1 ready: 1 worker\\(s\\)", 10s));
+  auto status = cli("status", 5s);
+  EXPECT_EQ(status.code, 0) << status.output;
+  EXPECT_THAT(status.output, HasSubstr("generation 1: serving"));
+}
+
+// E: SIGHUP while the first generation starts: the reload follows once it is ready, and the
+// control socket accepts afterwards.
+TEST_F(Scenarios, E_SighupWhileTheFirstGenerationStartsReloadsOnceItIsReady) {
+  dir_.write("slow-start", "");
+  launch("workers = 1", kInfoRoute);
+  ASSERT_TRUE(shoal_->wait_for_log("spawned worker 0 pid=", 5s));
+  shoal_->signal(SIGHUP);
+  ASSERT_TRUE(shoal_->wait_for_log("SIGHUP while generation 1 starts: a reload will follow once it is ready", 5s));
+  std::filesystem::remove(dir_.path() + "/slow-start");
+  ASSERT_TRUE(shoal_->wait_for_log("reload succeeded: generation 2 ready", 15s));
+  int port = shoal_->wait_for_port(1s);
+  EXPECT_THAT(get(port, "/info").body, HasSubstr("generation=2"));
+  auto status = cli("status", 5s);
+  EXPECT_EQ(status.code, 0) << status.output;
+}
+
+// B: SIGQUIT while `shoal reload` waits for a slow new generation: the CLI gets an answer.
+TEST_F(Scenarios, B_SigquitWhileAReloadWaitsAnswersTheReload) {
+  start("workers = 1", "", "\"127.0.0.1:0\"", EXAMPLE_APP_BINARY);
+  dir_.write("slow-start", "");
+  auto reload = std::async(std::launch::async, [&] { return cli("reload", 20s); });
+  ASSERT_TRUE(shoal_->wait_for_log("starting generation 2", 5s));
+  shoal_->signal(SIGQUIT);
+  CliResult answered = reload.get();
+  EXPECT_EQ(answered.code, 6) << answered.output;
+  EXPECT_THAT(answered.output, HasSubstr("reload abandoned: the server is shutting down (SIGQUIT); generation 2 stops"));
+  auto exit = shoal_->wait_exit(10s);
+  ASSERT_TRUE(exit && exit->exited);
+  EXPECT_EQ(exit->code, 1);  // SIGQUIT: stopped without draining
+}
+
+// C: a generation that began draining at a reload keeps its deadline when SIGTERM follows: its
+// straggler is killed [shutdown] timeout after its drain began, not after the SIGTERM.
+TEST_F(Scenarios, C_ShutdownDuringADrainKeepsTheDrainsDeadline) {
+  start("workers = 1", slow_route("/slow", "10s") + "[shutdown]\ntimeout = \"2s\"\n");
+  Client slow(port_);
+  ASSERT_TRUE(slow.send(request("GET", "/slow")));
+  shoal_->signal(SIGHUP);
+  ASSERT_TRUE(shoal_->wait_for_log("reload succeeded: generation 2 ready", 5s));
+  auto drain_began = Clock::now();
+  // The scenario's own timing, not a wait for a condition: SIGTERM 1.5 s into the drain.
+  std::this_thread::sleep_until(drain_began + 1500ms);
+  shoal_->signal(SIGTERM);
+  ASSERT_TRUE(shoal_->wait_for_log("of generation 1 still running at the 2s deadline \\(1 request\\(s\\) in flight, "
+                                   "oldest GET /slow", 5s));
+  auto killed_after = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - drain_began);
+  // At 2 s from the drain's start (3.5 s before the fix); the margin is for a busy machine.
+  EXPECT_LT(killed_after, 3000ms);
+  EXPECT_GE(killed_after, 1900ms);
+  auto exit = shoal_->wait_exit(10s);
+  ASSERT_TRUE(exit && exit->exited);
+  EXPECT_EQ(exit->code, 1);
+}
+
+// I: SIGTERM while a reload's new workers are in their start hook: they are gone by the time the
+// master closes its listening sockets, so new connections are then refused, not queued to a
+// process that never accepts them.
+TEST_F(Scenarios, I_ShutdownDuringAReloadRefusesNewConnectionsOnceTheListenersClose) {
+  start("workers = 1", "[shutdown]\ndrain_delay = \"2s\"\ntimeout = \"10s\"\n", "\"127.0.0.1:0\"", EXAMPLE_APP_BINARY);
+  dir_.write("slow-start", "");
+  shoal_->signal(SIGHUP);
+  ASSERT_TRUE(shoal_->wait_for_log("spawned worker 0 pid=[0-9]+ cpu=\\S+ generation=2", 5s));
+  shoal_->signal(SIGTERM);
+  ASSERT_TRUE(shoal_->wait_for_log("the reload to generation 2 is abandoned; its workers stop", 5s));
+  ASSERT_TRUE(shoal_->wait_for_log("master closed its listening sockets", 5s));
+  // Every process that held a copy of the listening socket has closed it or is gone: connect
+  // is refused at once.
+  int refused = 0;
+  for (int i = 0; i < 20; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(static_cast<uint16_t>(port_));
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 && errno == ECONNREFUSED) ++refused;
+    close(fd);
+  }
+  EXPECT_EQ(refused, 20);
+  auto exit = shoal_->wait_exit(15s);
+  ASSERT_TRUE(exit && exit->exited);
+  EXPECT_EQ(exit->code, 0) << shoal_->log();
+  EXPECT_THAT(shoal_->log(), HasSubstr("shutdown clean"));
+}
+
+}  // namespace
+}  // namespace shoal::test
