@@ -120,6 +120,9 @@ TEST_F(Scenarios, I_ShutdownDuringAReloadRefusesNewConnectionsOnceTheListenersCl
   shoal_->signal(SIGTERM);
   ASSERT_TRUE(shoal_->wait_for_log("the reload to generation 2 is abandoned; its workers stop", 5s));
   ASSERT_TRUE(shoal_->wait_for_log("master closed its listening sockets", 5s));
+  // The serving worker closes its own copies at the same drain_delay, after accepting what is
+  // queued; the starting one (in its 3 s start hook until then) was stopped at 1 s.
+  ASSERT_TRUE(shoal_->wait_for_log("gen=1\\] draining: listeners closed", 5s));
   // Every process that held a copy of the listening socket has closed it or is gone: connect
   // is refused at once.
   int refused = 0;
