@@ -230,11 +230,17 @@ void Supervisor::on(const WorkerForkFailed& e) {
   if (starting_ == g->number && serving_) return fail_reload(say::cannot_fork_generation(g->number, e.error), Outcome::StartFailed);
   // Serving (or the first) generation: the slot is retried with the same backoff as a worker
   // that died at start, so that a lack of fds or memory never turns into a fork loop.
-  Slot& slot = g->slots[e.key.slot];
-  ++slot.failures;
-  Time delay = std::min(timing_.max_backoff, timing_.first_backoff * (1 << std::min(slot.failures - 1, 10)));
-  slot.respawn_at = now_ + delay;
-  log(Level::Warn, say::backoff(e.key.slot, slot.failures, delay));
+  failed_at_start(*g, e.key.slot);
+}
+
+// A slot whose worker could not start (fork failed, died before or soon after ready) is retried
+// after an exponential, capped backoff: a worker that cannot start never turns into a fork loop.
+void Supervisor::failed_at_start(Generation& g, int slot) {
+  Slot& s = g.slots[slot];
+  ++s.failures;
+  Time delay = std::min(timing_.max_backoff, timing_.first_backoff * (1 << std::min(s.failures - 1, 10)));
+  s.respawn_at = now_ + delay;
+  log(Level::Warn, say::backoff(slot, s.failures, delay));
 }
 
 void Supervisor::on(const WorkerMessage& e) {
@@ -728,15 +734,9 @@ void Supervisor::worker_exited(Generation& g, size_t index, const ChildExited& e
   if (respawns(g, w)) {
     bool young = w.state == WState::Starting || now_ - w.ready_at < timing_.healthy_after || code == kWorkerFatalExit;
     log(Level::Error, say::worker_died(slot, w.pid, w.cpu, status, wstate_name(w.state)));
-    Slot& s = g.slots[slot];
-    s.failures = young ? s.failures + 1 : 0;
-    s.respawn_at = now_;
-    if (s.failures > 0) {
-      // Exponential backoff, capped: a worker that cannot start never turns into a fork loop.
-      Time delay = std::min(timing_.max_backoff, timing_.first_backoff * (1 << std::min(s.failures - 1, 10)));
-      s.respawn_at = now_ + delay;
-      log(Level::Warn, say::backoff(slot, s.failures, delay));
-    }
+    if (young) return failed_at_start(g, slot);
+    g.slots[slot].failures = 0;
+    g.slots[slot].respawn_at = now_;
     return;
   }
   if (starting_ == g.number && serving_ && !w.culled) {

@@ -191,6 +191,7 @@ class Supervisor {
   void end_reload();
   void worker_exited(Generation& g, size_t index, const ChildExited& e);
   bool respawns(const Generation& g, const Worker& w) const;
+  void failed_at_start(Generation& g, int slot);
   void kill_now(Worker& w, const std::string& why);
   void close_listeners();
   void sync_listeners();
