@@ -202,7 +202,6 @@ class Simulation {
     std::set<Pid> candidates;
     for (auto& [pid, c] : children_)
       if (!c.dead && (c.ready_sent || c.told)) candidates.insert(pid);
-    auto views_before = h_->core().generations();
     bool shutting_before = h_->core().phase() == core::Phase::ShuttingDown;
     size_t first = h_->actions.size();
     h_->input(std::move(e));
@@ -210,7 +209,6 @@ class Simulation {
     std::vector<Action> out(h_->actions.begin() + static_cast<std::ptrdiff_t>(first), h_->actions.end());
     if (trace_) print(out);
     after_input(out);
-    (void)views_before;
   }
 
   void print(const std::vector<Action>& out) const {
