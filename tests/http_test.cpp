@@ -553,6 +553,50 @@ TEST_F(HttpTest, DrainClosesIdleConnectionsAfterGraceAndBusyOnesAfterTheirRespon
   EXPECT_TRUE(drained);
 }
 
+// Issue 13, J: a connection whose first request has not arrived when the drain begins is not
+// idle. Its client is about to send (one connection per request, on a busy machine), so the
+// request is answered, with Connection: close, however long after idle_grace it comes.
+TEST_F(HttpTest, DrainWaitsForTheFirstRequestOfAConnectionNotYetAnswered) {
+  start("", "[shutdown]\nidle_grace = \"50ms\"\n");
+  Peer& before = connect();  // accepted before the drain, nothing sent yet
+  event_base_loop(base_, EVLOOP_NONBLOCK);
+  bool drained = false;
+  server_->drain(0ms, [&] { drained = true; });
+  Peer& during = connect();  // accepted from the queue as the drain began
+  pump(before, [] { return false; }, 200ms);  // four times the idle grace
+  pump(during, [] { return false; }, 0ms);
+  EXPECT_EQ(before.eof, Eof::None);
+  EXPECT_EQ(during.eof, Eof::None);
+  EXPECT_FALSE(drained);
+  for (Peer* p : {&before, &during}) {
+    auto r = exchange(*p, request("GET", "/hello"));
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].status, 200);
+    EXPECT_EQ(r[0].header("connection"), "close");
+    EXPECT_EQ(closed(*p), Eof::Clean);
+  }
+  pump(before, [&] { return drained; });
+  EXPECT_TRUE(drained);
+}
+
+// The wait is the header timeout's: a client that connects and never sends still leaves.
+TEST_F(HttpTest, DrainEndsAConnectionThatNeverSendsAtTheHeaderTimeout) {
+  start("header_timeout = \"150ms\"\n", "[shutdown]\nidle_grace = \"10ms\"\n");
+  auto began = std::chrono::steady_clock::now();
+  Peer& p = connect();
+  bool drained = false;
+  server_->drain(0ms, [&] { drained = true; });
+  auto r = exchange(p, "", 1, 3s);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 408);
+  // libevent's cached clock may fire a timer a few ms early; the idle grace would be 10 ms.
+  EXPECT_GE(std::chrono::steady_clock::now() - began, 140ms);
+  EXPECT_EQ(closed(p), Eof::Clean);
+  ::shutdown(p.fd, SHUT_WR);  // ends the server's linger after the 408 at once
+  pump(p, [&] { return drained; });
+  EXPECT_TRUE(drained);
+}
+
 TEST_F(HttpTest, AsyncHandlerAnswersLaterAndInOrder) {
   std::vector<Responder> parked;
   app_.handle("/later", [&](const Request& req, Responder r) {

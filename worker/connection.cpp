@@ -170,6 +170,7 @@ void Connection::open(int fd, const sockaddr* addr, socklen_t addr_len) {
   method_ = {};
   url_ = {};
   keep_alive_ = true;
+  answered_ = false;
   error_status_ = 0;
   is_tcp_ = addr->sa_family == AF_INET || addr->sa_family == AF_INET6;
   format_remote(addr, addr_len, remote_, sizeof remote_);
@@ -711,6 +712,7 @@ std::string Connection::describe_request() const {
 }
 
 void Connection::wait_idle() {
+  answered_ = true;
   idle_since_ms_ = monotonic_ms();
   if (server_.draining()) return on_drain();
   if (is_tcp_ && !nodelay_set_) {
@@ -728,6 +730,10 @@ void Connection::wait_idle() {
 
 void Connection::on_drain() {
   if (fd_ < 0 || phase_ != Phase::Idle || !pending_.empty() || out_offset_ < out_.size()) return;
+  // A connection not answered yet is not idle: its client connected to send a request, which may
+  // still be on its way (a busy client, or one accepted from the queue as the drain began). It
+  // waits under header_timeout, like any connection, and its answer says Connection: close.
+  if (!answered_) return;
   // Idle: close only once no request can be on its way from a client that saw the last response
   // before it saw us stop (the idle grace). A request arriving in the grace gets Connection: close.
   int64_t grace_ms = server_.config().shutdown.idle_grace.count();

@@ -123,6 +123,7 @@ class Connection {
   bool writing_ = false;
   bool read_eof_ = false;
   bool keep_alive_ = true;         // the current request allows keep-alive
+  bool answered_ = false;          // a response was completed on this connection
   bool close_after_write_ = false;
   bool linger_ = false;            // unread input may remain: shut the write side and drain before closing
   bool more_input_ = false;        // bytes of a pipelined request follow the current one
