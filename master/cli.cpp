@@ -16,17 +16,16 @@
 #include <toml++/toml.h>
 
 #include "common/config.hpp"
+#include "common/duration.hpp"
 #include "common/sys.hpp"
 
 namespace shoal {
 namespace {
 
-// The control socket of the server started with config_path. It is found even when the file has
-// errors (the operator may be about to reload a broken edit): from a valid config, from the TOML
-// as far as it parses, from the line itself, or else at its default place beside the file.
-std::string control_socket_for(const std::string& config_path) {
-  ConfigResult loaded = load_config_file(config_path);
-  if (loaded.config) return loaded.config->server.control_socket;
+// The control socket of the server started with config_path, when the file has errors (the
+// operator may be about to reload a broken edit): from the TOML as far as it parses, from the
+// line itself, or else at its default place beside the file.
+std::string control_socket_of_invalid(const std::string& config_path) {
   std::string dir = std::filesystem::absolute(config_path).parent_path().lexically_normal().string();
   auto resolve = [&](const std::string& path) { return path.empty() || path[0] == '/' ? path : dir + "/" + path; };
   std::ifstream in(config_path);
@@ -76,17 +75,45 @@ bool is_cli_command(const std::string& word) {
   return word == "reload" || word == "stop" || word == "upgrade" || word == "status";
 }
 
-int run_cli(const std::string& command, bool json, const std::string& config_path) {
-  std::string path = control_socket_for(config_path);
+Millis cli_wait_bound(const std::string& command, const Config& config) {
+  constexpr Millis kSlack{5000};
+  constexpr Millis kUpgradeStartup{2000};  // the new master's own start-up (Timing::upgrade_startup)
+  if (command == "stop") return config.shutdown.timeout + kSlack;
+  if (command == "reload") return config.reload.ready_timeout + config.shutdown.timeout + kSlack;
+  if (command == "upgrade") return kUpgradeStartup + config.reload.ready_timeout + config.shutdown.timeout + kSlack;
+  return kSlack;  // status: answered at once
+}
+
+int run_cli(const std::string& command, bool json, const std::string& config_path, std::optional<Millis> wait) {
+  ConfigResult loaded = load_config_file(config_path);
+  std::string path = loaded.config ? loaded.config->server.control_socket : control_socket_of_invalid(config_path);
   if (path.empty()) {
     fprintf(stderr, "%s: no running master found: %s sets no control_socket\n", command.c_str(), config_path.c_str());
     return kNoMasterFound;
   }
+  // The master answers once the outcome is known (a reload waits for the old generation's drain,
+  // a stop for the last worker), within its own deadlines; past them, something is wrong.
+  Millis bound = wait ? *wait : cli_wait_bound(command, loaded.config ? *loaded.config : Config{});
+  auto deadline = std::chrono::steady_clock::now() + bound;
+  auto left_ms = [&] {
+    auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now()).count();
+    return std::max<long long>(left, 0);
+  };
+  auto no_answer = [&](int fd) {
+    fprintf(stderr, "%s: no answer from the master within %s; it may still be working: see its log, or run "
+            "'shoal status'\n", command.c_str(), format_duration(bound).c_str());
+    close(fd);
+    return kNoAnswerInTime;
+  };
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un sun{};
   sun.sun_family = AF_UNIX;
   strncpy(sun.sun_path, path.c_str(), sizeof sun.sun_path - 1);
+  // A unix socket's connect waits while the master's backlog is full, bounded by SO_SNDTIMEO.
+  timeval tv = to_timeval(Millis(std::max<long long>(left_ms(), 1)));
+  if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
+    if (fd >= 0 && (errno == EAGAIN || errno == EINPROGRESS)) return no_answer(fd);
     fprintf(stderr, "%s: no running master found: nothing accepts on %s (%s)\n", command.c_str(), path.c_str(),
             errno_text(errno).c_str());
     if (fd >= 0) close(fd);
@@ -94,15 +121,18 @@ int run_cli(const std::string& command, bool json, const std::string& config_pat
   }
   std::string line = command + "\n";
   if (send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+    if (errno == EAGAIN) return no_answer(fd);
     fprintf(stderr, "%s: the master did not take the command: %s\n", command.c_str(), errno_text(errno).c_str());
     close(fd);
     return kNoMasterFound;
   }
-  // The master answers once the outcome is known: a reload waits for the old generation's drain,
-  // a stop for the last worker. It always answers; the wait is bounded only by its own deadlines.
   std::string reply;
   char buf[4096];
   for (;;) {
+    pollfd pfd{fd, POLLIN, 0};
+    int ready = poll(&pfd, 1, static_cast<int>(std::min<long long>(left_ms(), INT32_MAX)));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0) return no_answer(fd);
     ssize_t n = recv(fd, buf, sizeof buf, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;

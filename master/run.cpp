@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/config.hpp"
+#include "common/duration.hpp"
 #include "common/log.hpp"
 #include "common/channel.hpp"
 #include "master/cli.hpp"
@@ -18,7 +19,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: shoal [-c FILE] [-t]\n"
-    "       shoal reload | stop | upgrade | status [--json] [-c FILE]\n"
+    "       shoal reload | stop | upgrade | status [--json] [--timeout DURATION] [-c FILE]\n"
     "\n"
     "A pre-fork HTTP/1.1 server: one master binds the listening sockets and supervises\n"
     "CPU-pinned worker processes that serve HTTP.\n"
@@ -34,10 +35,13 @@ constexpr const char* kUsage =
     "  stop      graceful shutdown\n"
     "  upgrade   replace the master with the program file now on disk, on the same sockets\n"
     "  status    the master, its generations and workers (--json for scripts)\n"
+    "  --timeout  how long to wait for the answer (default: the master's own deadlines for the\n"
+    "             command, from the config, plus 5 s; status: 5 s)\n"
     "  exit codes: 0 done; 1 the config is invalid (nothing changed); 2 the new generation or\n"
     "  master failed to start (the old one serves); 3 not ready before the deadline (the old one\n"
     "  serves); 4 another reload or upgrade is in progress; 5 no running master found; 6 the server\n"
-    "  is shutting down (the command is refused, or what it waited for was abandoned)\n"
+    "  is shutting down (the command is refused, or what it waited for was abandoned); 7 no answer\n"
+    "  within the timeout (the master may still be working: see its log)\n"
     "\n"
     "signals to the master:\n"
     "  SIGTERM  graceful shutdown (drain_delay, then drain, then exit)\n"
@@ -55,12 +59,20 @@ int run(int argc, char** argv, const Application& app) {
   bool test_only = false;
   std::string command;
   bool json = false;
+  std::optional<Millis> wait;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (i == 1 && is_cli_command(arg)) {
       command = arg;
     } else if (arg == "--json" && !command.empty()) {
       json = true;
+    } else if ((arg == "--timeout" || arg.starts_with("--timeout=")) && !command.empty()) {
+      std::string text = arg == "--timeout" ? (i + 1 < argc ? argv[++i] : "") : arg.substr(10);
+      wait = parse_duration(text);
+      if (!wait) {
+        fprintf(stderr, "shoal: --timeout needs a duration such as 30s or 2m, not '%s'\n%s", text.c_str(), kUsage);
+        return 2;
+      }
     } else if (arg == "-c" || arg == "--config") {
       if (i + 1 >= argc) {
         fprintf(stderr, "shoal: %s needs a file name\n%s", arg.c_str(), kUsage);
@@ -83,7 +95,7 @@ int run(int argc, char** argv, const Application& app) {
     }
   }
 
-  if (!command.empty()) return run_cli(command, json, config_path);
+  if (!command.empty()) return run_cli(command, json, config_path, wait);
 
   ConfigResult loaded = load_config_file(config_path);
   if (!loaded.config) {

@@ -7,6 +7,7 @@
 #include "common/config.hpp"
 #include "common/duration.hpp"
 #include "common/sys.hpp"
+#include "master/cli.hpp"
 #include "support/shoal_process.hpp"
 
 namespace shoal {
@@ -407,6 +408,17 @@ timeout = "30s"
   EXPECT_THAT(result.errors[0].message,
               HasSubstr("[shutdown] timeout (30s) must exceed drain_delay (1m), or every shutdown kills the workers"));
   EXPECT_TRUE(parse(std::string(kMinimal) + "[shutdown]\ndrain_delay = \"29s\"\ntimeout = \"30s\"\n").config);
+}
+
+// Without --timeout, a command waits as long as the master's own deadlines for it allow.
+TEST(CliWaitBound, FollowsTheConfigsDeadlines) {
+  Config config;
+  config.reload.ready_timeout = Millis(1000);
+  config.shutdown.timeout = Millis(2000);
+  EXPECT_EQ(cli_wait_bound("status", config), Millis(5000));
+  EXPECT_EQ(cli_wait_bound("stop", config), Millis(7000));
+  EXPECT_EQ(cli_wait_bound("reload", config), Millis(8000));
+  EXPECT_EQ(cli_wait_bound("upgrade", config), Millis(10'000));
 }
 
 }  // namespace

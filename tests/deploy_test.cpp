@@ -293,6 +293,44 @@ TEST_F(Deploy, CliReportsEachOutcomeWithItsOwnExitCode) {
   EXPECT_THAT(none.output, HasSubstr("no running master found: nothing accepts on " + dir_.path() + "/shoal.ctl"));
 }
 
+// A master that takes the command but never answers (stopped by a debugger, or wedged), and one
+// whose backlog is full: the CLI gives up at its timeout with exit code 7 and says so.
+TEST_F(Deploy, CliGivesUpAtItsTimeoutWhenNoAnswerComes) {
+  std::string config = write_config("workers = 1");
+  std::string path = dir_.path() + "/shoal.ctl";
+  int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  strncpy(sun.sun_path, path.c_str(), sizeof sun.sun_path - 1);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&sun), sizeof sun), 0);
+  ASSERT_EQ(listen(listener, 0), 0);  // room for one connection in the queue, never accepted
+
+  for (const char* command : {"status", "reload"}) {
+    auto began = Clock::now();
+    auto silent = cli({command, "--timeout", "300ms", "-c", config}, 10s);
+    auto took = Clock::now() - began;
+    EXPECT_EQ(silent.code, 7) << silent.output;
+    EXPECT_THAT(silent.output, HasSubstr(std::string(command) + ": no answer from the master within 300ms"));
+    EXPECT_GE(took, 300ms);
+    EXPECT_LT(took, 5s);
+  }
+  // The queue is full now (the two connections above are still in it, their clients gone or not):
+  // fill it for certain, then the CLI's connect itself waits, and is bounded too.
+  int filler = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  connect(filler, reinterpret_cast<sockaddr*>(&sun), sizeof sun);
+  auto began = Clock::now();
+  auto full = cli({"stop", "--timeout", "300ms", "-c", config}, 10s);
+  EXPECT_EQ(full.code, 7) << full.output;
+  EXPECT_THAT(full.output, HasSubstr("stop: no answer from the master within 300ms"));
+  EXPECT_LT(Clock::now() - began, 5s);
+  close(filler);
+  close(listener);
+
+  auto bad = cli({"status", "--timeout", "soon", "-c", config});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_THAT(bad.output, HasSubstr("--timeout needs a duration such as 30s or 2m, not 'soon'"));
+}
+
 TEST_F(Deploy, ControlSocketIsOwnerOnly) {
   start("workers = 1");
   struct stat st;
