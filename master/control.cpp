@@ -1,7 +1,6 @@
 #include "master/control.hpp"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -15,10 +14,15 @@ namespace shoal {
 
 struct ControlReply::Client {
   int fd = -1;
+  event_base* base = nullptr;
   event* ev = nullptr;
-  std::string line;
+  std::string line;  // the command, as it arrives
+  std::string out;   // the answer, and how much of it is written
+  size_t written = 0;
   bool answered = false;
   ControlServer::Handler* handler = nullptr;
+
+  bool write_some();  // true when done: all written, or the client left
 
   ~Client() { finish(); }
   void finish() {
@@ -30,21 +34,32 @@ struct ControlReply::Client {
 void ControlReply::send(const std::string& json_line) const {
   if (!client_ || client_->answered || client_->fd < 0) return;
   client_->answered = true;
-  // The answer is small; a short blocking write with a timeout keeps this simple and bounded.
-  int flags = fcntl(client_->fd, F_GETFL);
-  fcntl(client_->fd, F_SETFL, flags & ~O_NONBLOCK);
-  timeval tv{2, 0};
-  setsockopt(client_->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  std::string out = json_line + "\n";
-  const char* p = out.data();
-  size_t left = out.size();
-  while (left > 0) {
-    ssize_t n = ::send(client_->fd, p, left, MSG_NOSIGNAL);
+  client_->out = json_line + "\n";
+  // Never blocks the master's loop: what the client's socket does not take now (a status of
+  // many workers to a client that does not read) goes out as it drains, for at most 5 s.
+  if (client_->write_some()) return client_->finish();
+  auto* holder = new std::shared_ptr<Client>(client_);
+  if (client_->ev) event_free(client_->ev);
+  client_->ev = event_new(client_->base, client_->fd, EV_WRITE | EV_PERSIST, [](evutil_socket_t, short what, void* arg) {
+    auto* held = static_cast<std::shared_ptr<Client>*>(arg);
+    if ((what & EV_TIMEOUT) || (*held)->write_some()) {
+      (*held)->finish();
+      delete held;
+    }
+  }, holder);
+  timeval tv{5, 0};
+  event_add(client_->ev, &tv);
+}
+
+bool ControlReply::Client::write_some() {
+  while (written < out.size()) {
+    ssize_t n = ::send(fd, out.data() + written, out.size() - written, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    p += n, left -= static_cast<size_t>(n);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+    if (n <= 0) return true;  // the client left: nothing more to do
+    written += static_cast<size_t>(n);
   }
-  client_->finish();
+  return true;
 }
 
 bool ControlReply::pending() const { return client_ && !client_->answered && client_->fd >= 0; }
@@ -101,6 +116,7 @@ void ControlServer::on_accept(evutil_socket_t fd, short, void* self) {
     if (client_fd < 0) return;
     auto client = std::make_shared<ControlReply::Client>();
     client->fd = client_fd;
+    client->base = server->base_;
     client->handler = &server->handler_;
     // The event holds a pointer to the shared state; the state lives until answered or dropped.
     auto* holder = new std::shared_ptr<ControlReply::Client>(client);
