@@ -12,6 +12,7 @@
 
 #include "common/net.hpp"
 #include "common/sys.hpp"
+#include "master/faults.hpp"
 
 namespace shoal {
 
@@ -32,6 +33,10 @@ bool ListenerSet::bind_missing(const Config& config, std::string& err) {
       continue;
     }
     int fd = bind_listener(address, config.server.backlog, err);
+    if (fd >= 0 && fault_injected(FaultPoint::Bind)) {
+      err = "bind(" + address.text + ") failed: " + errno_text(errno);
+      ::close(fd), fd = -1;
+    }
     if (fd < 0) {
       for (const std::string& k : added) {
         close_entry(by_address_.at(k));

@@ -19,6 +19,7 @@
 #include "common/net.hpp"
 #include "common/sys.hpp"
 #include "common/systemd.hpp"
+#include "master/faults.hpp"
 #include "worker/worker.hpp"
 
 extern char** environ;
@@ -330,7 +331,7 @@ pid_t Master::fork_child() {
   sigset_t all, previous;
   sigfillset(&all);
   sigprocmask(SIG_BLOCK, &all, &previous);
-  pid_t pid = fork();
+  pid_t pid = fault_injected(FaultPoint::Fork) ? -1 : fork();
   int fork_errno = errno;
   if (pid == 0) {
     for (event* ev : signal_events_) event_del(ev);
@@ -350,7 +351,8 @@ void Master::fork_worker(const core::ForkWorker& a) {
   const GenerationFiles& files = found->second;
   int channel[2];
   std::string err;
-  if (!make_channel(channel, err)) {
+  if (fault_injected(FaultPoint::Socketpair)) err = "socketpair(AF_UNIX, SOCK_SEQPACKET) failed: " + errno_text(errno);
+  if (!err.empty() || !make_channel(channel, err)) {
     inbox_.push_back(core::WorkerForkFailed{a.key, err});
     return;
   }
@@ -432,7 +434,7 @@ void Master::on_worker_channel(WorkerChannel& worker) {
 
 void Master::send_to_worker(const core::SendToWorker& a) {
   auto it = workers_.find(a.key);
-  if (it == workers_.end() || !send_message(it->second->fd, {a.type, 0, 0, a.value}))
+  if (it == workers_.end() || fault_injected(FaultPoint::Send) || !send_message(it->second->fd, {a.type, 0, 0, a.value}))
     inbox_.push_back(core::SendFailed{a.key, a.type});
 }
 

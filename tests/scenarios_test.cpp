@@ -1,6 +1,8 @@
-// The lifecycle scenarios the core redesign fixed (A, B, C, E, I of its issue), against the real
-// binary with real signals: each one hung, lost a command's answer, killed early or reset
-// connections before. tests/core_test.cpp steps the same scenarios on a fake clock.
+// The lifecycle scenarios the core redesign fixed (A, B, C, E, F, G, H, I of its issue), against
+// the real binary with real signals: each one hung, lost a command's answer, killed early, lost a
+// worker count or reset connections before. tests/core_test.cpp steps the same scenarios on a
+// fake clock. G and H fail the master's own syscalls through SHOAL_FAULTS (master/faults.hpp),
+// which only the test binary fault_app honours.
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -140,6 +142,63 @@ TEST_F(Scenarios, I_ShutdownDuringAReloadRefusesNewConnectionsOnceTheListenersCl
   ASSERT_TRUE(exit && exit->exited);
   EXPECT_EQ(exit->code, 0) << shoal_->log();
   EXPECT_THAT(shoal_->log(), HasSubstr("shutdown clean"));
+}
+
+// F: SIGTTOU while a max_requests replacement starts slowly: the removal is kept, and once the
+// replacement is ready the generation has one worker, not two.
+TEST_F(Scenarios, F_SigttouWhileAReplacementStartsKeepsTheRemoval) {
+  start("workers = 2\nmax_requests = 4", "", "\"127.0.0.1:0\"", EXAMPLE_APP_BINARY);
+  dir_.write("slow-start", "");  // the replacement's start hook takes 3 s
+  bool recycling = false;
+  for (int i = 0; i < 40 && !recycling; ++i) {
+    EXPECT_EQ(get(port_, "/hello").status, 200);
+    recycling = shoal_->log().find("starting its replacement before it drains") != std::string::npos;
+  }
+  ASSERT_TRUE(recycling) << "no worker reached max_requests after 40 requests";
+  shoal_->signal(SIGTTOU);
+  ASSERT_TRUE(shoal_->wait_for_log("SIGTTOU: .*generation 1 now has 1 worker\\(s\\)", 5s));
+  std::filesystem::remove(dir_.path() + "/slow-start");
+  // Settled: one worker process, and status agrees.
+  ASSERT_TRUE(wait_until([&] { return children_of(shoal_->pid()).size() == 1; }, 15s))
+      << children_of(shoal_->pid()).size() << " children";
+  auto status = cli("status", 5s);
+  EXPECT_EQ(status.code, 0) << status.output;
+  EXPECT_THAT(status.output, HasSubstr("generation 1: serving, 1 worker(s)"));
+  EXPECT_THAT(shoal_->log(), ::testing::Not(HasSubstr("now has 3 worker(s)")));
+  EXPECT_EQ(get(port_, "/hello").status, 200);
+}
+
+// G: a socketpair or fork failure while the first generation starts is retried with the
+// backoff, like a worker that failed inside its child; the generation becomes ready whole.
+TEST_F(Scenarios, G_ForkAndSocketpairFailuresAtBootAreRetried) {
+  StartOptions options;
+  options.env = {"SHOAL_FAULTS=fork=2,socketpair=3"};  // worker 1's fork, worker 2's socketpair
+  start("workers = 4", "", "\"127.0.0.1:0\"", FAULT_APP_BINARY, options);
+  std::string log = shoal_->log();
+  EXPECT_THAT(log, HasSubstr("cannot start worker 1: fork() failed: Resource temporarily unavailable"));
+  EXPECT_THAT(log, HasSubstr("cannot start worker 2: socketpair(AF_UNIX, SOCK_SEQPACKET) failed: Too many open files"));
+  EXPECT_THAT(log, ::testing::ContainsRegex("worker [12] failed at start-up 1 time\\(s\\) in a row; next start in 100ms"));
+  EXPECT_THAT(log, HasSubstr("] generation 1 ready: 4 worker(s)"));
+  EXPECT_EQ(children_of(shoal_->pid()).size(), 4u);
+  EXPECT_EQ(get(port_, "/hello").status, 200);
+}
+
+// H: a fork failure during a reload fails that reload, names generation 2 (not 3), and the old
+// generation serves on; the next reload succeeds.
+TEST_F(Scenarios, H_ForkFailureDuringAReloadNamesTheGenerationThatFailed) {
+  StartOptions options;
+  options.env = {"SHOAL_FAULTS=fork=3"};  // the reload's first fork
+  start("workers = 2", "", "\"127.0.0.1:0\"", FAULT_APP_BINARY, options);
+  auto failed = cli("reload", 20s);
+  EXPECT_EQ(failed.code, 2) << failed.output;
+  EXPECT_THAT(failed.output,
+              HasSubstr("cannot fork the workers of generation 2: fork() failed: Resource temporarily unavailable"));
+  EXPECT_EQ(get(port_, "/hello").status, 200);
+  auto status = cli("status", 5s);
+  EXPECT_THAT(status.output, HasSubstr("generation 1: serving, 2 worker(s)"));
+  auto ok = cli("reload", 20s);
+  EXPECT_EQ(ok.code, 0) << ok.output;
+  EXPECT_THAT(ok.output, ::testing::ContainsRegex("^reload ok: generation [23] ready \\(2 workers"));
 }
 
 }  // namespace

@@ -40,7 +40,7 @@ class ServerTest : public ::testing::Test {
   void SetUp() override { dir_.write("public/hello.txt", "hello from a file\n"); }
 
   void TearDown() override {
-    if (HasFailure() && shoal_) std::cerr << "---- shoal log ----\n" << shoal_->log() << "-------------------\n";
+    if ((HasFailure() || getenv("SHOAL_TEST_SHOW_LOG")) && shoal_) std::cerr << "---- shoal log ----\n" << shoal_->log() << "-------------------\n";
   }
 
   // server_keys go into [server] after listen; sections are further tables.
