@@ -1,4 +1,4 @@
-// The lifecycle scenarios the core redesign fixed (A, B, C, E, F, G, H, I of its issue), against
+// The lifecycle scenarios the core redesign fixed (A, B, C, E, F, G, H, I, J of its issue), against
 // the real binary with real signals: each one hung, lost a command's answer, killed early, lost a
 // worker count or reset connections before. tests/core_test.cpp steps the same scenarios on a
 // fake clock. G and H fail the master's own syscalls through SHOAL_FAULTS (master/faults.hpp),
@@ -40,6 +40,7 @@ class Scenarios : public ServerTest {
     std::string path = write_config(server_keys, sections);
     shoal_ = std::make_unique<ShoalProcess>(path, dir_.path() + "/shoal.log", EXAMPLE_APP_BINARY);
   }
+  std::string scratch_;
 };
 
 // A: SIGTTOU while the first generation starts slowly: it still becomes ready, and the control
@@ -199,6 +200,29 @@ TEST_F(Scenarios, H_ForkFailureDuringAReloadNamesTheGenerationThatFailed) {
   auto ok = cli("reload", 20s);
   EXPECT_EQ(ok.code, 0) << ok.output;
   EXPECT_THAT(ok.output, ::testing::ContainsRegex("^reload ok: generation [23] ready \\(2 workers"));
+}
+
+// J: a connection accepted by the old generation that has not sent its request when the reload
+// drains that generation is answered, however long after idle_grace the request comes; before,
+// it was closed without a response after idle_grace (the read errors of bench/reload.sh).
+TEST_F(Scenarios, J_AConnectionWithoutItsFirstRequestOutlivesTheIdleGraceOfADrain) {
+  start("workers = 1", "[shutdown]\nidle_grace = \"20ms\"\n");
+  Client early(port_);
+  ASSERT_TRUE(early.connected());
+  ASSERT_TRUE(wait_until([&] {
+    auto status = run_command({SHOAL_BINARY, "status", "--json", "-c", dir_.path() + "/shoal.toml"}, scratch_, 5s);
+    return status == 0 && scratch_.find("\"connections\": 1") != std::string::npos;
+  }, 5s)) << "the worker never accepted the connection: " << scratch_;
+  shoal_->signal(SIGHUP);
+  ASSERT_TRUE(shoal_->wait_for_log("gen=1\\] draining: listeners closed; 0 request\\(s\\) in flight on 1 connection", 5s));
+  EXPECT_EQ(early.wait_close(500ms), Eof::None);  // 25 times the idle grace: still open
+  ASSERT_TRUE(early.send(request("GET", "/hello")));
+  auto r = early.read(1);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 200);
+  EXPECT_EQ(r[0].header("connection"), "close");
+  EXPECT_EQ(early.wait_close(), Eof::Clean);
+  ASSERT_TRUE(shoal_->wait_for_log("generation 1 drained", 5s));
 }
 
 }  // namespace
