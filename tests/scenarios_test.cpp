@@ -216,12 +216,7 @@ TEST_F(Scenarios, J_AConnectionWithoutItsFirstRequestOutlivesTheIdleGraceOfADrai
   shoal_->signal(SIGHUP);
   ASSERT_TRUE(shoal_->wait_for_log("gen=1\\] draining: listeners closed; 0 request\\(s\\) in flight on 1 connection", 5s));
   EXPECT_EQ(early.wait_close(500ms), Eof::None);  // 25 times the idle grace: still open
-  ASSERT_TRUE(early.send(request("GET", "/hello")));
-  auto r = early.read(1);
-  ASSERT_EQ(r.size(), 1u);
-  EXPECT_EQ(r[0].status, 200);
-  EXPECT_EQ(r[0].header("connection"), "close");
-  EXPECT_EQ(early.wait_close(), Eof::Clean);
+  expect_answered_and_closed(early);
   ASSERT_TRUE(shoal_->wait_for_log("generation 1 drained", 5s));
 }
 

@@ -148,12 +148,7 @@ TEST_F(Shutdown, RequestSentWithinTheGraceIsAnsweredWithConnectionClose) {
   shoal_->signal(SIGTERM);
   ASSERT_TRUE(shoal_->wait_for_log("draining: listeners closed", 2s));
   // The client had a request on its way as the drain began: it is answered, not dropped.
-  ASSERT_TRUE(client.send(request("GET", "/hello")));
-  auto r = client.read(1);
-  ASSERT_EQ(r.size(), 1u);
-  EXPECT_EQ(r[0].status, 200);
-  EXPECT_EQ(r[0].header("connection"), "close");
-  EXPECT_EQ(client.wait_close(), Eof::Clean);
+  expect_answered_and_closed(client);
   auto status = shoal_->wait_exit(5s);
   ASSERT_TRUE(status);
   EXPECT_EQ(status->code, 0);

@@ -104,6 +104,17 @@ inline std::string slow_route(const std::string& path, const std::string& delay)
   return "[[route]]\npath = \"" + path + "\"\nbody = \"" + path.substr(1) + " done\\n\"\ndelay = \"" + delay + "\"\n";
 }
 
+// On a connection to a draining worker: GET /hello is answered 200 with Connection: close, and
+// then the connection closes cleanly.
+inline void expect_answered_and_closed(Client& client) {
+  ASSERT_TRUE(client.send(request("GET", "/hello")));
+  auto r = client.read(1);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 200);
+  EXPECT_EQ(r[0].header("connection"), "close");
+  EXPECT_EQ(client.wait_close(), Eof::Clean);
+}
+
 // How many times `what` occurs in `text`.
 inline size_t occurrences(const std::string& text, const std::string& what) {
   size_t n = 0;
