@@ -377,10 +377,13 @@ void HttpServer::begin_drain() {
 
 void HttpServer::maybe_drained() {
   if (!draining_ || live_ != 0 || !on_drained_) return;
-  // Run from the loop, not from inside the connection that just closed.
+  // Run from the loop, not from inside the connection that just closed. Checked again there:
+  // the count may have been zero only for a moment (the first connection begin_drain took from
+  // the queue answered and closed at once, before it took the next ones).
   if (!drained_event_)
     drained_event_ = event_new(base_, -1, 0, [](evutil_socket_t, short, void* self) {
       auto* s = static_cast<HttpServer*>(self);
+      if (s->live_ != 0) return;  // the last of them to close calls maybe_drained again
       if (auto done = std::move(s->on_drained_)) done();
     }, this);
   event_active(drained_event_, 0, 0);
