@@ -414,10 +414,13 @@ class Loader {
 
   void load_http(const toml::table& t, Config::Http& h) {
     const std::string where = "[http]";
-    check_keys(t, where, {"max_header_bytes", "max_url_bytes", "max_body_bytes", "header_timeout",
-                          "keepalive_timeout", "body_timeout", "send_timeout", "max_connections"});
+    check_keys(t, where, {"max_header_bytes", "max_url_bytes", "max_header_fields", "max_chunk_ext_bytes",
+                          "max_body_bytes", "header_timeout", "keepalive_timeout", "body_timeout", "send_timeout",
+                          "max_connections"});
     read_int(t, where, "max_header_bytes", 1024, 1 << 20, h.max_header_bytes);
     read_int(t, where, "max_url_bytes", 64, 1 << 20, h.max_url_bytes);
+    read_int(t, where, "max_header_fields", 1, 10'000, h.max_header_fields);
+    read_int(t, where, "max_chunk_ext_bytes", 0, 1 << 20, h.max_chunk_ext_bytes);
     read_int(t, where, "max_body_bytes", 0, int64_t{1} << 32, h.max_body_bytes);
     read_duration(t, where, "header_timeout", Millis(1), Millis(3'600'000), h.header_timeout);
     read_duration(t, where, "keepalive_timeout", Millis(0), Millis(3'600'000), h.keepalive_timeout);

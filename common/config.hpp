@@ -84,6 +84,8 @@ struct Config {
   struct Http {
     size_t max_header_bytes = 16384;
     size_t max_url_bytes = 8192;
+    size_t max_header_fields = 100;       // header (and trailer) fields in one request
+    size_t max_chunk_ext_bytes = 4096;    // chunk extensions, summed over one request's chunks
     size_t max_body_bytes = 1048576;
     Millis header_timeout{10'000};
     Millis keepalive_timeout{60'000};

@@ -83,6 +83,8 @@ idle_grace = "100ms"
 [http]
 max_header_bytes = 4096
 max_url_bytes = 1024
+max_header_fields = 20
+max_chunk_ext_bytes = 0
 max_body_bytes = 10
 header_timeout = "2s"
 keepalive_timeout = "3s"
@@ -108,6 +110,8 @@ handler = "echo"
   EXPECT_EQ(c.server.listen[1].kind, ListenAddress::Kind::Tcp6);
   EXPECT_EQ(c.server.listen[2].unix_path, "/tmp/shoal-test.sock");
   EXPECT_EQ(c.server.workers, 3);
+  EXPECT_EQ(c.http.max_header_fields, 20u);
+  EXPECT_EQ(c.http.max_chunk_ext_bytes, 0u);
   EXPECT_EQ(c.server.cpu_affinity, CpuAffinity::None);
   EXPECT_EQ(c.cpu_for_worker(0), -1);
   EXPECT_EQ(c.shutdown.drain_delay, Millis(1000));
@@ -419,6 +423,13 @@ TEST(CliWaitBound, FollowsTheConfigsDeadlines) {
   EXPECT_EQ(cli_wait_bound("stop", config), Millis(7000));
   EXPECT_EQ(cli_wait_bound("reload", config), Millis(8000));
   EXPECT_EQ(cli_wait_bound("upgrade", config), Millis(10'000));
+}
+
+TEST(Config, HeaderFieldAndChunkExtensionLimitsHaveBounds) {
+  auto lines = error_lines(parse(std::string(kMinimal) + "[http]\nmax_header_fields = 0\nmax_chunk_ext_bytes = -1\n"));
+  ASSERT_EQ(lines.size(), 2u) << ::testing::PrintToString(lines);
+  EXPECT_THAT(lines[0], HasSubstr("[http] max_header_fields: 0 is out of range (1 to 10000)"));
+  EXPECT_THAT(lines[1], HasSubstr("[http] max_chunk_ext_bytes: -1 is out of range"));
 }
 
 }  // namespace

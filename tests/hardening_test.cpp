@@ -13,6 +13,7 @@
 #include <set>
 
 #include "support/http_client.hpp"
+#include "support/conformance.hpp"
 #include "support/malformed_requests.hpp"
 #include "support/server_fixture.hpp"
 
@@ -79,6 +80,35 @@ TEST_F(Hardening, EveryMalformedOrSmugglingRequestIsRefusedByTheRealBinary) {
     EXPECT_EQ(c.wait_close(3s), Eof::Clean) << bad.name;
   }
   EXPECT_EQ(get(port_, "/hello").status, 200);
+  expect_clean_log();
+}
+
+// The conformance table (tests/support/conformance.hpp) against the real binary, over TCP.
+TEST_F(Hardening, EveryConformanceRowHoldsForTheRealBinary) {
+  dir_.write("www/hello.txt", "hello file\n");
+  start("workers = 2", std::string(test::kMalformedLimits) + test::kConformanceRoutes);
+  size_t rows = 0;
+  for (const test::ConformanceRow& row : test::conformance_rows()) {
+    if (row.in_process_only) continue;
+    ++rows;
+    SCOPED_TRACE(std::string(row.clause) + ": " + row.requirement);
+    Client c(port_);
+    ASSERT_TRUE(c.connected());
+    if (row.request.starts_with("HEAD")) c.parser().expect_head();
+    ASSERT_TRUE(c.send(row.request + request("GET", "/hello")));
+    auto r = c.read(2, 3s);
+    ASSERT_GE(r.size(), 1u) << c.raw();
+    EXPECT_EQ(r[0].status, row.status) << c.raw();
+    if (!row.body.empty()) EXPECT_EQ(r[0].body, row.body);
+    if (row.closes) {
+      EXPECT_EQ(r.size(), 1u) << "the canary was answered: " << c.raw();
+      EXPECT_EQ(c.wait_close(3s), Eof::Clean);
+    } else {
+      ASSERT_EQ(r.size(), 2u) << "the canary was not answered: " << c.raw();
+      EXPECT_EQ(r[1].body, "ok\n");
+    }
+  }
+  EXPECT_GE(rows, 60u);
   expect_clean_log();
 }
 

@@ -14,6 +14,7 @@
 
 #include "common/config.hpp"
 #include "support/http_client.hpp"
+#include "support/conformance.hpp"
 #include "support/malformed_requests.hpp"
 #include "support/shoal_process.hpp"
 #include "worker/server.hpp"
@@ -365,6 +366,68 @@ TEST_P(HttpErrorTest, AnswersWithStatusClosesAndParsesNothingAfter) {
 
 INSTANTIATE_TEST_SUITE_P(Malformed, HttpErrorTest, ::testing::ValuesIn(test::malformed_requests()),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// The conformance table (tests/support/conformance.hpp), in-process.
+class ConformanceTest : public HttpTest, public ::testing::WithParamInterface<test::ConformanceRow> {};
+
+// Checks one row's answer: the first response's status, header and body; then the canary's
+// answer (a GET /hello behind it) when the connection stays, or the close when it does not.
+void expect_row(const test::ConformanceRow& row, const std::vector<HttpResponse>& r, Eof eof, const std::string& raw) {
+  ASSERT_GE(r.size(), 1u) << raw;
+  EXPECT_EQ(r[0].status, row.status) << raw;
+  if (!row.header.empty()) {
+    auto colon = row.header.find(':');
+    std::string name = row.header.substr(0, colon), value = row.header.substr(colon + 1);
+    if (value.starts_with(' ')) value.erase(0, 1);
+    EXPECT_FALSE(r[0].header(name).empty()) << name << " missing: " << raw;
+    if (!value.empty()) EXPECT_EQ(r[0].header(name), value) << raw;
+  }
+  if (!row.body.empty()) EXPECT_EQ(r[0].body, row.body) << raw;
+  if (row.closes) {
+    EXPECT_EQ(r.size(), 1u) << "the canary was answered: " << raw;
+    EXPECT_EQ(r[0].header("connection"), "close");
+    EXPECT_EQ(eof, Eof::Clean) << raw;
+  } else {
+    ASSERT_EQ(r.size(), 2u) << "the canary was not answered: " << raw;
+    EXPECT_EQ(r[1].status, 200) << raw;
+    EXPECT_EQ(r[1].body, "ok\n") << raw;
+  }
+}
+
+TEST_P(ConformanceTest, AsTheRfcSays) {
+  const auto& row = GetParam();
+  app_.handle("/host", [](const Request& req, Responder reply) { reply.send(200, "text/plain", req.host); });
+  start();
+  Peer& p = connect();
+  if (row.request.starts_with("HEAD")) p.parser.expect_head();
+  auto r = exchange(p, row.request + request("GET", "/hello"), 2);
+  if (row.closes) closed(p);
+  expect_row(row, r, p.eof, p.raw);
+}
+
+INSTANTIATE_TEST_SUITE_P(Rfc, ConformanceTest, ::testing::ValuesIn(test::conformance_rows()),
+                         [](const auto& info) { return "row" + std::to_string(info.index); });
+
+// A connection refused in the middle of a chunk-size line leaves nothing behind in its slot:
+// the next connection there parses its request line as a request line.
+TEST_F(HttpTest, ASlotReusedAfterARefusedChunkLineStartsClean) {
+  start();
+  {
+    Peer& first = connect();
+    auto r = exchange(first, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;" +
+                                 std::string(5000, 'e'));
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].status, 400);
+    ::shutdown(first.fd, SHUT_WR);
+    EXPECT_EQ(closed(first), Eof::Clean);
+  }
+  pump(*peers_.back(), [&] { return server_->connection_count() == 0; });
+  ASSERT_EQ(server_->connection_count(), 0u);
+  Peer& second = connect();
+  auto r = exchange(second, request("GET", "/hello"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 200);
+}
 
 TEST_F(HttpTest, HeaderTimeoutGives408AndCloses) {
   expect_timeout_408("header_timeout = \"100ms\"\n", "GET /hello HTTP/1.1\r\nHost: t\r\n", 90ms);

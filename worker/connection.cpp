@@ -18,6 +18,7 @@
 
 #include "common/net.hpp"
 #include "common/scoreboard.hpp"
+#include "worker/http_syntax.hpp"
 #include "worker/server.hpp"
 
 namespace shoal {
@@ -152,8 +153,15 @@ void Connection::open(int fd, const sockaddr* addr, socklen_t addr_len) {
     llhttp_settings_t s;
     llhttp_settings_init(&s);
     s.on_message_begin = on_message_begin;
+    s.on_method = on_method;
     s.on_url = on_url;
+    s.on_url_complete = on_url_complete;
+    s.on_version = on_version;
     s.on_header_field = on_header_field;
+    s.on_header_field_complete = on_header_field_complete;
+    s.on_header_value_complete = on_header_value_complete;
+    s.on_chunk_header = on_chunk_header;
+    s.on_chunk_complete = on_chunk_complete;
     s.on_header_value = on_header_value;
     s.on_headers_complete = on_headers_complete;
     s.on_body = on_body;
@@ -175,6 +183,12 @@ void Connection::open(int fd, const sockaddr* addr, socklen_t addr_len) {
   is_tcp_ = addr->sa_family == AF_INET || addr->sa_family == AF_INET6;
   format_remote(addr, addr_len, remote_, sizeof remote_);
   llhttp_init(&parser_, HTTP_REQUEST, &settings);
+  // HTTP/1.2 to 1.9 are parsed, and served as 1.1 (RFC 9110 2.5); majors other than 1 get 505.
+  parser_.lenient_flags |= LENIENT_VERSION;
+  fed_ = 0;
+  // A slot is reused: nothing of the last connection's chunked body may steer this one's input.
+  chunk_line_next_ = false;
+  chunk_line_.clear();
   parser_.data = this;
   nodelay_set_ = false;
   event_assign(&read_ev_, server_.base(), fd_, EV_READ | EV_PERSIST, on_readable, this);
@@ -225,6 +239,14 @@ int Connection::on_message_begin(llhttp_t* p) {
   c->error_status_ = 0;
   c->headers_done_ = false;
   c->method_ = {};
+  c->line_at_ = kNoOffset;
+  c->method_end_ = c->url_end_ = 0;
+  c->version_seen_ = false;
+  c->chunk_line_next_ = false;
+  c->chunk_line_.clear();
+  c->chunk_ext_bytes_ = 0;
+  c->authority_ = {};
+  c->origin_ = {};
   c->request_start_us_ = c->server_.access_log_on() ? monotonic_us() : 0;
   c->request_started_ms_ = c->server_.now_ms();
   return 0;
@@ -234,9 +256,26 @@ bool Connection::over_header_limit() const {
   return header_bytes_ + url_.length > server_.config().http.max_header_bytes;
 }
 
+// The request line is method SP target SP HTTP-version, one space each (RFC 9112 3): llhttp
+// skips extra spaces, which a proxy in front may read differently, so the offsets of its parts
+// in the stream are checked here.
+int Connection::on_method(llhttp_t* p, const char* at, size_t length) {
+  auto* c = static_cast<Connection*>(p->data);
+  if (c->line_at_ == kNoOffset) c->line_at_ = c->offset_of(at);
+  c->method_end_ = static_cast<uint32_t>(c->offset_of(at) + length - c->line_at_);
+  return 0;
+}
+
 int Connection::on_url(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
-  if (c->url_.length == 0) c->url_.offset = static_cast<uint32_t>(c->arena_.size());
+  if (c->url_.length == 0) {
+    c->url_.offset = static_cast<uint32_t>(c->arena_.size());
+    if (c->offset_of(at) - c->line_at_ != c->method_end_ + 1u) {
+      c->error_status_ = 400;
+      return -1;
+    }
+  }
+  c->url_end_ = static_cast<uint32_t>(c->offset_of(at) + length - c->line_at_);
   c->url_.length += static_cast<uint32_t>(length);
   if (c->url_.length > c->server_.config().http.max_url_bytes) {
     c->error_status_ = 414;
@@ -246,9 +285,36 @@ int Connection::on_url(llhttp_t* p, const char* at, size_t length) {
   return 0;
 }
 
+int Connection::on_url_complete(llhttp_t* p) {
+  // llhttp marks a request line without a version (HTTP/0.9, "GET /") as 0.9 here, and would
+  // then wait for headers that never come: answer at once.
+  if (p->http_major == 0 && p->http_minor == 9) {
+    static_cast<Connection*>(p->data)->error_status_ = 505;
+    return -1;
+  }
+  return 0;
+}
+
+int Connection::on_version(llhttp_t* p, const char* at, size_t length) {
+  auto* c = static_cast<Connection*>(p->data);
+  if (!c->version_seen_) {
+    c->version_seen_ = true;
+    if (c->offset_of(at) - c->line_at_ != c->url_end_ + 6u) {  // SP "HTTP/"
+      c->error_status_ = 400;
+      return -1;
+    }
+  }
+  (void)length;
+  return 0;
+}
+
 int Connection::on_header_field(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
   if (c->header_spans_.empty() || c->in_header_value_) {
+    if (c->header_spans_.size() >= c->server_.config().http.max_header_fields) {
+      c->error_status_ = 431;
+      return -1;
+    }
     c->header_spans_.push_back({{static_cast<uint32_t>(c->arena_.size()), 0}, {}});
     c->in_header_value_ = false;
     c->header_bytes_ += 4;  // ": " and CRLF
@@ -260,6 +326,17 @@ int Connection::on_header_field(llhttp_t* p, const char* at, size_t length) {
     return -1;
   }
   c->arena_.append(at, length);
+  return 0;
+}
+
+// A field name is a token (RFC 9112 5.1): llhttp lets an empty one through, and one with
+// spaces before the colon, which RFC 9112 5.1 says a server MUST reject with 400.
+int Connection::on_header_field_complete(llhttp_t* p) {
+  auto* c = static_cast<Connection*>(p->data);
+  if (c->header_spans_.empty() || !is_token(c->span(c->header_spans_.back().name))) {
+    c->error_status_ = 400;
+    return -1;
+  }
   return 0;
 }
 
@@ -290,14 +367,33 @@ int Connection::on_header_value(llhttp_t* p, const char* at, size_t length) {
   return 0;
 }
 
+// Trailing OWS is not part of a field value (RFC 9110 5.5); llhttp drops only the leading.
+int Connection::on_header_value_complete(llhttp_t* p) {
+  auto* c = static_cast<Connection*>(p->data);
+  if (c->header_spans_.empty()) return 0;
+  Span& value = c->header_spans_.back().value;
+  while (value.length > 0 && (c->arena_[value.offset + value.length - 1] == ' ' ||
+                              c->arena_[value.offset + value.length - 1] == '\t'))
+    --value.length;
+  return 0;
+}
+
 int Connection::on_headers_complete(llhttp_t* p) {
   auto* c = static_cast<Connection*>(p->data);
   const auto& http = c->server_.config().http;
   const bool has_length = (p->flags & F_CONTENT_LENGTH) != 0;
   const bool chunked = (p->flags & F_CHUNKED) != 0;
-  // llhttp parses any single-digit version; this server speaks HTTP/1.0 and HTTP/1.1 only.
-  if (p->http_major != 1 || p->http_minor > 1) {
+  // llhttp parses any single-digit version; this server speaks HTTP/1.x, and a minor above 1 is
+  // served as 1.1, the highest it implements (RFC 9110 2.5).
+  if (p->http_major != 1) {
     c->error_status_ = 505;
+    return -1;
+  }
+  const bool http11 = p->http_minor >= 1;
+  // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing (an HTTP/1.0 hop
+  // in front would not have decoded it): a smuggling vector. Rejected, and the connection closes.
+  if (!http11 && (p->flags & F_TRANSFER_ENCODING)) {
+    c->error_status_ = 400;
     return -1;
   }
   if (has_length && p->content_length > http.max_body_bytes) {
@@ -310,6 +406,7 @@ int Connection::on_headers_complete(llhttp_t* p) {
     std::string_view name = c->span(h.name);
     if (name.size() == 4 && iequals(name, "host")) {
       ++hosts;
+      c->authority_ = h.value;
     } else if (name.size() == 6 && iequals(name, "expect")) {
       if (!iequals(c->span(h.value), "100-continue")) {
         c->error_status_ = 417;
@@ -320,15 +417,60 @@ int Connection::on_headers_complete(llhttp_t* p) {
   }
   // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host, HTTP/1.0 at most one. A request that
   // names two hosts could be routed by one and served as the other.
-  if (hosts > 1 || (hosts == 0 && p->http_minor == 1)) {
+  if (hosts > 1 || (hosts == 0 && http11)) {
     c->error_status_ = 400;
     return -1;
   }
+  // The target's forms (RFC 9112 3.2): origin-form "/path?query"; absolute-form, whose path is
+  // the target's path and whose authority replaces Host; "*" for OPTIONS only.
+  std::string_view target = c->span(c->url_);
+  if (!target.empty() && target[0] == '/') {
+    c->origin_ = c->url_;
+  } else if (size_t after = absolute_form_prefix(target)) {
+    size_t end = target.find_first_of("/?#", after);
+    if (end == std::string_view::npos) end = target.size();
+    c->authority_ = {static_cast<uint32_t>(c->url_.offset + after), static_cast<uint32_t>(end - after)};
+    c->origin_ = {static_cast<uint32_t>(c->url_.offset + end), static_cast<uint32_t>(target.size() - end)};
+    if (c->authority_.length == 0) {  // "http:///x": an http URI has a host (RFC 9110 4.2.1)
+      c->error_status_ = 400;
+      return -1;
+    }
+  } else if (p->method == HTTP_CONNECT) {
+    c->error_status_ = 501;  // a tunnel: not something this server does
+    return -1;
+  } else if (target == "*" && p->method == HTTP_OPTIONS) {
+    c->origin_ = c->url_;
+  } else {
+    c->error_status_ = 400;
+    return -1;
+  }
+  // RFC 9110 7.2: Host is uri-host [":" port]; anything else is 400 (RFC 9112 3.2).
+  if (!is_authority(c->span(c->authority_))) {
+    c->error_status_ = 400;
+    return -1;
+  }
+  if (chunked) {
+    // Each chunk-size line goes through chunk_line() first (see feed), which removes the bad
+    // whitespace RFC 9112 7.1.1 allows around ';' and '=' and counts the extensions' bytes.
+    c->chunk_line_next_ = true;
+  }
   // RFC 9110 10.1.1: the client waits for this before sending the body. HTTP/1.0 has no 1xx.
-  if (continue_expected && p->http_minor == 1 && (chunked || p->content_length > 0))
+  if (continue_expected && http11 && (chunked || p->content_length > 0))
     c->out_.append("HTTP/1.1 100 Continue\r\n\r\n");
   c->headers_done_ = true;
+  return c->chunk_line_next_ ? HPE_PAUSED : 0;
+}
+
+int Connection::on_chunk_header(llhttp_t* p) {
+  static_cast<Connection*>(p->data)->last_chunk_ = p->content_length == 0;
   return 0;
+}
+
+int Connection::on_chunk_complete(llhttp_t* p) {
+  auto* c = static_cast<Connection*>(p->data);
+  if (c->last_chunk_) return 0;
+  c->chunk_line_next_ = true;  // another chunk-size line follows
+  return HPE_PAUSED;
 }
 
 int Connection::on_body(llhttp_t* p, const char* at, size_t length) {
@@ -405,13 +547,20 @@ size_t Connection::feed_all(const char* data, size_t length) {
 }
 
 size_t Connection::feed(const char* data, size_t length) {
+  if (chunk_line_next_) return feed_chunk_line(data, length);
   feed_begin_ = data;
   feed_end_ = data + length;
+  feed_at_ = fed_;
   llhttp_errno_t err = llhttp_execute(&parser_, data, length);
-  if (err == HPE_OK) return length;
+  if (err == HPE_OK) {
+    fed_ += length;
+    return length;
+  }
   if (err == HPE_PAUSED) {
     size_t used = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
+    fed_ += used;
     llhttp_resume(&parser_);
+    if (chunk_line_next_) return used;  // paused before a chunk-size line, not at a request's end
     more_input_ = used < length;
     dispatch();
     return used;
@@ -423,8 +572,54 @@ size_t Connection::feed(const char* data, size_t length) {
   }
   int status = error_status_ != 0 ? error_status_ : 400;
   if (err == HPE_INVALID_VERSION) status = 505;
+  // A method llhttp does not know, but a well-formed token followed by a space: 501 (RFC 9110
+  // 9.1), not the 400 of a line that is not HTTP at all.
+  if (err == HPE_INVALID_METHOD && starts_with_token_and_space({data, length})) status = 501;
   reject(status, error_status_ != 0 ? std::string_view() : llhttp_get_error_reason(&parser_));
   return length;
+}
+
+// A chunk-size line, gathered whole (within max_chunk_ext_bytes). Its extensions are checked
+// here and not handed to llhttp, which shoal does not need them from: llhttp 8 rejects the bad
+// whitespace RFC 9112 7.1.1 allows around ';' and '=' (a recipient MUST remove it), and a second
+// extension after an unquoted value ("3;a=1;b").
+size_t Connection::feed_chunk_line(const char* data, size_t length) {
+  const auto& http = server_.config().http;
+  const char* lf = static_cast<const char*>(memchr(data, '\n', length));
+  size_t take = lf ? static_cast<size_t>(lf - data) + 1 : length;
+  fed_ += take;
+  // 16 hex digits of size, and CRLF, beside the extensions.
+  if (chunk_line_.size() + take > http.max_chunk_ext_bytes - chunk_ext_bytes_ + 18) {
+    reject(400, "chunk extensions over max_chunk_ext_bytes");
+    return length;
+  }
+  chunk_line_.append(data, take);
+  if (!lf) return length;
+  chunk_line_next_ = false;
+  size_t size_end = 0;
+  while (size_end < chunk_line_.size() && hex_value(chunk_line_[size_end]) >= 0) ++size_end;
+  size_t line_end = chunk_line_.size() - 1;  // the LF; llhttp checks the CR before it
+  if (line_end > size_end && chunk_line_[line_end - 1] == '\r') --line_end;
+  std::string_view extensions(chunk_line_.data() + size_end, line_end - size_end);
+  chunk_ext_bytes_ += static_cast<uint32_t>(extensions.size());
+  if (chunk_ext_bytes_ > http.max_chunk_ext_bytes) {
+    reject(400, "chunk extensions over max_chunk_ext_bytes");
+    return take;
+  }
+  if (!is_chunk_extensions(extensions)) {
+    reject(400, "invalid chunk extension");
+    return take;
+  }
+  chunk_line_.erase(size_end, extensions.size());
+  feed_begin_ = chunk_line_.data();
+  feed_end_ = chunk_line_.data() + chunk_line_.size();
+  llhttp_errno_t err = llhttp_execute(&parser_, chunk_line_.data(), chunk_line_.size());
+  chunk_line_.clear();
+  if (err != HPE_OK) {
+    reject(error_status_ != 0 ? error_status_ : 400, llhttp_get_error_reason(&parser_));
+    return length;
+  }
+  return take;
 }
 
 // ---------------------------------------------------------------- requests
@@ -438,14 +633,19 @@ void Connection::dispatch() {
   for (const HeaderSpan& h : header_spans_) headers_.push_back({span(h.name), span(h.value)});
   Request request;
   request.method = method_ = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
-  request.target = span(url_);
+  // Routed by the origin form: an absolute-form target's path (RFC 9112 3.2.2), "/" when it has
+  // none; "*" (OPTIONS) stays as it is.
+  request.target = span(origin_);
+  if (request.target.empty()) request.target = "/";
   auto question = request.target.find('?');
   request.path = request.target.substr(0, question);
+  if (request.path.empty()) request.path = "/";  // "http://host?q" (RFC 9110 4.2.3)
   if (question != std::string_view::npos) request.query = request.target.substr(question + 1);
+  request.host = span(authority_);
   request.body = body_;
   request.remote = remote_;
   request.version_major = parser_.http_major;
-  request.version_minor = parser_.http_minor;
+  request.version_minor = std::min<int>(parser_.http_minor, 1);  // 1.2 to 1.9 are served as 1.1
   request.headers = headers_;
 
   const RouteEntry* route = server_.route(request.path);

@@ -73,8 +73,15 @@ class Connection {
   };
 
   static int on_message_begin(llhttp_t* p);
+  static int on_method(llhttp_t* p, const char* at, size_t length);
   static int on_url(llhttp_t* p, const char* at, size_t length);
+  static int on_url_complete(llhttp_t* p);
+  static int on_version(llhttp_t* p, const char* at, size_t length);
   static int on_header_field(llhttp_t* p, const char* at, size_t length);
+  static int on_header_field_complete(llhttp_t* p);
+  static int on_header_value_complete(llhttp_t* p);
+  static int on_chunk_header(llhttp_t* p);
+  static int on_chunk_complete(llhttp_t* p);
   static int on_header_value(llhttp_t* p, const char* at, size_t length);
   static int on_headers_complete(llhttp_t* p);
   static int on_body(llhttp_t* p, const char* at, size_t length);
@@ -87,6 +94,9 @@ class Connection {
   bool read_input();
   size_t feed_all(const char* data, size_t length);
   size_t feed(const char* data, size_t length);
+  size_t feed_chunk_line(const char* data, size_t length);
+  // Where a byte handed to llhttp now sits in the connection's input stream.
+  uint64_t offset_of(const char* at) const { return feed_at_ + static_cast<uint64_t>(at - feed_begin_); }
   bool can_parse() const;
   void advance();
   bool flush_output();
@@ -135,6 +145,17 @@ class Connection {
   bool value_piece_at_end_ = false;  // the last piece of a header value ended where its read ended
   const char* feed_begin_ = nullptr;  // what llhttp_execute is parsing now
   const char* feed_end_ = nullptr;
+  uint64_t feed_at_ = 0;  // the stream offset of feed_begin_
+  uint64_t fed_ = 0;      // bytes of the stream handed to llhttp so far
+  // The request line's parts, as offsets from its first byte, to check its single spaces.
+  static constexpr uint64_t kNoOffset = UINT64_MAX;
+  uint64_t line_at_ = kNoOffset;
+  uint32_t method_end_ = 0, url_end_ = 0;
+  bool version_seen_ = false;
+  bool chunk_line_next_ = false;  // the next input is a chunk-size line (see feed_chunk_line)
+  bool last_chunk_ = false;
+  uint32_t chunk_ext_bytes_ = 0;  // of this request's chunk extensions so far
+  std::string chunk_line_;        // a chunk-size line split between reads
   bool is_tcp_ = true;
   bool nodelay_set_ = false;
 
@@ -144,6 +165,8 @@ class Connection {
   // The request being parsed: URL and headers are copied into one arena reused across requests.
   std::string arena_;
   Span url_;
+  Span origin_;     // the target's origin form (path and query); of an absolute-form target too
+  Span authority_;  // the absolute-form target's authority, else the Host header's value
   std::vector<HeaderSpan> header_spans_;
   std::vector<Header> headers_;
   size_t header_bytes_ = 0;

@@ -21,8 +21,9 @@ struct Header {
 // the handler call: a handler that answers later copies what it needs first.
 struct Request {
   std::string_view method;  // "GET"
-  std::string_view target;  // "/path?query", as sent
+  std::string_view target;  // "/path?query": as sent, or the path and query of an absolute-form target
   std::string_view path;    // "/path" (not decoded)
+  std::string_view host;    // the absolute-form target's authority, else the Host header (may be empty)
   std::string_view query;   // "query" without the '?', or empty
   std::string_view body;
   std::string_view remote;  // client address, "127.0.0.1:51234"

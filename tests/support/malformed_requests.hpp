@@ -60,7 +60,44 @@ inline const std::vector<MalformedCase>& malformed_requests() {
       MalformedCase{"MissingHost", "GET /hello HTTP/1.1\r\nX: y\r\n\r\n", 400},
       MalformedCase{"TwoHosts", "GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
       MalformedCase{"Http09", "GET /hello\r\n\r\n", 505},
-      MalformedCase{"Http12Version", "GET /hello HTTP/1.2\r\nHost: t\r\n\r\n", 505},
+      MalformedCase{"Http09WithoutEmptyLine", "GET /hello\r\n", 505},
+      MalformedCase{"LengthWithTrailingWhitespace", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5 \t\r\n\r\nhello", 400},
+      MalformedCase{"WhitespaceBeforeFirstField", "GET /hello HTTP/1.1\r\n Host: t\r\n\r\n", 400},
+      MalformedCase{"LowercaseVersion", "GET /hello http/1.1\r\nHost: t\r\n\r\n", 400},
+      MalformedCase{"LowercaseMethod", "get /hello HTTP/1.1\r\nHost: t\r\n\r\n", 501},
+      MalformedCase{"AsteriskWithGet", "GET * HTTP/1.1\r\nHost: t\r\n\r\n", 400},
+      // RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing; what follows the body must
+      // not be served as a second request.
+      MalformedCase{"Http10Chunked", "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
+                                     "3\r\nabc\r\n0\r\n\r\n", 400},
+      MalformedCase{"Http10ChunkedWithLength", "POST /echo HTTP/1.0\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                               "3\r\nabc\r\n0\r\n\r\n", 400},
+      MalformedCase{"EmptyFieldName", "GET /hello HTTP/1.1\r\nHost: t\r\n: value\r\n\r\n", 400},
+      MalformedCase{"EmptyFirstFieldName", "GET /hello HTTP/1.1\r\n: value\r\nHost: t\r\n\r\n", 400},
+      MalformedCase{"TwoSpacesBeforeTarget", "GET  /hello HTTP/1.1\r\nHost: t\r\n\r\n", 400},
+      MalformedCase{"TwoSpacesBeforeVersion", "GET /hello  HTTP/1.1\r\nHost: t\r\n\r\n", 400},
+      MalformedCase{"TabInRequestLine", "GET\t/hello HTTP/1.1\r\nHost: t\r\n\r\n", 400},
+      MalformedCase{"HostWithSpace", "GET /hello HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+      MalformedCase{"HostWithUserinfo", "GET /hello HTTP/1.1\r\nHost: user@t\r\n\r\n", 400},
+      MalformedCase{"HostWithBadPort", "GET /hello HTTP/1.1\r\nHost: t:80x\r\n\r\n", 400},
+      MalformedCase{"AbsoluteFormWithBadAuthority", "GET http://a b/hello HTTP/1.1\r\nHost: t\r\n\r\n", 400},
+      MalformedCase{"TargetNotAPath", "GET hello HTTP/1.1\r\nHost: t\r\n\r\n", 400},
+      MalformedCase{"UnknownMethod", "BREW /pot HTTP/1.1\r\nHost: t\r\n\r\n", 501},
+      MalformedCase{"Connect", "CONNECT t:443 HTTP/1.1\r\nHost: t:443\r\n\r\n", 501},
+      MalformedCase{"TooManyFields", [] {
+          std::string r = "GET /hello HTTP/1.1\r\nHost: t\r\n";
+          for (int i = 0; i < 100; ++i) r += "X: v\r\n";  // 101 fields, 700 bytes: under max_header_bytes
+          return r + "\r\n";
+        }(), 431},
+      MalformedCase{"ChunkExtensionsTooLong",
+          "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;" + std::string(5000, 'e') +
+          "\r\nabc\r\n0\r\n\r\n", 400},
+      MalformedCase{"ChunkExtensionsTooLongOverManyChunks", [] {
+          std::string r = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+          for (int i = 0; i < 50; ++i) r += "1;" + std::string(100, 'e') + "\r\nx\r\n";  // 5,100 bytes of them
+          return r + "0\r\n\r\n";
+        }(), 400},
+      MalformedCase{"SpaceAfterChunkSize", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n0\r\n\r\n", 400},
       MalformedCase{"Http3Version", "GET /hello HTTP/3.0\r\nHost: t\r\n\r\n", 505},
       MalformedCase{"TlsClientHello",
           std::string("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\x5a\x21\x00\x01\x02\x03", 17), 400},

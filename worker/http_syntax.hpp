@@ -1,0 +1,30 @@
+// The pieces of RFC 9110 / RFC 9112 grammar that llhttp does not check for a server, as pure
+// functions over bytes (tests/http_syntax_test.cpp).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace shoal {
+
+// token = 1*tchar (RFC 9110 5.6.2).
+bool is_token(std::string_view text);
+
+// Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2): a reg-name (unreserved,
+// pct-encoded, sub-delims), an IPv4 address (a reg-name's characters), or an IP literal in
+// brackets. Empty is valid (a target without an authority).
+bool is_authority(std::string_view text);
+
+// For an absolute-form target, "http://" or "https://" in any case: how many bytes the scheme
+// and "://" take. 0 for anything else.
+size_t absolute_form_prefix(std::string_view target);
+
+// Starts with a token and then SP: a request line whose method llhttp did not know.
+bool starts_with_token_and_space(std::string_view bytes);
+
+// chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ) (RFC 9112 7.1.1),
+// with chunk-ext-val a token or a quoted-string: what follows a chunk's size on its line.
+bool is_chunk_extensions(std::string_view text);
+
+}  // namespace shoal
