@@ -370,30 +370,6 @@ INSTANTIATE_TEST_SUITE_P(Malformed, HttpErrorTest, ::testing::ValuesIn(test::mal
 // The conformance table (tests/support/conformance.hpp), in-process.
 class ConformanceTest : public HttpTest, public ::testing::WithParamInterface<test::ConformanceRow> {};
 
-// Checks one row's answer: the first response's status, header and body; then the canary's
-// answer (a GET /hello behind it) when the connection stays, or the close when it does not.
-void expect_row(const test::ConformanceRow& row, const std::vector<HttpResponse>& r, Eof eof, const std::string& raw) {
-  ASSERT_GE(r.size(), 1u) << raw;
-  EXPECT_EQ(r[0].status, row.status) << raw;
-  if (!row.header.empty()) {
-    auto colon = row.header.find(':');
-    std::string name = row.header.substr(0, colon), value = row.header.substr(colon + 1);
-    if (value.starts_with(' ')) value.erase(0, 1);
-    EXPECT_FALSE(r[0].header(name).empty()) << name << " missing: " << raw;
-    if (!value.empty()) EXPECT_EQ(r[0].header(name), value) << raw;
-  }
-  if (!row.body.empty()) EXPECT_EQ(r[0].body, row.body) << raw;
-  if (row.closes) {
-    EXPECT_EQ(r.size(), 1u) << "the canary was answered: " << raw;
-    EXPECT_EQ(r[0].header("connection"), "close");
-    EXPECT_EQ(eof, Eof::Clean) << raw;
-  } else {
-    ASSERT_EQ(r.size(), 2u) << "the canary was not answered: " << raw;
-    EXPECT_EQ(r[1].status, 200) << raw;
-    EXPECT_EQ(r[1].body, "ok\n") << raw;
-  }
-}
-
 TEST_P(ConformanceTest, AsTheRfcSays) {
   const auto& row = GetParam();
   app_.handle("/host", [](const Request& req, Responder reply) { reply.send(200, "text/plain", req.host); });
@@ -402,7 +378,7 @@ TEST_P(ConformanceTest, AsTheRfcSays) {
   if (row.request.starts_with("HEAD")) p.parser.expect_head();
   auto r = exchange(p, row.request + request("GET", "/hello"), 2);
   if (row.closes) closed(p);
-  expect_row(row, r, p.eof, p.raw);
+  test::expect_row(row, r, p.eof, p.raw);
 }
 
 INSTANTIATE_TEST_SUITE_P(Rfc, ConformanceTest, ::testing::ValuesIn(test::conformance_rows()),
@@ -565,6 +541,69 @@ TEST_F(HttpTest, StaticRejectsOtherMethodsAndHonoursHead) {
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].header("content-length"), "11");
   EXPECT_EQ(r[0].body, "");
+}
+
+// RFC 9110 8.8, 13, 14 for static files: validators, 304 / 412, one byte range with 206,
+// 416, If-Range; the partial body still goes out with sendfile.
+TEST_F(HttpTest, StaticFilesRevalidateAndResumeAsNginxDoes) {
+  std::string big;
+  for (int i = 0; big.size() < 1 << 20; ++i) big += "line " + std::to_string(i) + "\n";
+  dir_.write("www/big.txt", big);
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/files/big.txt"), 1, 10s);
+  ASSERT_EQ(r.size(), 1u);
+  std::string etag(r[0].header("etag")), modified(r[0].header("last-modified"));
+  EXPECT_THAT(etag, ::testing::MatchesRegex("\"[0-9a-f]+-[0-9a-f]+-[0-9a-f]+\""));
+  EXPECT_THAT(modified, ::testing::MatchesRegex("[A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} [0-9:]{8} GMT"));
+  EXPECT_EQ(r[0].header("accept-ranges"), "bytes");
+
+  r = exchange(p, request("GET", "/files/big.txt", "If-None-Match: \"x\", " + etag + "\r\n"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 304);
+  EXPECT_EQ(r[0].body, "");
+  EXPECT_EQ(r[0].header("etag"), etag);
+  r = exchange(p, request("GET", "/files/big.txt", "If-Modified-Since: " + modified + "\r\n"));
+  EXPECT_EQ(r.at(0).status, 304);
+  r = exchange(p, request("GET", "/files/big.txt", "If-Match: \"stale\"\r\n"));
+  EXPECT_EQ(r.at(0).status, 412);
+
+  r = exchange(p, request("GET", "/files/big.txt", "Range: bytes=0-99\r\n"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 206);
+  EXPECT_EQ(r[0].header("content-range"), "bytes 0-99/" + std::to_string(big.size()));
+  EXPECT_EQ(r[0].body, big.substr(0, 100));
+  r = exchange(p, request("GET", "/files/big.txt", "Range: bytes=-10\r\nIf-Range: " + etag + "\r\n"));
+  EXPECT_EQ(r.at(0).status, 206);
+  EXPECT_EQ(r[0].body, big.substr(big.size() - 10));
+  r = exchange(p, request("GET", "/files/big.txt", "Range: bytes=0-9\r\nIf-Range: \"changed\"\r\n"), 1, 10s);
+  EXPECT_EQ(r.at(0).status, 200);  // the file is not the one the client has part of: all of it
+  EXPECT_EQ(r[0].body.size(), big.size());
+  r = exchange(p, request("GET", "/files/big.txt", "Range: bytes=" + std::to_string(big.size()) + "-\r\n"));
+  EXPECT_EQ(r.at(0).status, 416);
+  EXPECT_EQ(r[0].header("content-range"), "bytes */" + std::to_string(big.size()));
+  // Several ranges get the whole file (RFC 9110 14.2 lets a server ignore Range).
+  r = exchange(p, request("GET", "/files/big.txt", "Range: bytes=0-1,5-6\r\n"), 1, 10s);
+  EXPECT_EQ(r.at(0).status, 200);
+  // The connection is still in step: a plain request after all of them.
+  r = exchange(p, request("GET", "/hello"));
+  EXPECT_EQ(r.at(0).body, "ok\n");
+}
+
+TEST_F(HttpTest, StaticContentTypesCoverTheWebsCommonFiles) {
+  for (const char* name : {"a.mjs", "a.avif", "a.mp4", "a.woff2", "a.wasm", "a.svg", "a.json", "a.css"})
+    dir_.write(std::string("www/") + name, "x");
+  start();
+  Peer& p = connect();
+  const std::pair<const char*, const char*> expected[] = {
+      {"a.mjs", "text/javascript; charset=utf-8"}, {"a.avif", "image/avif"}, {"a.mp4", "video/mp4"},
+      {"a.woff2", "font/woff2"}, {"a.wasm", "application/wasm"}, {"a.svg", "image/svg+xml"},
+      {"a.json", "application/json"}, {"a.css", "text/css; charset=utf-8"}};
+  for (const auto& [name, type] : expected) {
+    auto r = exchange(p, request("GET", std::string("/files/") + name));
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].header("content-type"), type) << name;
+  }
 }
 
 TEST_F(HttpTest, LargeStaticFileArrivesWholeAndInOrderWithPipelining) {

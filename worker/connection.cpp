@@ -20,6 +20,7 @@
 #include "common/scoreboard.hpp"
 #include "worker/http_syntax.hpp"
 #include "worker/server.hpp"
+#include "worker/static_files.hpp"
 
 namespace shoal {
 namespace {
@@ -33,15 +34,22 @@ constexpr size_t kKeepCapacity = 64 * 1024;
 
 std::string_view content_type_for(std::string_view path) {
   static const std::pair<std::string_view, std::string_view> kTypes[] = {
-      {".html", "text/html; charset=utf-8"}, {".htm", "text/html; charset=utf-8"},
-      {".css", "text/css; charset=utf-8"},   {".js", "text/javascript; charset=utf-8"},
-      {".json", "application/json"},         {".txt", "text/plain; charset=utf-8"},
-      {".xml", "application/xml"},           {".svg", "image/svg+xml"},
-      {".png", "image/png"},                 {".jpg", "image/jpeg"},
-      {".jpeg", "image/jpeg"},               {".gif", "image/gif"},
-      {".webp", "image/webp"},               {".ico", "image/x-icon"},
-      {".woff2", "font/woff2"},              {".wasm", "application/wasm"},
-      {".pdf", "application/pdf"},           {".gz", "application/gzip"},
+      {".html", "text/html; charset=utf-8"},   {".htm", "text/html; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},     {".js", "text/javascript; charset=utf-8"},
+      {".mjs", "text/javascript; charset=utf-8"}, {".json", "application/json"},
+      {".map", "application/json"},            {".webmanifest", "application/manifest+json"},
+      {".txt", "text/plain; charset=utf-8"},   {".csv", "text/csv; charset=utf-8"},
+      {".md", "text/markdown; charset=utf-8"}, {".xml", "application/xml"},
+      {".svg", "image/svg+xml"},               {".png", "image/png"},
+      {".jpg", "image/jpeg"},                  {".jpeg", "image/jpeg"},
+      {".gif", "image/gif"},                   {".webp", "image/webp"},
+      {".avif", "image/avif"},                 {".ico", "image/x-icon"},
+      {".woff2", "font/woff2"},                {".woff", "font/woff"},
+      {".ttf", "font/ttf"},                    {".otf", "font/otf"},
+      {".wasm", "application/wasm"},           {".pdf", "application/pdf"},
+      {".mp4", "video/mp4"},                   {".webm", "video/webm"},
+      {".mp3", "audio/mpeg"},                  {".ogg", "audio/ogg"},
+      {".zip", "application/zip"},             {".gz", "application/gzip"},
   };
   auto dot = path.rfind('.');
   auto slash = path.rfind('/');
@@ -118,6 +126,7 @@ std::string_view reason_phrase(int status) {
     case 201: return "Created";
     case 202: return "Accepted";
     case 204: return "No Content";
+    case 206: return "Partial Content";
     case 301: return "Moved Permanently";
     case 302: return "Found";
     case 304: return "Not Modified";
@@ -127,8 +136,10 @@ std::string_view reason_phrase(int status) {
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
+    case 412: return "Precondition Failed";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
@@ -761,8 +772,10 @@ void Connection::write_head(int status, std::string_view content_type, size_t co
     out_.append("\r\nContent-Type: "sv);
     out_.append(content_type);
   }
-  out_.append("\r\nContent-Length: "sv);
-  append_number(out_, content_length);
+  if (content_length != kNoContentLength) {
+    out_.append("\r\nContent-Length: "sv);
+    append_number(out_, content_length);
+  }
   out_.append(keep ? "\r\nConnection: keep-alive\r\n"sv : "\r\nConnection: close\r\n"sv);
   out_.append(extra_headers);
   out_.append("\r\n"sv);
@@ -837,16 +850,69 @@ void Connection::serve_static(const RouteEntry& route, const Request& request) {
     phase_ = Phase::Idle;
     return;
   }
-  write_head(200, content_type_for(relative), static_cast<size_t>(st.st_size));
-  finish_response(200, static_cast<size_t>(st.st_size));
-  if (is_head_ || st.st_size == 0) {
+  // Validators, preconditions and a range (RFC 9110 8.8, 13, 14), as nginx answers them.
+  const FileValidators file(st.st_ino, static_cast<uint64_t>(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  char head[256];
+  size_t head_length = 0;
+  auto add = [&](std::string_view piece) {
+    size_t n = std::min(piece.size(), sizeof head - head_length);
+    memcpy(head + head_length, piece.data(), n);
+    head_length += n;
+  };
+  auto add_number = [&](uint64_t value) {
+    head_length = static_cast<size_t>(std::to_chars(head + head_length, head + sizeof head, value).ptr - head);
+  };
+  add("Last-Modified: "), add(file.last_modified_view()), add("\r\nETag: "), add(file.etag_view());
+  add("\r\nAccept-Ranges: bytes\r\n");
+  Precondition pre = evaluate_preconditions({request.header("if-match"), request.header("if-none-match"),
+                                             request.header("if-modified-since"),
+                                             request.header("if-unmodified-since")}, file);
+  if (pre != Precondition::Proceed) {
+    ::close(fd);
+    if (pre == Precondition::Failed) {
+      constexpr std::string_view kBody = "412 Precondition Failed\n";
+      write_head(412, "text/plain", kBody.size(), {head, head_length});
+      if (!is_head_) out_.append(kBody);
+      finish_response(412, kBody.size());
+    } else {
+      // No content, and no Content-Length (RFC 9110 8.6 allows the 200's; nginx sends none).
+      write_head(304, {}, kNoContentLength, {head, head_length});
+      finish_response(304, 0);
+    }
+    phase_ = Phase::Idle;
+    return;
+  }
+  ByteRange range = is_head_ ? ByteRange{} : select_range(request.header("range"), request.header("if-range"), size, file);
+  if (range.kind == ByteRange::Kind::Unsatisfiable) {
+    ::close(fd);
+    add("Content-Range: bytes */"), add_number(size), add("\r\n");
+    constexpr std::string_view kBody = "416 Range Not Satisfiable\n";
+    write_head(416, "text/plain", kBody.size(), {head, head_length});
+    out_.append(kBody);
+    finish_response(416, kBody.size());
+    phase_ = Phase::Idle;
+    return;
+  }
+  int status = 200;
+  uint64_t first = 0, length = size;
+  if (range.kind == ByteRange::Kind::Partial) {
+    status = 206;
+    first = range.first;
+    length = range.last - range.first + 1;
+    add("Content-Range: bytes "), add_number(range.first), add("-"), add_number(range.last), add("/"), add_number(size);
+    add("\r\n");
+  }
+  write_head(status, content_type_for(relative), static_cast<size_t>(length), {head, head_length});
+  finish_response(status, static_cast<size_t>(length));
+  if (is_head_ || length == 0) {
     ::close(fd);
     phase_ = Phase::Idle;
     return;
   }
   file_fd_ = fd;
-  file_offset_ = 0;
-  file_end_ = st.st_size;
+  file_offset_ = static_cast<off_t>(first);
+  file_end_ = static_cast<off_t>(first + length);
   phase_ = Phase::SendingFile;
 }
 

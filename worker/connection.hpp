@@ -108,6 +108,8 @@ class Connection {
   void serve_static(const RouteEntry& route, const Request& request);
   void reject(int status, std::string_view why);
   // Appends a status line and headers; the body (content_length bytes) follows from the caller.
+  // kNoContentLength: no Content-Length field (a 304, as nginx sends it).
+  static constexpr size_t kNoContentLength = SIZE_MAX;
   void write_head(int status, std::string_view content_type, size_t content_length,
                   std::string_view extra_headers = {});
   void finish_response(int status, size_t body_bytes);

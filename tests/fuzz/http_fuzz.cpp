@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
@@ -28,6 +29,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "worker/http_syntax.hpp"
 #include "worker/server.hpp"
 
 namespace {
@@ -85,11 +87,15 @@ handler = "info"
   }
 };
 
-// The requests an independent strict llhttp parser finds in the input, and their methods.
+// The requests an independent strict llhttp parser finds in the input, and their methods. It
+// accepts what the server accepts beyond llhttp's strict mode (RFC 9110 2.5 and 9112 7.1.1):
+// HTTP/1.2-1.9, and chunk extensions with bad whitespace or several after an unquoted value,
+// which it drops from each chunk-size line after checking them, as the server does.
 struct RequestCount {
   size_t begun = 0, complete = 0;
   bool failed = false;  // stopped at bytes it could not parse
   std::vector<bool> is_head;
+  bool chunk_line_next = false, last_chunk = false;
 };
 
 RequestCount count_requests(std::string_view input) {
@@ -100,6 +106,21 @@ RequestCount count_requests(std::string_view input) {
     ++static_cast<RequestCount*>(p->data)->begun;
     return 0;
   };
+  settings.on_headers_complete = [](llhttp_t* p) {
+    auto* count = static_cast<RequestCount*>(p->data);
+    count->chunk_line_next = (p->flags & F_CHUNKED) != 0;
+    return count->chunk_line_next ? static_cast<int>(HPE_PAUSED) : 0;
+  };
+  settings.on_chunk_header = [](llhttp_t* p) {
+    static_cast<RequestCount*>(p->data)->last_chunk = p->content_length == 0;
+    return 0;
+  };
+  settings.on_chunk_complete = [](llhttp_t* p) {
+    auto* count = static_cast<RequestCount*>(p->data);
+    if (count->last_chunk) return 0;
+    count->chunk_line_next = true;
+    return static_cast<int>(HPE_PAUSED);
+  };
   settings.on_message_complete = [](llhttp_t* p) {
     auto* count = static_cast<RequestCount*>(p->data);
     ++count->complete;
@@ -108,9 +129,39 @@ RequestCount count_requests(std::string_view input) {
   };
   llhttp_t parser;
   llhttp_init(&parser, HTTP_REQUEST, &settings);
+  parser.lenient_flags |= LENIENT_VERSION;
   parser.data = &out;
-  llhttp_errno_t err = llhttp_execute(&parser, input.data(), input.size());
-  out.failed = err != HPE_OK && err != HPE_PAUSED_UPGRADE;
+  while (!input.empty()) {
+    if (out.chunk_line_next) {
+      out.chunk_line_next = false;
+      size_t lf = input.find('\n');
+      if (lf == std::string_view::npos) return out;  // incomplete: begun > complete says so
+      std::string line(input.substr(0, lf + 1));
+      input.remove_prefix(lf + 1);
+      size_t size_end = 0;
+      while (size_end < line.size() && isxdigit(static_cast<unsigned char>(line[size_end]))) ++size_end;
+      size_t line_end = line.size() - 1;
+      if (line_end > size_end && line[line_end - 1] == '\r') --line_end;
+      if (!is_chunk_extensions(std::string_view(line).substr(size_end, line_end - size_end))) {
+        out.failed = true;
+        return out;
+      }
+      line.erase(size_end, line_end - size_end);
+      if (llhttp_execute(&parser, line.data(), line.size()) != HPE_OK) {
+        out.failed = true;
+        return out;
+      }
+      continue;
+    }
+    llhttp_errno_t err = llhttp_execute(&parser, input.data(), input.size());
+    if (err == HPE_PAUSED) {
+      input.remove_prefix(static_cast<size_t>(llhttp_get_error_pos(&parser) - input.data()));
+      llhttp_resume(&parser);
+      continue;
+    }
+    out.failed = err != HPE_OK && err != HPE_PAUSED_UPGRADE;
+    break;
+  }
   return out;
 }
 

@@ -165,10 +165,65 @@ inline const std::vector<ConformanceRow>& conformance_rows() {
        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi", 200, false, {}, "hi"},
       {"RFC 9110 10.1.1", "an unknown expectation MAY get 417",
        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nExpect: coffee\r\n\r\nx", 417, true},
+      // ---- RFC 9110 8.8, 13, 14: static files (www/hello.txt is "hello file\n")
+      {"RFC 9110 8.8.2 / 8.8.3", "validators: Last-Modified and a strong ETag",
+       "GET /files/hello.txt HTTP/1.1\r\nHost: t\r\n\r\n", 200, false, "etag:", "hello file\n"},
+      {"RFC 9110 13.1.2", "If-None-Match: * matches a file that exists: 304 for GET",
+       "GET /files/hello.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: *\r\n\r\n", 304, false, "etag:"},
+      {"RFC 9110 13.1.3", "If-Modified-Since not before Last-Modified: 304",
+       "GET /files/hello.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n\r\n", 304,
+       false},
+      {"RFC 9110 13.1.3", "an invalid date in If-Modified-Since MUST be ignored",
+       "GET /files/hello.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: tomorrow\r\n\r\n", 200, false, {},
+       "hello file\n"},
+      {"RFC 9110 13.1.1", "If-Match that names no current tag: 412",
+       "GET /files/hello.txt HTTP/1.1\r\nHost: t\r\nIf-Match: \"other\"\r\n\r\n", 412, false},
+      {"RFC 9110 13.1.4", "If-Unmodified-Since before Last-Modified: 412",
+       "GET /files/hello.txt HTTP/1.1\r\nHost: t\r\nIf-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n",
+       412, false},
+      {"RFC 9110 14.2 / 15.3.7", "one byte range: 206 with Content-Range",
+       "GET /files/hello.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-4\r\n\r\n", 206, false,
+       "content-range: bytes 0-4/11", "hello"},
+      {"RFC 9110 14.1.2", "a suffix range: the last N bytes",
+       "GET /files/hello.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=-5\r\n\r\n", 206, false, {}, "file\n"},
+      {"RFC 9110 14.2 / 15.5.17", "a range past the end: 416 with Content-Range: bytes */size",
+       "GET /files/hello.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=50-\r\n\r\n", 416, false, "content-range: bytes */11"},
+      {"RFC 9110 14.2", "several ranges MAY be answered with the whole representation",
+       "GET /files/hello.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,3-4\r\n\r\n", 200, false, {}, "hello file\n",
+       "200 with the whole file: no multipart/byteranges"},
+      {"RFC 9110 13.1.5", "If-Range that does not name the current file: the whole file",
+       "GET /files/hello.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-4\r\nIf-Range: \"old\"\r\n\r\n", 200, false, {},
+       "hello file\n"},
+      {"RFC 9110 14.2", "Range is for GET: HEAD ignores it",
+       "HEAD /files/hello.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-4\r\n\r\n", 200, false, "content-length: 11"},
       {"RFC 9110 15.5.6", "405 MUST carry Allow", "POST /files/hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
        405, false, "allow: GET, HEAD"},
   };
   return rows;
+}
+
+// Checks one row's answer: the first response's status, header and body; then the canary's
+// answer (a GET /hello behind it) when the connection stays, or the close when it does not.
+inline void expect_row(const ConformanceRow& row, const std::vector<HttpResponse>& r, Eof eof, const std::string& raw) {
+  ASSERT_GE(r.size(), 1u) << raw;
+  EXPECT_EQ(r[0].status, row.status) << raw;
+  if (!row.header.empty()) {
+    auto colon = row.header.find(':');
+    std::string name = row.header.substr(0, colon), value = row.header.substr(colon + 1);
+    if (value.starts_with(' ')) value.erase(0, 1);
+    EXPECT_FALSE(r[0].header(name).empty()) << name << " missing: " << raw;
+    if (!value.empty()) EXPECT_EQ(r[0].header(name), value) << raw;
+  }
+  if (!row.body.empty()) EXPECT_EQ(r[0].body, row.body) << raw;
+  if (row.closes) {
+    EXPECT_EQ(r.size(), 1u) << "the canary was answered: " << raw;
+    EXPECT_EQ(r[0].header("connection"), "close");
+    EXPECT_EQ(eof, Eof::Clean) << raw;
+  } else {
+    ASSERT_EQ(r.size(), 2u) << "the canary was not answered: " << raw;
+    EXPECT_EQ(r[1].status, 200) << raw;
+    EXPECT_EQ(r[1].body, "ok\n") << raw;
+  }
 }
 
 }  // namespace shoal::test

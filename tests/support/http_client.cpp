@@ -57,7 +57,7 @@ int ResponseParser::on_headers_complete(llhttp_t* p) {
     --self->heads_pending_;
     return 1;  // a response to HEAD has no body, whatever its Content-Length says
   }
-  return 0;
+  return p->status_code == 204 || p->status_code == 304 ? 1 : 0;  // never content (RFC 9112 6.3)
 }
 
 int ResponseParser::on_body(llhttp_t* p, const char* at, size_t n) {
