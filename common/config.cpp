@@ -525,6 +525,9 @@ class Loader {
         read_duration(t, where, "delay", Millis(0), Millis(3'600'000), route.delay);
         if (route.content_type.find_first_of("\r\n") != std::string::npos)
           error(t.get("content_type")->source(), where + " content_type: must be one line");
+        if ((route.status == 204 || route.status == 304) && !route.body.empty())
+          error(t.get("body")->source(), where + ": a " + std::to_string(route.status) +
+                                             " response has no body (RFC 9110 15.3.5, 15.4.5)");
       }
       auto previous = std::find_if(seen.begin(), seen.end(), [&](const Seen& s) { return s.path == route.path; });
       if (previous != seen.end()) {

@@ -432,5 +432,12 @@ TEST(Config, HeaderFieldAndChunkExtensionLimitsHaveBounds) {
   EXPECT_THAT(lines[1], HasSubstr("[http] max_chunk_ext_bytes: -1 is out of range"));
 }
 
+TEST(Config, A204Or304RouteHasNoBody) {
+  auto lines = error_lines(parse(std::string(kMinimal) + "[[route]]\npath = \"/n\"\nstatus = 204\nbody = \"x\"\n"));
+  ASSERT_EQ(lines.size(), 1u) << ::testing::PrintToString(lines);
+  EXPECT_THAT(lines[0], HasSubstr("a 204 response has no body"));
+  EXPECT_TRUE(parse(std::string(kMinimal) + "[[route]]\npath = \"/n\"\nstatus = 204\n").config);
+}
+
 }  // namespace
 }  // namespace shoal

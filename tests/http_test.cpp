@@ -50,6 +50,9 @@ handler = "echo"
 [[route]]
 path = "/files/"
 root = "www"
+[[route]]
+path = "/nothing"
+status = 204
 )";
 
 struct Peer {

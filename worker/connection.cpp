@@ -713,9 +713,10 @@ void Connection::dispatch() {
 
 void Connection::respond(int status, std::string_view content_type, std::string_view body) {
   if (phase_ != Phase::Handling) return;
-  write_head(status, content_type, body.size());
-  if (!is_head_) out_.append(body);
-  finish_response(status, body.size());
+  const bool no_content = status == 204 || status == 304;  // RFC 9112 6.3: whatever the handler gave
+  write_head(status, content_type, no_content ? 0 : body.size());
+  if (!is_head_ && !no_content) out_.append(body);
+  finish_response(status, no_content ? 0 : body.size());
   phase_ = Phase::Idle;
   // Inside the parse loop, the loop moves on; from the event loop (an answer given later, a
   // timeout), this is where the connection moves on.
@@ -772,7 +773,8 @@ void Connection::write_head(int status, std::string_view content_type, size_t co
     out_.append("\r\nContent-Type: "sv);
     out_.append(content_type);
   }
-  if (content_length != kNoContentLength) {
+  // RFC 9110 8.6: never in a 204; a 304 says nothing of a body it does not have.
+  if (content_length != kNoContentLength && status != 204 && status != 304) {
     out_.append("\r\nContent-Length: "sv);
     append_number(out_, content_length);
   }

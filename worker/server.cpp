@@ -132,7 +132,7 @@ HttpServer::HttpServer(event_base* base, const Config& config, const Application
       date_at = out.size();
       out += std::string(29, ' ');
       if (!r.content_type.empty()) out += "\r\nContent-Type: " + r.content_type;
-      out += "\r\nContent-Length: " + std::to_string(r.body.size());
+      if (r.status != 204 && r.status != 304) out += "\r\nContent-Length: " + std::to_string(r.body.size());
       out += keep ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n";
       head_bytes = out.size();
       out += r.body;

@@ -36,7 +36,8 @@ inline ConformanceRow refused(const char* clause, const char* requirement, const
   return {clause, requirement, "", 0, true};
 }
 
-// Routes the rows use besides /hello (body "ok\n") and /echo: a static root holding hello.txt.
+// Routes the rows use besides /hello (body "ok\n") and /echo: a static root holding hello.txt,
+// and a 204.
 constexpr const char* kConformanceRoutes = R"([[route]]
 path = "/teapot"
 status = 418
@@ -44,6 +45,9 @@ body = "short and stout\n"
 [[route]]
 path = "/files/"
 root = "www"
+[[route]]
+path = "/nothing"
+status = 204
 )";
 
 inline const std::vector<ConformanceRow>& conformance_rows() {
@@ -196,6 +200,8 @@ inline const std::vector<ConformanceRow>& conformance_rows() {
        "hello file\n"},
       {"RFC 9110 14.2", "Range is for GET: HEAD ignores it",
        "HEAD /files/hello.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-4\r\n\r\n", 200, false, "content-length: 11"},
+      {"RFC 9110 8.6 / 15.3.5", "no Content-Length (and no content) in a 204",
+       "GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n", 204, false},
       {"RFC 9110 15.5.6", "405 MUST carry Allow", "POST /files/hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
        405, false, "allow: GET, HEAD"},
   };
@@ -215,6 +221,7 @@ inline void expect_row(const ConformanceRow& row, const std::vector<HttpResponse
     if (!value.empty()) EXPECT_EQ(r[0].header(name), value) << raw;
   }
   if (!row.body.empty()) EXPECT_EQ(r[0].body, row.body) << raw;
+  if (row.status == 204 || row.status == 304) EXPECT_EQ(r[0].header("content-length"), "") << raw;
   if (row.closes) {
     EXPECT_EQ(r.size(), 1u) << "the canary was answered: " << raw;
     EXPECT_EQ(r[0].header("connection"), "close");
