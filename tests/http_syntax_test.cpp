@@ -42,6 +42,15 @@ TEST(HttpSyntax, AnUnknownMethodIsATokenThenASpace) {
   EXPECT_FALSE(starts_with_token_and_space("F{O / HTTP/1.1"));
 }
 
+TEST(HttpSyntax, OnlyChunkedIsTheOneTransferCodingShoalDecodes) {
+  EXPECT_TRUE(only_chunked("chunked"));
+  EXPECT_TRUE(only_chunked(" CHUNKED\t"));
+  EXPECT_FALSE(only_chunked("gzip, chunked"));
+  EXPECT_FALSE(only_chunked("gzip"));
+  EXPECT_FALSE(only_chunked("chunked;q=1"));
+  EXPECT_FALSE(only_chunked(""));
+}
+
 TEST(HttpSyntax, ChunkExtensionsAllowBadWhitespaceTokensAndQuotedStrings) {
   for (const char* good : {"", ";a", ";a=1", ";a=1;b", " ; a = 1\t;\tb", ";a=\"x y\";b=2", ";a=\"q \\\" ; q\"",
                            ";a=\"\";b"})

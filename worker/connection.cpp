@@ -418,6 +418,12 @@ int Connection::on_headers_complete(llhttp_t* p) {
     if (name.size() == 4 && iequals(name, "host")) {
       ++hosts;
       c->authority_ = h.value;
+    } else if (chunked && name.size() == 17 && iequals(name, "transfer-encoding") && !only_chunked(c->span(h.value))) {
+      // llhttp checks that chunked comes last (else 400, RFC 9112 6.3); a coding before it
+      // ("gzip, chunked") would reach the handler undecoded. RFC 9112 6.1: one the server does
+      // not understand gets 501.
+      c->error_status_ = 501;
+      return -1;
     } else if (name.size() == 6 && iequals(name, "expect")) {
       if (!iequals(c->span(h.value), "100-continue")) {
         c->error_status_ = 417;

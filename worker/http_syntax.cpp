@@ -85,6 +85,16 @@ bool starts_with_token_and_space(std::string_view bytes) {
   return i > start && i < bytes.size() && bytes[i] == ' ';
 }
 
+bool only_chunked(std::string_view value) {
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  constexpr std::string_view kChunked = "chunked";
+  if (value.size() != kChunked.size()) return false;
+  for (size_t i = 0; i < value.size(); ++i)
+    if ((value[i] | 0x20) != kChunked[i]) return false;
+  return true;
+}
+
 bool is_chunk_extensions(std::string_view text) {
   size_t i = 0;
   auto skip_bws = [&] {

@@ -23,6 +23,9 @@ size_t absolute_form_prefix(std::string_view target);
 // Starts with a token and then SP: a request line whose method llhttp did not know.
 bool starts_with_token_and_space(std::string_view bytes);
 
+// A Transfer-Encoding value that names only "chunked" (any case, with OWS around it).
+bool only_chunked(std::string_view value);
+
 // chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ) (RFC 9112 7.1.1),
 // with chunk-ext-val a token or a quoted-string: what follows a chunk's size on its line.
 bool is_chunk_extensions(std::string_view text);

@@ -62,6 +62,9 @@ inline const std::vector<MalformedCase>& malformed_requests() {
       MalformedCase{"Http09", "GET /hello\r\n\r\n", 505},
       MalformedCase{"Http09WithoutEmptyLine", "GET /hello\r\n", 505},
       MalformedCase{"LengthWithTrailingWhitespace", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5 \t\r\n\r\nhello", 400},
+      MalformedCase{"GzipThenChunked", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
+      MalformedCase{"GzipAndChunkedInTwoFields", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n"
+                                                 "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
       MalformedCase{"WhitespaceBeforeFirstField", "GET /hello HTTP/1.1\r\n Host: t\r\n\r\n", 400},
       MalformedCase{"LowercaseVersion", "GET /hello http/1.1\r\nHost: t\r\n\r\n", 400},
       MalformedCase{"LowercaseMethod", "get /hello HTTP/1.1\r\nHost: t\r\n\r\n", 501},
