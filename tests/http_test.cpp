@@ -40,20 +40,9 @@ path = "/slow"
 body = "slow\n"
 delay = "50ms"
 [[route]]
-path = "/teapot"
-status = 418
-body = "short and stout\n"
-content_type = "text/x-tea"
-[[route]]
 path = "/echo"
 handler = "echo"
-[[route]]
-path = "/files/"
-root = "www"
-[[route]]
-path = "/nothing"
-status = 204
-)";
+)";  // and test::kConformanceRoutes: /teapot, /files/ (www), /nothing (204)
 
 struct Peer {
   int fd = -1;
@@ -84,7 +73,8 @@ class HttpTest : public ::testing::Test {
 
   // http_extra goes into [http]; sections are whole extra tables.
   void start(const std::string& http_extra = "", const std::string& sections = "") {
-    auto result = parse_config(kServer + sections + kHttp + http_extra + kRoutes, dir_.path() + "/c.toml");
+    auto result = parse_config(kServer + sections + kHttp + http_extra + kRoutes + test::kConformanceRoutes,
+                               dir_.path() + "/c.toml");
     ASSERT_TRUE(result.config) << result.errors.at(0).to_string();
     config_ = std::make_unique<Config>(std::move(*result.config));
     server_ = std::make_unique<HttpServer>(base_, *config_, app_);

@@ -42,6 +42,7 @@ constexpr const char* kConformanceRoutes = R"([[route]]
 path = "/teapot"
 status = 418
 body = "short and stout\n"
+content_type = "text/x-tea"
 [[route]]
 path = "/files/"
 root = "www"
