@@ -5,7 +5,9 @@
 # HAProxy marks the instance up), and the same restart with drain_delay = "0s" as a control.
 #
 #   bench/fleet.sh            3 instances, 12 s of load per scenario
-#   bench/fleet.sh --short    2 instances, 6 s per scenario (what CI runs)
+#   bench/fleet.sh --short    2 instances, 6 s per scenario
+#   --proxy-v2                HAProxy sends a PROXY v2 header (send-proxy-v2, on checks too) and
+#                             shoal's listeners expect it (CI runs --short --proxy-v2)
 #
 # Prints, per scenario, the clients' totals (wrk: requests, non-2xx, each kind of socket error,
 # for keep-alive clients and for one connection per request) and HAProxy's own counters from its
@@ -13,8 +15,14 @@
 # Exits 1 if a real scenario (not the control) saw any non-2xx, socket error or 5xx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-instances=3 seconds=12
-[ "${1:-}" = "--short" ] && instances=2 seconds=6
+instances=3 seconds=12 proxy=""
+for arg in "$@"; do
+  case "$arg" in
+    --short) instances=2 seconds=6 ;;
+    --proxy-v2) proxy=v2 ;;
+    *) echo "fleet.sh: unknown option '$arg' (--short, --proxy-v2)" >&2; exit 2 ;;
+  esac
+done
 for tool in haproxy wrk curl ss; do
   command -v $tool >/dev/null || { echo "fleet.sh: $tool is missing: run ./build.sh (it installs what the tests need)" >&2; exit 2; }
 done
@@ -52,7 +60,8 @@ write_config() {  # write_config I DRAIN_DELAY
   cat > "$work/s$i.toml" <<TOML
 [server]
 user = "$(id -un)"
-listen = ["127.0.0.1:${ports[$i]}"]
+listen = [$( [ -n "$proxy" ] && echo "{ address = \"127.0.0.1:${ports[$i]}\", proxy_protocol = \"$proxy\" }" \
+             || echo "\"127.0.0.1:${ports[$i]}\"")]
 workers = 1
 cpu_affinity = "none"
 pid_file = "s$i.pid"
@@ -117,7 +126,9 @@ backend shoal
     http-check expect status 200
     default-server inter 200ms fall 2 rise 2
 CFG
-  for i in $(seq 1 $instances); do echo "    server s$i 127.0.0.1:${ports[$i]} check"; done
+  server_options="check"
+  [ -n "$proxy" ] && server_options="check send-proxy-v2 check-send-proxy"
+  for i in $(seq 1 $instances); do echo "    server s$i 127.0.0.1:${ports[$i]} $server_options"; done
   cat <<CFG
 frontend stats
     bind 127.0.0.1:$stats_port

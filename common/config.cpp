@@ -229,17 +229,42 @@ class Loader {
         error(node->source(), "[server] listen: the list is empty: shoal would accept no connection");
       }
       for (const toml::node& item : list ? *list : toml::array{}) {
-        auto* text = item.as_string();
+        // "127.0.0.1:8080", or { address = "127.0.0.1:8080", proxy_protocol = "v2" }.
+        const toml::node* address_node = &item;
+        ProxyProtocol proxy = ProxyProtocol::Off;
+        if (const toml::table* entry = item.as_table()) {
+          check_keys(*entry, "[server] listen entry", {"address", "proxy_protocol"});
+          address_node = entry->get("address");
+          if (!address_node) {
+            error(item.source(), "[server] listen: a table entry needs address = \"host:port\"");
+            continue;
+          }
+          if (const toml::node* mode = entry->get("proxy_protocol")) {
+            static const std::pair<const char*, ProxyProtocol> kModes[] = {
+                {"off", ProxyProtocol::Off}, {"v1", ProxyProtocol::V1}, {"v2", ProxyProtocol::V2}, {"any", ProxyProtocol::Any}};
+            auto* name = mode->as_string();
+            auto found = std::find_if(std::begin(kModes), std::end(kModes),
+                                      [&](const auto& m) { return name && name->get() == m.first; });
+            if (found == std::end(kModes)) {
+              error(mode->source(), "[server] listen: proxy_protocol must be \"off\", \"v1\", \"v2\" or \"any\"");
+              continue;
+            }
+            proxy = found->second;
+          }
+        }
+        auto* text = address_node->as_string();
         if (!text) {
-          error(item.source(), "[server] listen: expected a string, got " + std::string(type_name(item)));
+          error(address_node->source(), "[server] listen: expected a string or { address = ..., proxy_protocol = ... }, got " +
+                                            std::string(type_name(*address_node)));
           continue;
         }
         std::string why;
         auto address = parse_listen(text->get(), base_dir_, why);
         if (!address) {
-          error(item.source(), "[server] listen: \"" + text->get() + "\": " + why);
+          error(address_node->source(), "[server] listen: \"" + text->get() + "\": " + why);
           continue;
         }
+        address->proxy_protocol = proxy;
         bool duplicate = std::any_of(s.listen.begin(), s.listen.end(), [&](const ListenAddress& a) {
           return a.addr_len == address->addr_len && memcmp(&a.addr, &address->addr, a.addr_len) == 0;
         });
@@ -416,7 +441,21 @@ class Loader {
     const std::string where = "[http]";
     check_keys(t, where, {"max_header_bytes", "max_url_bytes", "max_header_fields", "max_chunk_ext_bytes",
                           "max_body_bytes", "header_timeout", "keepalive_timeout", "body_timeout", "send_timeout",
-                          "max_connections"});
+                          "max_connections", "trusted_proxies"});
+    if (const toml::node* node = t.get("trusted_proxies")) {
+      const toml::array* list = node->as_array();
+      if (!list) error(node->source(), "[http] trusted_proxies: expected an array such as [\"10.0.0.0/8\"]");
+      for (const toml::node& item : list ? *list : toml::array{}) {
+        auto* text = item.as_string();
+        auto cidr = text ? Cidr::parse(text->get()) : std::nullopt;
+        if (!cidr) {
+          error(item.source(), "[http] trusted_proxies: expected an address or network such as \"10.0.0.0/8\" or "
+                               "\"::1\", got " + (text ? "\"" + text->get() + "\"" : std::string(type_name(item))));
+          continue;
+        }
+        h.trusted_proxies.push_back(*cidr);
+      }
+    }
     read_int(t, where, "max_header_bytes", 1024, 1 << 20, h.max_header_bytes);
     read_int(t, where, "max_url_bytes", 64, 1 << 20, h.max_url_bytes);
     read_int(t, where, "max_header_fields", 1, 10'000, h.max_header_fields);

@@ -92,6 +92,9 @@ struct Config {
     Millis body_timeout{60'000};  // between two reads of a request body
     Millis send_timeout{60'000};  // between two writes that make progress to a client that does not read
     int max_connections = 10000;
+    // Peers whose X-Forwarded-For / Forwarded are believed (the right-most untrusted address in
+    // them becomes the client's); empty: nobody's.
+    std::vector<Cidr> trusted_proxies;
   } http;
 
   struct Health {

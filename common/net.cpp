@@ -178,3 +178,40 @@ int bind_listener(const ListenAddress& address, int backlog, std::string& err) {
 }
 
 }  // namespace shoal
+
+namespace shoal {
+
+std::optional<Cidr> Cidr::parse(std::string_view text) {
+  Cidr out;
+  size_t slash = text.find('/');
+  std::string address(text.substr(0, slash));
+  if (inet_pton(AF_INET, address.c_str(), out.bytes) == 1) {
+    out.family = AF_INET, out.prefix = 32;
+  } else if (inet_pton(AF_INET6, address.c_str(), out.bytes) == 1) {
+    out.family = AF_INET6, out.prefix = 128;
+  } else {
+    return std::nullopt;
+  }
+  if (slash != std::string_view::npos) {
+    std::string_view bits = text.substr(slash + 1);
+    int prefix = -1;
+    auto [end, ec] = std::from_chars(bits.data(), bits.data() + bits.size(), prefix);
+    if (ec != std::errc() || end != bits.data() + bits.size() || prefix < 0 || prefix > out.prefix) return std::nullopt;
+    out.prefix = prefix;
+  }
+  return out;
+}
+
+bool Cidr::contains(int address_family, const unsigned char* address) const {
+  static const unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (address_family == AF_INET6 && family == AF_INET && memcmp(address, kMapped, 12) == 0)
+    return contains(AF_INET, address + 12);
+  if (address_family != family) return false;
+  int full = prefix / 8, rest = prefix % 8;
+  if (memcmp(address, bytes, static_cast<size_t>(full)) != 0) return false;
+  if (rest == 0) return true;
+  unsigned char mask = static_cast<unsigned char>(0xff << (8 - rest));
+  return (address[full] & mask) == (bytes[full] & mask);
+}
+
+}  // namespace shoal

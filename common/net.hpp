@@ -3,14 +3,19 @@
 
 #include <sys/socket.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 
 namespace shoal {
 
+// Whether a listener's connections start with a PROXY protocol header (worker/proxy_protocol.hpp).
+enum class ProxyProtocol : uint8_t { Off, V1, V2, Any };
+
 struct ListenAddress {
   enum class Kind { Tcp4, Tcp6, Unix } kind = Kind::Tcp4;
+  ProxyProtocol proxy_protocol = ProxyProtocol::Off;
   std::string text;       // as written in the config: "127.0.0.1:8080", "[::1]:8080", "unix:/run/x.sock"
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
@@ -24,6 +29,16 @@ std::optional<ListenAddress> parse_listen(std::string_view text, const std::stri
 
 // "127.0.0.1:8080", "[::1]:8080", "unix:/path" for a bound or accepted socket address.
 std::string format_sockaddr(const sockaddr* sa, socklen_t len);
+
+// An IPv4 or IPv6 network, "10.0.0.0/8" or "2001:db8::/32" (a bare address is /32 or /128).
+struct Cidr {
+  int family = 0;  // AF_INET or AF_INET6
+  unsigned char bytes[16] = {};
+  int prefix = 0;
+  static std::optional<Cidr> parse(std::string_view text);
+  // An IPv4-mapped IPv6 address (::ffff:a.b.c.d) matches as the IPv4 address it carries.
+  bool contains(int family, const unsigned char* address) const;
+};
 
 // Binds and listens, close-on-exec, non-blocking, SO_REUSEADDR (TCP). For a unix path, a stale
 // socket file (nobody accepting on it) is removed first; a live one or a non-socket file is an error.

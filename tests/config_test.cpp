@@ -439,5 +439,29 @@ TEST(Config, A204Or304RouteHasNoBody) {
   EXPECT_TRUE(parse(std::string(kMinimal) + "[[route]]\npath = \"/n\"\nstatus = 204\n").config);
 }
 
+TEST(Config, ListenEntriesMayBeTablesWithAProxyProtocol) {
+  auto result = parse("[server]\nlisten = [\"127.0.0.1:8080\", { address = \"127.0.0.1:8081\", proxy_protocol = \"v2\" },"
+                      " { address = \"[::1]:8082\" }]\n[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n");
+  ASSERT_TRUE(result.config) << ::testing::PrintToString(error_lines(result));
+  const auto& listen = result.config->server.listen;
+  ASSERT_EQ(listen.size(), 3u);
+  EXPECT_EQ(listen[0].proxy_protocol, ProxyProtocol::Off);
+  EXPECT_EQ(listen[1].proxy_protocol, ProxyProtocol::V2);
+  EXPECT_EQ(listen[2].proxy_protocol, ProxyProtocol::Off);
+  ASSERT_EQ(result.config->http.trusted_proxies.size(), 2u);
+  EXPECT_EQ(result.config->http.trusted_proxies[0].prefix, 8);
+
+  auto lines = error_lines(parse("[server]\nlisten = [{ address = \"127.0.0.1:1\", proxy_protocol = \"v3\" },"
+                                 " { proxy_protocol = \"v1\" }, { adress = \"127.0.0.1:2\" }, 7]\n"
+                                 "[http]\ntrusted_proxies = [\"10.0.0.0/40\"]\n"));
+  ASSERT_GE(lines.size(), 5u) << ::testing::PrintToString(lines);
+  std::string all = ::testing::PrintToString(lines);
+  EXPECT_THAT(all, HasSubstr("proxy_protocol must be \\\"off\\\", \\\"v1\\\", \\\"v2\\\" or \\\"any\\\""));
+  EXPECT_THAT(all, HasSubstr("a table entry needs address"));
+  EXPECT_THAT(all, HasSubstr("did you mean 'address'"));
+  EXPECT_THAT(all, HasSubstr("expected a string or { address"));
+  EXPECT_THAT(all, HasSubstr("trusted_proxies: expected an address or network"));
+}
+
 }  // namespace
 }  // namespace shoal

@@ -1,6 +1,7 @@
 // HTTP handling, in-process: a real HttpServer on a real event loop, the client on the other end
 // of a socketpair. Single, keep-alive, pipelined, chunked, oversized and malformed requests,
 // timeouts, static files and asynchronous handlers.
+#include <arpa/inet.h>
 #include <event2/event.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -80,12 +81,12 @@ class HttpTest : public ::testing::Test {
     server_ = std::make_unique<HttpServer>(base_, *config_, app_);
   }
 
-  Peer& connect() {
+  Peer& connect(ProxyProtocol proxy = ProxyProtocol::Off) {
     int fds[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
     sockaddr_un sun{};
     sun.sun_family = AF_UNIX;
-    server_->adopt(fds[0], reinterpret_cast<sockaddr*>(&sun), sizeof(sa_family_t));
+    server_->adopt(fds[0], reinterpret_cast<sockaddr*>(&sun), sizeof(sa_family_t), proxy);
     peers_.push_back(std::make_unique<Peer>());
     peers_.back()->fd = fds[1];
     return *peers_.back();
@@ -710,6 +711,115 @@ TEST_F(HttpTest, DrainEndsAConnectionThatNeverSendsAtTheHeaderTimeout) {
   ::shutdown(p.fd, SHUT_WR);  // ends the server's linger after the 408 at once
   pump(p, [&] { return drained; });
   EXPECT_TRUE(drained);
+}
+
+// ---------------------------------------------------------------- behind a balancer
+
+const std::string kV2Signature("\r\n\r\n\0\r\nQUIT\n", 12);
+
+// A v2 PROXY header for an IPv4 client (PROXY command, TCP over IPv4), with `tlv` after it.
+std::string proxy_v2(const char* client, uint16_t port, const std::string& tlv = "") {
+  std::string block(12, '\0');
+  inet_pton(AF_INET, client, &block[0]);
+  inet_pton(AF_INET, "10.0.0.1", &block[4]);
+  block[8] = static_cast<char>(port >> 8), block[9] = static_cast<char>(port & 0xff);
+  block[11] = 80;
+  block += tlv;
+  return kV2Signature + "\x21\x11" + static_cast<char>(block.size() >> 8) + static_cast<char>(block.size() & 0xff) +
+         block;
+}
+
+class ProxyTest : public HttpTest {
+ protected:
+  void SetUp() override {
+    HttpTest::SetUp();
+    app_.handle("/remote", [](const Request& req, Responder reply) {
+      reply.send(200, "text/plain", std::string(req.remote) + " xff=" + std::string(req.header("x-forwarded-for")));
+    });
+  }
+};
+
+// The address the header carries is the client's for every request on the connection, pipelined
+// with the header or sent later (gunicorn #899 kept it per request and lost it).
+TEST_F(ProxyTest, V1AddressHoldsForEveryRequestOnTheConnection) {
+  start();
+  Peer& p = connect(ProxyProtocol::V1);
+  auto r = exchange(p, "PROXY TCP4 203.0.113.7 10.0.0.1 51000 80\r\n" + request("GET", "/remote") +
+                           request("GET", "/remote"), 2);
+  ASSERT_EQ(r.size(), 2u);
+  for (const auto& response : r) EXPECT_EQ(response.body, "203.0.113.7:51000 xff=");
+  for (int i = 0; i < 20; ++i) {
+    r = exchange(p, request("GET", "/remote"));
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].body, "203.0.113.7:51000 xff=");
+  }
+  EXPECT_EQ(server_->proxy_headers_refused(), 0u);
+}
+
+TEST_F(ProxyTest, V2HeaderWithTlvsSplitByteByByte) {
+  start();
+  Peer& p = connect(ProxyProtocol::V2);
+  send_byte_by_byte(p, proxy_v2("198.51.100.4", 4711, std::string("\x05\x00\x02id", 5)));
+  auto r = exchange(p, request("GET", "/remote"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].body, "198.51.100.4:4711 xff=");
+}
+
+TEST_F(ProxyTest, AnyTakesBothVersionsAndLocalKeepsTheSocketsAddress) {
+  start();
+  Peer& one = connect(ProxyProtocol::Any);
+  EXPECT_EQ(exchange(one, "PROXY TCP6 2001:db8::7 2001:db8::1 80 80\r\n" + request("GET", "/remote")).at(0).body,
+            "[2001:db8::7]:80 xff=");
+  Peer& local = connect(ProxyProtocol::Any);
+  EXPECT_EQ(exchange(local, kV2Signature + std::string("\x20\x00\x00\x00", 4) + request("GET", "/remote")).at(0).body,
+            "unix: xff=");  // a health check from the balancer itself
+}
+
+// Missing, malformed, over-long or slow: closed without a response, and counted.
+TEST_F(ProxyTest, ABadHeaderClosesTheConnectionWithoutAResponse) {
+  start("header_timeout = \"150ms\"\n");
+  const std::string bad[] = {request("GET", "/remote"),                          // no header at all
+                             "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n" + request("GET", "/remote"),
+                             "PROXY TCP4 " + std::string(200, '1'),              // over 107 bytes
+                             kV2Signature + std::string("\x21\x11\xff\xff", 4)};  // longer than shoal takes
+  for (const std::string& bytes : bad) {
+    Peer& p = connect(ProxyProtocol::Any);
+    auto r = exchange(p, bytes);
+    EXPECT_TRUE(r.empty()) << p.raw;
+    EXPECT_EQ(closed(p), Eof::Clean);
+    EXPECT_EQ(p.raw, "");
+  }
+  auto began = std::chrono::steady_clock::now();
+  Peer& slow = connect(ProxyProtocol::V1);
+  send(slow, "PROXY TCP4 1.2.3.4");
+  EXPECT_EQ(closed(slow), Eof::Clean);
+  EXPECT_GE(std::chrono::steady_clock::now() - began, 140ms);
+  EXPECT_EQ(slow.raw, "");  // no 408 either: the peer is a balancer, not a person
+  EXPECT_EQ(server_->proxy_headers_refused(), 5u);
+}
+
+// Forwarding headers are believed only from trusted peers, right-most untrusted first.
+TEST_F(ProxyTest, ForwardingHeadersCountOnlyFromTrustedPeers) {
+  start("trusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n");
+  auto from = [&](const char* peer, const std::string& headers) {
+    Peer& p = connect(ProxyProtocol::V1);
+    auto r = exchange(p, std::string("PROXY TCP4 ") + peer + " 10.0.0.1 1000 80\r\n" +
+                             request("GET", "/remote", headers));
+    return r.empty() ? std::string("no response") : r[0].body;
+  };
+  EXPECT_EQ(from("10.1.2.3", "X-Forwarded-For: 198.51.100.1, 203.0.113.9, 10.0.0.7\r\n"),
+            "203.0.113.9 xff=198.51.100.1, 203.0.113.9, 10.0.0.7");
+  // From an untrusted peer the header is passed on untouched and changes nothing.
+  EXPECT_EQ(from("203.0.113.7", "X-Forwarded-For: 1.2.3.4\r\n"), "203.0.113.7:1000 xff=1.2.3.4");
+  // Forwarded (RFC 7239) wins over X-Forwarded-For; IPv6 hops in brackets, with a port.
+  EXPECT_EQ(from("10.1.2.3", "Forwarded: for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\"\r\n"
+                             "X-Forwarded-For: 9.9.9.9\r\n"),
+            "192.0.2.60 xff=9.9.9.9");
+  // Every hop trusted: the left-most is the client.
+  EXPECT_EQ(from("10.1.2.3", "X-Forwarded-For: 10.9.9.9, 10.8.8.8\r\n"), "10.9.9.9 xff=10.9.9.9, 10.8.8.8");
+  // A hop that is not an address: the peer's own address stands.
+  EXPECT_EQ(from("10.1.2.3", "Forwarded: for=unknown\r\n"), "10.1.2.3:1000 xff=");
+  EXPECT_EQ(from("10.1.2.3", "X-Forwarded-For: 203.0.113.1, garbage\r\n"), "10.1.2.3:1000 xff=203.0.113.1, garbage");
 }
 
 TEST_F(HttpTest, AsyncHandlerAnswersLaterAndInOrder) {

@@ -1,12 +1,17 @@
 // Strict clients none of us wrote, against the real binary: Debian's python3-h11 on every route
 // of the demo config (server.toml) and every response shape, and varnishtest's VTC scripts
-// (tests/vtc/) on framing and smuggling, byte for byte. Both packages are installed by
+// (tests/vtc/) on framing and smuggling, byte for byte; and HAProxy and curl sending PROXY headers. Both packages are installed by
 // ./build.sh; a missing one fails here, as it would on a fresh machine.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <regex>
 
 #include "support/server_fixture.hpp"
@@ -54,6 +59,82 @@ TEST_F(OutsideClients, VarnishtestScriptsOnFramingAndSmugglingPass) {
   std::string output;
   int code = run_command(argv, output, 60s);
   EXPECT_EQ(code, 0) << output;
+}
+
+// A port nothing listens on now (bound to 0, read, closed): for HAProxy's frontend.
+int unused_port() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+  socklen_t len = sizeof sin;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
+  close(fd);
+  return ntohs(sin.sin_port);
+}
+
+// Behind Debian's HAProxy with send-proxy-v2: the access log shows the client's address (a
+// client bound to 127.0.0.9), not HAProxy's, for every request of a keep-alive connection.
+TEST_F(OutsideClients, BehindHaproxyWithProxyV2TheAccessLogShowsTheClient) {
+  ASSERT_EQ(access("/usr/sbin/haproxy", X_OK), 0) << "haproxy is missing: ./build.sh installs it";
+  // The port shoal binds is known only once it runs: a fixed one from the same trick.
+  int shoal_port = unused_port();
+  std::string path = dir_.write("shoal.toml", "[server]\n" + run_as_line() + "listen = [{ address = \"127.0.0.1:" +
+                                                  std::to_string(shoal_port) + "\", proxy_protocol = \"v2\" }]\n"
+                                                  "workers = 1\n[log]\naccess_log = \"access.log\"\n" + kRoutes);
+  shoal_ = std::make_unique<ShoalProcess>(path, dir_.path() + "/shoal.log");
+  ASSERT_TRUE(shoal_->wait_ready());
+  int lb_port = unused_port();
+  dir_.write("haproxy.cfg", "global\n    maxconn 100\ndefaults\n    mode http\n    timeout connect 1s\n"
+                            "    timeout client 10s\n    timeout server 10s\nfrontend in\n    bind 127.0.0.1:" +
+                                std::to_string(lb_port) + "\n    default_backend shoal\nbackend shoal\n"
+                                "    server s1 127.0.0.1:" + std::to_string(shoal_port) + " send-proxy-v2\n");
+  std::string out;
+  ASSERT_EQ(run_command({"/usr/sbin/haproxy", "-f", dir_.path() + "/haproxy.cfg", "-p", dir_.path() + "/haproxy.pid",
+                         "-D"}, out, 10s), 0) << out;
+  struct KillHaproxy {
+    std::string pid_file;
+    ~KillHaproxy() {
+      pid_t pid = 0;
+      std::ifstream(pid_file) >> pid;
+      if (pid > 0) kill(pid, SIGKILL);
+    }
+  } kill_haproxy{dir_.path() + "/haproxy.pid"};
+
+  Client client(lb_port, "127.0.0.9");
+  ASSERT_TRUE(client.connected());
+  constexpr int kRequests = 25;
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(client.send(request("GET", "/hello")));
+    auto r = client.read(1);
+    ASSERT_EQ(r.size(), 1u) << i;
+    EXPECT_EQ(r[0].status, 200);
+  }
+  std::string log;
+  ASSERT_TRUE(wait_until([&] {
+    log = read_file(dir_.path() + "/access.log");
+    return occurrences(log, "GET /hello") >= kRequests;
+  }, 5s)) << log;
+  EXPECT_EQ(occurrences(log, "\n127.0.0.9:") + log.starts_with("127.0.0.9:"), static_cast<size_t>(kRequests)) << log;
+  EXPECT_EQ(log.find("127.0.0.1:"), std::string::npos) << log;
+}
+
+// curl --haproxy-protocol sends a v1 header; without one, a v1 listener answers nothing.
+TEST_F(OutsideClients, CurlsProxyV1HeaderIsAcceptedAndItsAbsenceIsNot) {
+  ASSERT_EQ(access("/usr/bin/curl", X_OK), 0) << "curl is missing: ./build.sh installs it";
+  int port = unused_port();
+  std::string path = dir_.write("shoal.toml", "[server]\n" + run_as_line() + "listen = [{ address = \"127.0.0.1:" +
+                                                  std::to_string(port) + "\", proxy_protocol = \"v1\" }]\n"
+                                                  "workers = 1\n" + kRoutes);
+  shoal_ = std::make_unique<ShoalProcess>(path, dir_.path() + "/shoal.log");
+  ASSERT_TRUE(shoal_->wait_ready());
+  std::string url = "http://127.0.0.1:" + std::to_string(port) + "/hello", out;
+  EXPECT_EQ(run_command({"/usr/bin/curl", "-sS", "--haproxy-protocol", url}, out, 10s), 0) << out;
+  EXPECT_EQ(out, "ok\n");
+  // No header: the connection closes without a byte; curl says "Empty reply from server" (52).
+  EXPECT_EQ(run_command({"/usr/bin/curl", "-sS", url}, out, 10s), 52) << out;
+  EXPECT_TRUE(shoal_->wait_for_log("closed the connection from 127.0.0.1:[0-9]+ without a response: no PROXY header", 5s));
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "common/net.hpp"
 #include "common/scoreboard.hpp"
 #include "worker/http_syntax.hpp"
+#include "worker/proxy_protocol.hpp"
 #include "worker/server.hpp"
 #include "worker/static_files.hpp"
 
@@ -159,7 +160,19 @@ Connection::~Connection() {
   if (fd_ >= 0) close();
 }
 
-void Connection::open(int fd, const sockaddr* addr, socklen_t addr_len) {
+void Connection::set_client(const sockaddr* addr, socklen_t addr_len) {
+  format_remote(addr, addr_len, remote_, sizeof remote_);
+  client_family_ = 0;
+  if (addr->sa_family == AF_INET) {
+    client_family_ = AF_INET;
+    memcpy(client_ip_, &reinterpret_cast<const sockaddr_in*>(addr)->sin_addr, 4);
+  } else if (addr->sa_family == AF_INET6) {
+    client_family_ = AF_INET6;
+    memcpy(client_ip_, &reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr, 16);
+  }
+}
+
+void Connection::open(int fd, const sockaddr* addr, socklen_t addr_len, ProxyProtocol proxy) {
   static const llhttp_settings_t settings = [] {
     llhttp_settings_t s;
     llhttp_settings_init(&s);
@@ -192,7 +205,8 @@ void Connection::open(int fd, const sockaddr* addr, socklen_t addr_len) {
   answered_ = false;
   error_status_ = 0;
   is_tcp_ = addr->sa_family == AF_INET || addr->sa_family == AF_INET6;
-  format_remote(addr, addr_len, remote_, sizeof remote_);
+  set_client(addr, addr_len);
+  proxy_ = proxy;
   llhttp_init(&parser_, HTTP_REQUEST, &settings);
   // HTTP/1.2 to 1.9 are parsed, and served as 1.1 (RFC 9110 2.5); majors other than 1 get 505.
   parser_.lenient_flags |= LENIENT_VERSION;
@@ -258,6 +272,7 @@ int Connection::on_message_begin(llhttp_t* p) {
   c->chunk_ext_bytes_ = 0;
   c->authority_ = {};
   c->origin_ = {};
+  c->forwarded_ = {};
   c->request_start_us_ = c->server_.access_log_on() ? monotonic_us() : 0;
   c->request_started_ms_ = c->server_.now_ms();
   return 0;
@@ -534,6 +549,11 @@ bool Connection::read_input() {
     return true;
   }
   if (n == 0) {
+    if (proxy_ != ProxyProtocol::Off) {  // the client left before its PROXY header was whole
+      server_.proxy_header_refused(remote_, "the connection ended inside the PROXY header");
+      close();
+      return true;
+    }
     read_eof_ = true;
     stop_reading();
     advance();
@@ -541,12 +561,35 @@ bool Connection::read_input() {
   }
   if (phase_ == Phase::Lingering) return true;  // discarding
   size_t length = static_cast<size_t>(n);
+  if (proxy_ != ProxyProtocol::Off) {
+    pending_.append(buffer.data(), length);
+    if (read_proxy_header()) advance();
+    return true;
+  }
   size_t used = feed_all(buffer.data(), length);
   if (used < length) pending_.append(buffer.data() + used, length - used);
   // A request left incomplete at the end of a read is now on the clock; one that arrived whole
   // never touches a timer.
   if (phase_ == Phase::Reading && fd_ >= 0) arm_request_clock();
   advance();
+  return true;
+}
+
+// The PROXY header, read once before the first request (the header timer runs meanwhile). The
+// address it carries is the client's for every request on the connection; what follows it is
+// the first request, left in pending_ for advance() to parse.
+bool Connection::read_proxy_header() {
+  ProxyHeader header = parse_proxy_header(pending_, proxy_);
+  if (header.status == ProxyHeader::Status::NeedMore) return false;
+  if (header.status == ProxyHeader::Status::Invalid) {
+    server_.proxy_header_refused(remote_, header.why);
+    close();
+    return false;
+  }
+  proxy_ = ProxyProtocol::Off;
+  if (header.has_address) set_client(reinterpret_cast<const sockaddr*>(&header.source), header.source_length);
+  pending_offset_ = header.length;
+  if (pending_offset_ == pending_.size()) pending_.clear(), pending_offset_ = 0;
   return true;
 }
 
@@ -646,6 +689,25 @@ void Connection::dispatch() {
   ++serial_;
   if (timer_ == Timer::Header || timer_ == Timer::Body) disarm();
 
+  // From a trusted proxy, the client is who its forwarding headers say (the arena grows here,
+  // before any view into it is taken).
+  forwarded_ = {};
+  const auto& trusted = server_.config().http.trusted_proxies;
+  if (!trusted.empty() && client_family_ != 0 &&
+      std::any_of(trusted.begin(), trusted.end(), [&](const Cidr& c) { return c.contains(client_family_, client_ip_); })) {
+    std::string_view forwarded, x_forwarded_for;
+    for (const HeaderSpan& h : header_spans_) {
+      std::string_view name = span(h.name);
+      if (name.size() == 9 && iequals(name, "forwarded")) forwarded = span(h.value);
+      else if (name.size() == 15 && iequals(name, "x-forwarded-for")) x_forwarded_for = span(h.value);
+    }
+    char client[46];
+    std::string_view found = forwarded_client(forwarded, x_forwarded_for, trusted, client);
+    if (!found.empty()) {
+      forwarded_ = {static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(found.size())};
+      arena_.append(found);
+    }
+  }
   headers_.clear();
   for (const HeaderSpan& h : header_spans_) headers_.push_back({span(h.name), span(h.value)});
   Request request;
@@ -660,7 +722,7 @@ void Connection::dispatch() {
   if (question != std::string_view::npos) request.query = request.target.substr(question + 1);
   request.host = span(authority_);
   request.body = body_;
-  request.remote = remote_;
+  request.remote = forwarded_.length ? span(forwarded_) : std::string_view(remote_);
   request.version_major = parser_.http_major;
   request.version_minor = std::min<int>(parser_.http_minor, 1);  // 1.2 to 1.9 are served as 1.1
   request.headers = headers_;
@@ -794,7 +856,7 @@ void Connection::finish_response(int status, size_t body_bytes) {
   if (!server_.access_log_on()) return;
   // "remote - - [date] "METHOD target HTTP/x.y" status bytes duration_ms"
   std::string& log = server_.access_log_buffer();
-  log.append(remote_);
+  log.append(forwarded_.length ? span(forwarded_) : std::string_view(remote_));
   log.append(" - - [");
   log.append(server_.date());
   log.append("] \"");
@@ -1067,6 +1129,10 @@ void Connection::on_timer(evutil_socket_t, short, void* self) {
   switch (fired) {
     case Timer::Header:
     case Timer::Body:
+      if (c->proxy_ != ProxyProtocol::Off) {  // no PROXY header in time: no response either
+        c->server_.proxy_header_refused(c->remote_, "no PROXY header within header_timeout");
+        return c->close();
+      }
       if (c->phase_ == Phase::Reading || c->phase_ == Phase::Idle) {
         c->error_status_ = 408;
         c->reject(408, fired == Timer::Header ? "header section not received within header_timeout"

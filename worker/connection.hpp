@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/net.hpp"
 #include "worker/http.hpp"
 
 namespace shoal {
@@ -35,7 +36,7 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  void open(int fd, const sockaddr* addr, socklen_t addr_len);
+  void open(int fd, const sockaddr* addr, socklen_t addr_len, ProxyProtocol proxy = ProxyProtocol::Off);
   bool is_open() const { return fd_ >= 0; }
   uint32_t slot() const { return slot_; }
 
@@ -92,6 +93,8 @@ class Connection {
   static void on_timer(evutil_socket_t, short, void* self);
 
   bool read_input();
+  bool read_proxy_header();  // false: not complete yet, or refused (the connection is closed)
+  void set_client(const sockaddr* addr, socklen_t addr_len);
   size_t feed_all(const char* data, size_t length);
   size_t feed(const char* data, size_t length);
   size_t feed_chunk_line(const char* data, size_t length);
@@ -185,6 +188,11 @@ class Connection {
 
   const RouteConfig* delayed_ = nullptr;  // fixed route answering after its delay
   char remote_[64] = {};  // "127.0.0.1:51234", formatted once per connection without allocating
+  // The client's IP, for trusted_proxies: the socket's peer, or what the PROXY header carried.
+  unsigned char client_ip_[16] = {};
+  uint8_t client_family_ = 0;  // AF_INET, AF_INET6, or 0 (a unix socket)
+  ProxyProtocol proxy_ = ProxyProtocol::Off;  // a PROXY header is still expected
+  Span forwarded_;  // this request's client address from trusted forwarding headers, in arena_
   std::string path_scratch_;  // decoded static-file path, reused
   int64_t idle_since_ms_ = 0;  // monotonic; when the last response was fully written
   int64_t request_start_us_ = 0;

@@ -1,6 +1,11 @@
 #include "worker/http_syntax.hpp"
 
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <array>
+#include <string>
 
 namespace shoal {
 namespace {
@@ -137,6 +142,83 @@ bool is_chunk_extensions(std::string_view text) {
     }
   }
   return true;
+}
+
+namespace {
+
+std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// One hop: "192.0.2.60", "192.0.2.60:4711", "[2001:db8::17]", "[2001:db8::17]:4711",
+// "2001:db8::17" (X-Forwarded-For writes IPv6 bare), possibly in quotes.
+bool parse_hop(std::string_view hop, int& family, unsigned char (&bytes)[16]) {
+  hop = trim_ows(hop);
+  if (hop.size() >= 2 && hop.front() == '"' && hop.back() == '"') hop = hop.substr(1, hop.size() - 2);
+  std::string text;
+  if (!hop.empty() && hop.front() == '[') {
+    size_t close = hop.find(']');
+    if (close == std::string_view::npos) return false;
+    text = std::string(hop.substr(1, close - 1));
+    family = AF_INET6;
+  } else if (std::count(hop.begin(), hop.end(), ':') > 1) {
+    text = std::string(hop);
+    family = AF_INET6;
+  } else {
+    text = std::string(hop.substr(0, hop.find(':')));
+    family = AF_INET;
+  }
+  return !text.empty() && inet_pton(family, text.c_str(), bytes) == 1;
+}
+
+// The for= values of a Forwarded field, left to right.
+std::vector<std::string_view> forwarded_for(std::string_view field) {
+  std::vector<std::string_view> hops;
+  while (!field.empty()) {
+    size_t comma = field.find(',');
+    std::string_view element = field.substr(0, comma);
+    field = comma == std::string_view::npos ? std::string_view() : field.substr(comma + 1);
+    std::string_view found;
+    while (!element.empty()) {
+      size_t semi = element.find(';');
+      std::string_view pair = trim_ows(element.substr(0, semi));
+      element = semi == std::string_view::npos ? std::string_view() : element.substr(semi + 1);
+      if (pair.size() > 4 && (pair[0] | 0x20) == 'f' && (pair[1] | 0x20) == 'o' && (pair[2] | 0x20) == 'r' &&
+          pair[3] == '=')
+        found = pair.substr(4);
+    }
+    hops.push_back(found);  // an element without for= is a hop we cannot read
+  }
+  return hops;
+}
+
+}  // namespace
+
+std::string_view forwarded_client(std::string_view forwarded, std::string_view x_forwarded_for,
+                                  const std::vector<Cidr>& trusted, char (&out)[46]) {
+  std::vector<std::string_view> hops;
+  if (!trim_ows(forwarded).empty()) {
+    hops = forwarded_for(forwarded);
+  } else {
+    while (!x_forwarded_for.empty()) {
+      size_t comma = x_forwarded_for.find(',');
+      hops.push_back(x_forwarded_for.substr(0, comma));
+      x_forwarded_for = comma == std::string_view::npos ? std::string_view() : x_forwarded_for.substr(comma + 1);
+    }
+  }
+  for (size_t i = hops.size(); i-- > 0;) {
+    int family;
+    unsigned char bytes[16];
+    if (!parse_hop(hops[i], family, bytes)) return {};
+    bool is_trusted = std::any_of(trusted.begin(), trusted.end(), [&](const Cidr& c) { return c.contains(family, bytes); });
+    if (!is_trusted || i == 0) {
+      if (!inet_ntop(family, bytes, out, sizeof out)) return {};
+      return out;
+    }
+  }
+  return {};
 }
 
 }  // namespace shoal

@@ -5,6 +5,9 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "common/net.hpp"
 
 namespace shoal {
 
@@ -29,5 +32,14 @@ bool only_chunked(std::string_view value);
 // chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ) (RFC 9112 7.1.1),
 // with chunk-ext-val a token or a quoted-string: what follows a chunk's size on its line.
 bool is_chunk_extensions(std::string_view text);
+
+// The client behind trusted proxies: the hops of Forwarded's for= (RFC 7239), or else of
+// X-Forwarded-For, walked from the right; the first address not in `trusted` is the client's
+// (the left-most, which a client can forge, is believed only when every hop after it is
+// trusted). Written into out as an address ("192.0.2.60", "2001:db8::17"). Empty when neither
+// header is there, or a hop that had to be read is not an address ("unknown", "_hidden",
+// garbage): the peer's own address then stands.
+std::string_view forwarded_client(std::string_view forwarded, std::string_view x_forwarded_for,
+                                  const std::vector<Cidr>& trusted, char (&out)[46]);
 
 }  // namespace shoal

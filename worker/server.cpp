@@ -162,7 +162,11 @@ HttpServer::~HttpServer() {
 }
 
 bool HttpServer::listen(const std::vector<int>& fds, std::string& err) {
-  for (int fd : fds) {
+  listeners_.reserve(fds.size());
+  for (size_t i = 0; i < fds.size(); ++i) {
+    int fd = fds[i];
+    // The fds come in the config's listen order (socket activation too).
+    ProxyProtocol proxy = i < config_.server.listen.size() ? config_.server.listen[i].proxy_protocol : ProxyProtocol::Off;
     // Sockets passed in (systemd, a launcher) may be blocking; libevent accepts until EAGAIN, and
     // a blocking accept would then hang this worker whenever another one won the connection.
     int flags = fcntl(fd, F_GETFL);
@@ -171,13 +175,15 @@ bool HttpServer::listen(const std::vector<int>& fds, std::string& err) {
       return false;
     }
     // The socket is already listening (the master's); the queue is shared by every worker.
-    event* ev = event_new(base_, fd, EV_READ | EV_PERSIST, on_acceptable, this);
-    if (!ev || event_add(ev, nullptr) != 0) {
+    listeners_.push_back({fd, nullptr, proxy, this});
+    Listener& listener = listeners_.back();
+    listener.ev = event_new(base_, fd, EV_READ | EV_PERSIST, on_acceptable, &listener);
+    if (!listener.ev || event_add(listener.ev, nullptr) != 0) {
       err = "event_add(listening fd " + std::to_string(fd) + ") failed";
-      if (ev) event_free(ev);
+      if (listener.ev) event_free(listener.ev);
+      listeners_.pop_back();
       return false;
     }
-    listeners_.push_back({fd, ev});
   }
   accepting_ = true;
   return true;
@@ -201,12 +207,13 @@ void HttpServer::close_listeners() {
 // cost a failed accept4 per wake-up, and with several workers on one queue it would let one of
 // them take a whole burst. The listener stays readable while connections wait, so the loop comes
 // back at once for the next one, between the other connections' events.
-void HttpServer::on_acceptable(evutil_socket_t fd, short, void* self) {
-  auto* server = static_cast<HttpServer*>(self);
+void HttpServer::on_acceptable(evutil_socket_t fd, short, void* arg) {
+  auto* listener = static_cast<Listener*>(arg);
+  HttpServer* server = listener->server;
   sockaddr_storage peer;
   socklen_t len = sizeof peer;
   int client = accept4(fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-  if (client >= 0) return server->adopt(client, reinterpret_cast<sockaddr*>(&peer), len);
+  if (client >= 0) return server->adopt(client, reinterpret_cast<sockaddr*>(&peer), len, listener->proxy);
   int err = errno;
   if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED || err == EPROTO) return;
   server->accept_failed(err);
@@ -228,7 +235,15 @@ void HttpServer::accept_failed(int err) {
   evtimer_add(accept_retry_, &kAcceptRetry);
 }
 
-void HttpServer::adopt(int fd, const sockaddr* addr, socklen_t addr_len) {
+void HttpServer::proxy_header_refused(std::string_view peer, std::string_view why) {
+  ++proxy_refused_;
+  int64_t now = monotonic_ms();
+  if (now - last_proxy_log_ms_ < 1000) return;  // one line a second, with the count
+  last_proxy_log_ms_ = now;
+  spdlog::warn("closed the connection from {} without a response: {} ({} so far)", peer, why, proxy_refused_);
+}
+
+void HttpServer::adopt(int fd, const sockaddr* addr, socklen_t addr_len, ProxyProtocol proxy) {
   uint32_t slot;
   if (!free_slots_.empty()) {
     slot = free_slots_.back();
@@ -243,7 +258,7 @@ void HttpServer::adopt(int fd, const sockaddr* addr, socklen_t addr_len) {
     paused_at_limit_ = true;
     set_accepting(false);
   }
-  slots_[slot]->open(fd, addr, addr_len);
+  slots_[slot]->open(fd, addr, addr_len, proxy);
 }
 
 void HttpServer::release(Connection& connection) {
@@ -360,7 +375,7 @@ void HttpServer::begin_drain() {
       socklen_t len = sizeof peer;
       int client;
       while ((client = accept4(fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-        adopt(client, reinterpret_cast<sockaddr*>(&peer), len);
+        adopt(client, reinterpret_cast<sockaddr*>(&peer), len, listener.proxy);
         len = sizeof peer;
       }
     }

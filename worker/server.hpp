@@ -54,8 +54,12 @@ class HttpServer {
 
   // Starts accepting on these listening sockets; the server owns them from now on.
   bool listen(const std::vector<int>& fds, std::string& err);
-  // Serves an already-connected, non-blocking socket.
-  void adopt(int fd, const sockaddr* addr, socklen_t addr_len);
+  // Serves an already-connected, non-blocking socket; `proxy` says whether its input starts with
+  // a PROXY protocol header (the listener's proxy_protocol).
+  void adopt(int fd, const sockaddr* addr, socklen_t addr_len, ProxyProtocol proxy = ProxyProtocol::Off);
+  // A connection closed without a response because its PROXY header was missing or malformed.
+  void proxy_header_refused(std::string_view peer, std::string_view why);
+  uint64_t proxy_headers_refused() const { return proxy_refused_; }
 
   // Graceful drain: readiness turns 503 at once; after `delay` the listeners close and every
   // connection is finished (idle ones after idle_grace). on_drained runs, from the loop, once
@@ -110,6 +114,8 @@ class HttpServer {
   struct Listener {
     int fd;
     event* ev;
+    ProxyProtocol proxy;
+    HttpServer* server;
   };
   static void on_acceptable(evutil_socket_t fd, short, void* self);
   void accept_failed(int err);
@@ -131,7 +137,9 @@ class HttpServer {
   std::unordered_map<std::string, size_t, StringHash, std::equal_to<>> exact_routes_;
   std::vector<size_t> prefix_routes_;  // longest first
 
-  std::vector<Listener> listeners_;
+  std::vector<Listener> listeners_;  // reserved once: events hold pointers into it
+  uint64_t proxy_refused_ = 0;
+  int64_t last_proxy_log_ms_ = 0;
   bool accepting_ = false;
   bool paused_at_limit_ = false;
   event* accept_retry_ = nullptr;  // re-enables accepting after EMFILE and the like

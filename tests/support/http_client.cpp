@@ -77,8 +77,14 @@ int ResponseParser::on_message_complete(llhttp_t* p) {
   return 0;
 }
 
-Client::Client(int port) {
+Client::Client(int port, const char* from) {
   fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ >= 0 && from) {
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    if (inet_pton(AF_INET, from, &local.sin_addr) != 1 || bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0)
+      close(fd_), fd_ = -1;
+  }
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
   sin.sin_port = htons(static_cast<uint16_t>(port));

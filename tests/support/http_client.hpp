@@ -56,8 +56,8 @@ enum class Eof { None, Clean, Reset };
 
 class Client {
  public:
-  // Connects to 127.0.0.1:port.
-  explicit Client(int port);
+  // Connects to 127.0.0.1:port, from `from` (a loopback address such as "127.0.0.9") if given.
+  explicit Client(int port, const char* from = nullptr);
   // Connects to a unix socket.
   explicit Client(const std::string& unix_path);
   ~Client();
