@@ -26,7 +26,9 @@ struct Request {
   std::string_view host;    // the absolute-form target's authority, else the Host header (may be empty)
   std::string_view query;   // "query" without the '?', or empty
   std::string_view body;
-  std::string_view remote;  // client address, "127.0.0.1:51234"
+  // The client: "127.0.0.1:51234" (the socket's peer, or what a PROXY header carried), or the
+  // address trusted forwarding headers name ("203.0.113.9", no port).
+  std::string_view remote;
   int version_major = 1;
   int version_minor = 1;
   std::span<const Header> headers;
