@@ -78,13 +78,8 @@ int unused_port() {
 // client bound to 127.0.0.9), not HAProxy's, for every request of a keep-alive connection.
 TEST_F(OutsideClients, BehindHaproxyWithProxyV2TheAccessLogShowsTheClient) {
   ASSERT_EQ(access("/usr/sbin/haproxy", X_OK), 0) << "haproxy is missing: ./build.sh installs it";
-  // The port shoal binds is known only once it runs: a fixed one from the same trick.
-  int shoal_port = unused_port();
-  std::string path = dir_.write("shoal.toml", "[server]\n" + run_as_line() + "listen = [{ address = \"127.0.0.1:" +
-                                                  std::to_string(shoal_port) + "\", proxy_protocol = \"v2\" }]\n"
-                                                  "workers = 1\n[log]\naccess_log = \"access.log\"\n" + kRoutes);
-  shoal_ = std::make_unique<ShoalProcess>(path, dir_.path() + "/shoal.log");
-  ASSERT_TRUE(shoal_->wait_ready());
+  start("workers = 1", "[log]\naccess_log = \"access.log\"\n", R"({ address = "127.0.0.1:0", proxy_protocol = "v2" })");
+  int shoal_port = port_;
   int lb_port = unused_port();
   dir_.write("haproxy.cfg", "global\n    maxconn 100\ndefaults\n    mode http\n    timeout connect 1s\n"
                             "    timeout client 10s\n    timeout server 10s\nfrontend in\n    bind 127.0.0.1:" +
@@ -123,13 +118,8 @@ TEST_F(OutsideClients, BehindHaproxyWithProxyV2TheAccessLogShowsTheClient) {
 // curl --haproxy-protocol sends a v1 header; without one, a v1 listener answers nothing.
 TEST_F(OutsideClients, CurlsProxyV1HeaderIsAcceptedAndItsAbsenceIsNot) {
   ASSERT_EQ(access("/usr/bin/curl", X_OK), 0) << "curl is missing: ./build.sh installs it";
-  int port = unused_port();
-  std::string path = dir_.write("shoal.toml", "[server]\n" + run_as_line() + "listen = [{ address = \"127.0.0.1:" +
-                                                  std::to_string(port) + "\", proxy_protocol = \"v1\" }]\n"
-                                                  "workers = 1\n" + kRoutes);
-  shoal_ = std::make_unique<ShoalProcess>(path, dir_.path() + "/shoal.log");
-  ASSERT_TRUE(shoal_->wait_ready());
-  std::string url = "http://127.0.0.1:" + std::to_string(port) + "/hello", out;
+  start("workers = 1", "", R"({ address = "127.0.0.1:0", proxy_protocol = "v1" })");
+  std::string url = "http://127.0.0.1:" + std::to_string(port_) + "/hello", out;
   EXPECT_EQ(run_command({"/usr/bin/curl", "-sS", "--haproxy-protocol", url}, out, 10s), 0) << out;
   EXPECT_EQ(out, "ok\n");
   // No header: the connection closes without a byte; curl says "Empty reply from server" (52).
