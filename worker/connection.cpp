@@ -264,7 +264,7 @@ int Connection::on_message_begin(llhttp_t* p) {
   c->error_status_ = 0;
   c->headers_done_ = false;
   c->method_ = {};
-  c->line_at_ = kNoOffset;
+  c->method_seen_ = false;
   c->method_end_ = c->url_end_ = 0;
   c->version_seen_ = false;
   c->chunk_line_next_ = false;
@@ -287,8 +287,8 @@ bool Connection::over_header_limit() const {
 // in the stream are checked here.
 int Connection::on_method(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
-  if (c->line_at_ == kNoOffset) c->line_at_ = c->offset_of(at);
-  c->method_end_ = static_cast<uint32_t>(c->offset_of(at) + length - c->line_at_);
+  if (!c->method_seen_) c->method_seen_ = true, c->line_at_ = c->offset_of(at);
+  c->method_end_ = c->offset_of(at) + static_cast<uint32_t>(length) - c->line_at_;
   return 0;
 }
 
@@ -301,7 +301,7 @@ int Connection::on_url(llhttp_t* p, const char* at, size_t length) {
       return -1;
     }
   }
-  c->url_end_ = static_cast<uint32_t>(c->offset_of(at) + length - c->line_at_);
+  c->url_end_ = c->offset_of(at) + static_cast<uint32_t>(length) - c->line_at_;
   c->url_.length += static_cast<uint32_t>(length);
   if (c->url_.length > c->server_.config().http.max_url_bytes) {
     c->error_status_ = 414;
@@ -613,12 +613,12 @@ size_t Connection::feed(const char* data, size_t length) {
   feed_at_ = fed_;
   llhttp_errno_t err = llhttp_execute(&parser_, data, length);
   if (err == HPE_OK) {
-    fed_ += length;
+    fed_ += static_cast<uint32_t>(length);
     return length;
   }
   if (err == HPE_PAUSED) {
     size_t used = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
-    fed_ += used;
+    fed_ += static_cast<uint32_t>(used);
     llhttp_resume(&parser_);
     if (chunk_line_next_) return used;  // paused before a chunk-size line, not at a request's end
     more_input_ = used < length;
@@ -647,7 +647,7 @@ size_t Connection::feed_chunk_line(const char* data, size_t length) {
   const auto& http = server_.config().http;
   const char* lf = static_cast<const char*>(memchr(data, '\n', length));
   size_t take = lf ? static_cast<size_t>(lf - data) + 1 : length;
-  fed_ += take;
+  fed_ += static_cast<uint32_t>(take);
   // 16 hex digits of size, and CRLF, beside the extensions.
   if (chunk_line_.size() + take > http.max_chunk_ext_bytes - chunk_ext_bytes_ + 18) {
     reject(400, "chunk extensions over max_chunk_ext_bytes");

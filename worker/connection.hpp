@@ -99,7 +99,7 @@ class Connection {
   size_t feed(const char* data, size_t length);
   size_t feed_chunk_line(const char* data, size_t length);
   // Where a byte handed to llhttp now sits in the connection's input stream.
-  uint64_t offset_of(const char* at) const { return feed_at_ + static_cast<uint64_t>(at - feed_begin_); }
+  uint32_t offset_of(const char* at) const { return feed_at_ + static_cast<uint32_t>(at - feed_begin_); }
   bool can_parse() const;
   void advance();
   bool flush_output();
@@ -147,22 +147,23 @@ class Connection {
   bool is_head_ = false;
   int error_status_ = 0;           // set by a parser callback that rejects the request
   bool in_header_value_ = false;
+  bool is_tcp_ = true;
+  bool nodelay_set_ = false;
   bool value_piece_at_end_ = false;  // the last piece of a header value ended where its read ended
   const char* feed_begin_ = nullptr;  // what llhttp_execute is parsing now
   const char* feed_end_ = nullptr;
-  uint64_t feed_at_ = 0;  // the stream offset of feed_begin_
-  uint64_t fed_ = 0;      // bytes of the stream handed to llhttp so far
+  // Stream offsets, modulo 2^32: only differences within one request line are used.
+  uint32_t feed_at_ = 0;  // the stream offset of feed_begin_
+  uint32_t fed_ = 0;      // bytes of the stream handed to llhttp so far
   // The request line's parts, as offsets from its first byte, to check its single spaces.
-  static constexpr uint64_t kNoOffset = UINT64_MAX;
-  uint64_t line_at_ = kNoOffset;
+  uint32_t line_at_ = 0;
+  bool method_seen_ = false;
   uint32_t method_end_ = 0, url_end_ = 0;
   bool version_seen_ = false;
   bool chunk_line_next_ = false;  // the next input is a chunk-size line (see feed_chunk_line)
   bool last_chunk_ = false;
   uint32_t chunk_ext_bytes_ = 0;  // of this request's chunk extensions so far
   std::string chunk_line_;        // a chunk-size line split between reads
-  bool is_tcp_ = true;
-  bool nodelay_set_ = false;
 
   llhttp_t parser_;
   event read_ev_, write_ev_, timer_ev_;
