@@ -122,6 +122,7 @@ frontend fleet
     default_backend shoal
 backend shoal
     balance roundrobin
+    http-request disable-l7-retry unless METH_GET || METH_HEAD || METH_OPTIONS
     option httpchk GET /readyz
     http-check expect status 200
     default-server inter 200ms fall 2 rise 2

@@ -74,6 +74,21 @@ int unused_port() {
   return ntohs(sin.sin_port);
 }
 
+// Debian's HAProxy, daemonized with this config in dir, killed when the test ends.
+struct Haproxy {
+  std::string pid_file, output;
+  bool started = false;
+  Haproxy(const TempDir& dir, const std::string& config) : pid_file(dir.path() + "/haproxy.pid") {
+    std::string path = dir.write("haproxy.cfg", config);
+    started = run_command({"/usr/sbin/haproxy", "-f", path, "-p", pid_file, "-D"}, output, 10s) == 0;
+  }
+  ~Haproxy() {
+    pid_t pid = 0;
+    std::ifstream(pid_file) >> pid;
+    if (pid > 0) kill(pid, SIGKILL);
+  }
+};
+
 // Behind Debian's HAProxy with send-proxy-v2: the access log shows the client's address (a
 // client bound to 127.0.0.9), not HAProxy's, for every request of a keep-alive connection.
 TEST_F(OutsideClients, BehindHaproxyWithProxyV2TheAccessLogShowsTheClient) {
@@ -81,21 +96,11 @@ TEST_F(OutsideClients, BehindHaproxyWithProxyV2TheAccessLogShowsTheClient) {
   start("workers = 1", "[log]\naccess_log = \"access.log\"\n", R"({ address = "127.0.0.1:0", proxy_protocol = "v2" })");
   int shoal_port = port_;
   int lb_port = unused_port();
-  dir_.write("haproxy.cfg", "global\n    maxconn 100\ndefaults\n    mode http\n    timeout connect 1s\n"
-                            "    timeout client 10s\n    timeout server 10s\nfrontend in\n    bind 127.0.0.1:" +
-                                std::to_string(lb_port) + "\n    default_backend shoal\nbackend shoal\n"
-                                "    server s1 127.0.0.1:" + std::to_string(shoal_port) + " send-proxy-v2\n");
-  std::string out;
-  ASSERT_EQ(run_command({"/usr/sbin/haproxy", "-f", dir_.path() + "/haproxy.cfg", "-p", dir_.path() + "/haproxy.pid",
-                         "-D"}, out, 10s), 0) << out;
-  struct KillHaproxy {
-    std::string pid_file;
-    ~KillHaproxy() {
-      pid_t pid = 0;
-      std::ifstream(pid_file) >> pid;
-      if (pid > 0) kill(pid, SIGKILL);
-    }
-  } kill_haproxy{dir_.path() + "/haproxy.pid"};
+  Haproxy haproxy(dir_, "global\n    maxconn 100\ndefaults\n    mode http\n    timeout connect 1s\n"
+                       "    timeout client 10s\n    timeout server 10s\nfrontend in\n    bind 127.0.0.1:" +
+                           std::to_string(lb_port) + "\n    default_backend shoal\nbackend shoal\n"
+                           "    server s1 127.0.0.1:" + std::to_string(shoal_port) + " send-proxy-v2\n");
+  ASSERT_TRUE(haproxy.started) << haproxy.output;
 
   Client client(lb_port, "127.0.0.9");
   ASSERT_TRUE(client.connected());
@@ -125,6 +130,42 @@ TEST_F(OutsideClients, CurlsProxyV1HeaderIsAcceptedAndItsAbsenceIsNot) {
   // No header: the connection closes without a byte; curl says "Empty reply from server" (52).
   EXPECT_EQ(run_command({"/usr/bin/curl", "-sS", url}, out, 10s), 52) << out;
   EXPECT_TRUE(shoal_->wait_for_log("closed the connection from 127.0.0.1:[0-9]+ without a response: no PROXY header", 5s));
+}
+
+// conf/haproxy.cfg's retry rules, as shipped (only its addresses, maxconn and its server
+// timeout changed): a request to a backend that does not answer in time is retried only if it is safe
+// to repeat. The access log counts what reached shoal: one POST, and the GET 1 + `retries` times.
+TEST_F(OutsideClients, TheShippedHaproxyConfigNeverReplaysAPost) {
+  ASSERT_EQ(access("/usr/sbin/haproxy", X_OK), 0) << "haproxy is missing: ./build.sh installs it";
+  start("workers = 1", "[log]\naccess_log = \"access.log\"\n" + slow_route("/slow", "1s"));
+  int lb_port = unused_port(), stats_port = unused_port();
+  std::string cfg = read_file(std::string(SHOAL_SOURCE_DIR) + "/conf/haproxy.cfg");
+  ASSERT_THAT(cfg, HasSubstr("retry-on conn-failure empty-response response-timeout"));
+  cfg = std::regex_replace(cfg, std::regex(R"(\n\s*stats socket [^\n]*)"), "");
+  cfg = std::regex_replace(cfg, std::regex(R"(bind :80)"), "bind 127.0.0.1:" + std::to_string(lb_port));
+  cfg = std::regex_replace(cfg, std::regex(R"(bind 127\.0\.0\.1:8404)"), "bind 127.0.0.1:" + std::to_string(stats_port));
+  cfg = std::regex_replace(cfg, std::regex(R"(timeout server 30s)"), "timeout server 300ms");
+  cfg = std::regex_replace(cfg, std::regex(R"(maxconn 20000)"), "maxconn 100");  // the tests' fd limit
+  cfg = std::regex_replace(cfg, std::regex(R"(\n\s*server web1 [^\n]*)"), "\n    server web1 127.0.0.1:" + std::to_string(port_));
+  cfg = std::regex_replace(cfg, std::regex(R"(\n\s*server web[23] [^\n]*)"), "");
+  Haproxy haproxy(dir_, cfg);
+  ASSERT_TRUE(haproxy.started) << haproxy.output << cfg;
+
+  auto through_haproxy = [&](const std::string& bytes) {
+    Client c(lb_port);
+    EXPECT_TRUE(c.send(bytes));
+    auto r = c.read(1, 10s);
+    return r.empty() ? 0 : r[0].status;
+  };
+  EXPECT_EQ(through_haproxy("POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 8\r\n\r\ncharge=1"), 504);
+  EXPECT_EQ(through_haproxy(request("GET", "/slow")), 504);
+  std::string log;
+  ASSERT_TRUE(wait_until([&] {
+    log = read_file(dir_.path() + "/access.log");
+    return occurrences(log, "\"GET /slow") >= 4;
+  }, 10s)) << log;
+  EXPECT_EQ(occurrences(log, "\"POST /slow"), 1u) << log;
+  EXPECT_EQ(occurrences(log, "\"GET /slow"), 4u) << log;  // retries 3
 }
 
 }  // namespace
