@@ -89,17 +89,23 @@ struct Haproxy {
   }
 };
 
-// Behind Debian's HAProxy with send-proxy-v2: the access log shows the client's address (a
-// client bound to 127.0.0.9), not HAProxy's, for every request of a keep-alive connection.
-TEST_F(OutsideClients, BehindHaproxyWithProxyV2TheAccessLogShowsTheClient) {
+// Behind Debian's HAProxy with send-proxy (v1) and send-proxy-v2, each to a listener that
+// expects that version: the access log shows the client's address (a client bound to
+// 127.0.0.9), not HAProxy's, for every request of a keep-alive connection.
+class BehindHaproxy : public ServerTest, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(BehindHaproxy, TheAccessLogShowsTheClient) {
   ASSERT_EQ(access("/usr/sbin/haproxy", X_OK), 0) << "haproxy is missing: ./build.sh installs it";
-  start("workers = 1", "[log]\naccess_log = \"access.log\"\n", R"({ address = "127.0.0.1:0", proxy_protocol = "v2" })");
+  std::string version = GetParam();  // "v1" or "v2"
+  start("workers = 1", "[log]\naccess_log = \"access.log\"\n",
+        "{ address = \"127.0.0.1:0\", proxy_protocol = \"" + version + "\" }");
   int shoal_port = port_;
   int lb_port = unused_port();
   Haproxy haproxy(dir_, "global\n    maxconn 100\ndefaults\n    mode http\n    timeout connect 1s\n"
                        "    timeout client 10s\n    timeout server 10s\nfrontend in\n    bind 127.0.0.1:" +
                            std::to_string(lb_port) + "\n    default_backend shoal\nbackend shoal\n"
-                           "    server s1 127.0.0.1:" + std::to_string(shoal_port) + " send-proxy-v2\n");
+                           "    server s1 127.0.0.1:" + std::to_string(shoal_port) +
+                           (version == "v2" ? " send-proxy-v2\n" : " send-proxy\n"));
   ASSERT_TRUE(haproxy.started) << haproxy.output;
 
   Client client(lb_port, "127.0.0.9");
@@ -119,6 +125,9 @@ TEST_F(OutsideClients, BehindHaproxyWithProxyV2TheAccessLogShowsTheClient) {
   EXPECT_EQ(occurrences(log, "\n127.0.0.9:") + log.starts_with("127.0.0.9:"), static_cast<size_t>(kRequests)) << log;
   EXPECT_EQ(log.find("127.0.0.1:"), std::string::npos) << log;
 }
+
+INSTANTIATE_TEST_SUITE_P(OutsideClients, BehindHaproxy, ::testing::Values("v1", "v2"),
+                         [](const auto& info) { return std::string("SendProxy") + info.param; });
 
 // curl --haproxy-protocol sends a v1 header; without one, a v1 listener answers nothing.
 TEST_F(OutsideClients, CurlsProxyV1HeaderIsAcceptedAndItsAbsenceIsNot) {
