@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -40,6 +42,11 @@ std::string control_socket_of_invalid(const std::string& config_path) {
     if (std::regex_search(all, match, std::regex(R"re(control_socket\s*=\s*"([^"]*)")re"))) return resolve(match[1]);
   }
   return default_control_socket(dir);
+}
+
+std::string user_name(uid_t uid) {
+  passwd* pw = getpwuid(uid);
+  return pw ? pw->pw_name : std::to_string(uid);
 }
 
 std::string duration_text(long long seconds) {
@@ -114,6 +121,15 @@ int run_cli(const std::string& command, bool json, const std::string& config_pat
   if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
     if (fd >= 0 && (errno == EAGAIN || errno == EINPROGRESS)) return no_answer(fd);
+    if (fd >= 0 && (errno == EACCES || errno == EPERM)) {
+      // A master may well be running: its socket is mode 0600, its user's. Not "not running".
+      struct stat st;
+      std::string owner = stat(path.c_str(), &st) == 0 ? user_name(st.st_uid) : "?";
+      fprintf(stderr, "%s: permission denied on %s (owned by %s, mode 0600): run this as %s or root\n", command.c_str(),
+              path.c_str(), owner.c_str(), owner.c_str());
+      close(fd);
+      return kPermissionDenied;
+    }
     fprintf(stderr, "%s: no running master found: nothing accepts on %s (%s)\n", command.c_str(), path.c_str(),
             errno_text(errno).c_str());
     if (fd >= 0) close(fd);

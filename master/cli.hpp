@@ -1,7 +1,7 @@
 // `shoal reload | stop | upgrade | status [--json] [-c FILE]`: finds the running master through
 // its control socket, asks, waits for the outcome, prints one line a person can act on, and
 // exits with a code a deploy script can act on (see Outcome in master/core/vocabulary.hpp;
-// 5 = no master found, 7 = no answer in time).
+// 5 = no master found, 7 = no answer in time, 8 = not allowed to ask, 64 = bad usage).
 #pragma once
 
 #include <optional>
@@ -13,6 +13,8 @@ namespace shoal {
 
 constexpr int kNoMasterFound = 5;
 constexpr int kNoAnswerInTime = 7;
+constexpr int kPermissionDenied = 8;  // the control socket is there, but not ours to open
+constexpr int kBadUsage = 64;         // sysexits.h's EX_USAGE
 
 bool is_cli_command(const std::string& word);
 

@@ -41,7 +41,8 @@ constexpr const char* kUsage =
     "  master failed to start (the old one serves); 3 not ready before the deadline (the old one\n"
     "  serves); 4 another reload or upgrade is in progress; 5 no running master found; 6 the server\n"
     "  is shutting down (the command is refused, or what it waited for was abandoned); 7 no answer\n"
-    "  within the timeout (the master may still be working: see its log)\n"
+    "  within the timeout (the master may still be working: see its log); 8 permission denied on the\n"
+    "  control socket (a master may be running); 64 bad usage\n"
     "\n"
     "signals to the master:\n"
     "  SIGTERM  graceful shutdown (drain_delay, then drain, then exit)\n"
@@ -50,7 +51,14 @@ constexpr const char* kUsage =
     "  SIGHUP   reload the config          SIGUSR2  upgrade the binary\n"
     "  SIGUSR1  reopen the log files       SIGTTIN / SIGTTOU  one worker more / fewer\n"
     "\n"
-    "exit codes: 0 clean stop, 1 failure (config, bind, or an unclean shutdown), 2 bad usage\n";
+    "exit codes: 0 clean stop, 1 failure (config, bind, or an unclean shutdown), 64 bad usage\n";
+
+// Bad usage: one line and where the help is, and its own exit code (sysexits' EX_USAGE), apart
+// from every outcome of a command.
+int usage_error(const std::string& what) {
+  fprintf(stderr, "shoal: %s (shoal -h for help)\n", what.c_str());
+  return kBadUsage;
+}
 
 }  // namespace
 
@@ -70,13 +78,11 @@ int run(int argc, char** argv, const Application& app) {
       std::string text = arg == "--timeout" ? (i + 1 < argc ? argv[++i] : "") : arg.substr(10);
       wait = parse_duration(text);
       if (!wait) {
-        fprintf(stderr, "shoal: --timeout needs a duration such as 30s or 2m, not '%s'\n%s", text.c_str(), kUsage);
-        return 2;
+        return usage_error("--timeout needs a duration such as 30s or 2m, not '" + text + "'");
       }
     } else if (arg == "-c" || arg == "--config") {
       if (i + 1 >= argc) {
-        fprintf(stderr, "shoal: %s needs a file name\n%s", arg.c_str(), kUsage);
-        return 2;
+        return usage_error(arg + " needs a file name");
       }
       config_path = argv[++i];
     } else if (arg.starts_with("--config=")) {
@@ -90,8 +96,7 @@ int run(int argc, char** argv, const Application& app) {
       fputs(kUsage, stdout);
       return 0;
     } else {
-      fprintf(stderr, "shoal: unknown argument '%s'\n%s", arg.c_str(), kUsage);
-      return 2;
+      return usage_error("unknown argument '" + arg + "'");
     }
   }
 

@@ -327,8 +327,42 @@ TEST_F(Deploy, CliGivesUpAtItsTimeoutWhenNoAnswerComes) {
   close(listener);
 
   auto bad = cli({"status", "--timeout", "soon", "-c", config});
-  EXPECT_EQ(bad.code, 2);
-  EXPECT_THAT(bad.output, HasSubstr("--timeout needs a duration such as 30s or 2m, not 'soon'"));
+  EXPECT_EQ(bad.code, 64);
+  EXPECT_EQ(bad.output, "shoal: --timeout needs a duration such as 30s or 2m, not 'soon' (shoal -h for help)\n");
+}
+
+// Bad usage has its own exit code and one line, not the whole help (which -h prints).
+TEST(CommandLine, BadUsageIsOneLineAndExitCode64) {
+  std::string output;
+  EXPECT_EQ(run_command({SHOAL_BINARY, "--frobnicate"}, output, 10s), 64);
+  EXPECT_EQ(output, "shoal: unknown argument '--frobnicate' (shoal -h for help)\n");
+  EXPECT_EQ(run_command({SHOAL_BINARY, "-c"}, output, 10s), 64);
+  EXPECT_EQ(output, "shoal: -c needs a file name (shoal -h for help)\n");
+  EXPECT_EQ(run_command({SHOAL_BINARY, "-h"}, output, 10s), 0);
+  EXPECT_THAT(output, HasSubstr("64 bad usage"));
+}
+
+// A user who may not open the control socket is told so (exit 8), not that no master runs (5).
+TEST_F(Deploy, ACommandWithoutPermissionSaysSoAndIsNotNoMaster) {
+  start("workers = 1");
+  std::string config = dir_.path() + "/shoal.toml";
+  std::string socket_path = dir_.path() + "/shoal.ctl";
+  std::vector<std::string> argv;
+  if (geteuid() == 0) {
+    // Root may open anything: ask as nobody, who may read the config but not open the socket.
+    chmod(dir_.path().c_str(), 0755);
+    chmod(config.c_str(), 0644);
+    argv = {"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", SHOAL_BINARY};
+  } else {
+    chmod(socket_path.c_str(), 0);  // the same refusal for a user who is not root
+    argv = {SHOAL_BINARY};
+  }
+  for (const char* arg : {"status", "-c", config.c_str()}) argv.push_back(arg);
+  std::string output;
+  EXPECT_EQ(run_command(argv, output, 10s), 8) << output;
+  EXPECT_THAT(output, ::testing::ContainsRegex("status: permission denied on " + socket_path +
+                                               " \\(owned by [a-z0-9_-]+, mode 0600\\): run this as"));
+  EXPECT_EQ(cli({"status", "-c", config}).code, geteuid() == 0 ? 0 : 8);
 }
 
 TEST_F(Deploy, ControlSocketIsOwnerOnly) {
