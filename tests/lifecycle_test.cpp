@@ -232,7 +232,7 @@ TEST_F(Lifecycle, ConfigTestPrintsFileLineColumnAndExitCode) {
   // Started on a broken config, nothing starts and the exit code says so.
   EXPECT_EQ(run_command({SHOAL_BINARY, "-c", broken}, output), 1);
   EXPECT_THAT(output, HasSubstr("not started"));
-  EXPECT_EQ(run_command({SHOAL_BINARY, "--bogus"}, output), 2);
+  EXPECT_EQ(run_command({SHOAL_BINARY, "--bogus"}, output), 64);  // bad usage (EX_USAGE)
   EXPECT_EQ(run_command({SHOAL_BINARY, "--version"}, output), 0);
   EXPECT_THAT(output, ::testing::StartsWith("shoal "));
 }
