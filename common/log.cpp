@@ -63,6 +63,8 @@ class FdSink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex
   time_t last_report_s_ = 0;
 };
 
+std::string current_pattern = "%v";  // of the default logger: the echo sink takes it too
+
 std::string pattern_for(const Identity& who) {
   std::string prefix = who.worker_index >= 0
                            ? "worker " + std::to_string(who.worker_index)
@@ -96,11 +98,29 @@ bool parse_level(const std::string& name, spdlog::level::level_enum& out) {
 void setup(const Identity& who, spdlog::level::level_enum level, int fd) {
   auto logger = std::make_shared<spdlog::logger>("shoal", std::make_shared<FdSink>(fd));
   logger->set_level(level);
-  logger->set_pattern(pattern_for(who));
+  current_pattern = pattern_for(who);
+  logger->set_pattern(current_pattern);
   spdlog::set_default_logger(std::move(logger));
 }
 
-void set_identity(const Identity& who) { spdlog::default_logger()->set_pattern(pattern_for(who)); }
+void echo_errors_to_stderr(bool on) {
+  static std::shared_ptr<spdlog::sinks::sink> echo;
+  auto& sinks = spdlog::default_logger()->sinks();
+  if (on && !echo) {
+    echo = std::make_shared<FdSink>(STDERR_FILENO);
+    echo->set_level(spdlog::level::err);
+    echo->set_pattern(current_pattern);
+    sinks.push_back(echo);
+  } else if (!on && echo) {
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), echo), sinks.end());
+    echo.reset();
+  }
+}
+
+void set_identity(const Identity& who) {
+  current_pattern = pattern_for(who);
+  spdlog::default_logger()->set_pattern(current_pattern);
+}
 
 int open_append(const std::string& path, std::string& err) {
   int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);

@@ -23,6 +23,11 @@ bool parse_level(const std::string& name, spdlog::level::level_enum& out);
 // Installs the default logger writing to fd (not owned). Call again after fork with the child's identity.
 void setup(const Identity& who, spdlog::level::level_enum level, int fd);
 
+// While a master starts with its log going to a file, errors are written to stderr too, so that a
+// start that fails says why where the operator typed the command (as nginx's [emerg] does).
+// Ends when the first generation is ready, and in every child at once (its fd 2 is not kept).
+void echo_errors_to_stderr(bool on);
+
 // Changes only the identity in the line prefix (a worker learns its index after fork).
 void set_identity(const Identity& who);
 

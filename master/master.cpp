@@ -276,7 +276,10 @@ void Master::carry_out(const core::Action& action) {
       [&](const core::CloseSuccessorChannel&) { close_successor_channel(); },
       [&](const core::TellPredecessor&) { tell_predecessor(); },
       [&](const core::WritePidFile&) { inbox_.push_back(core::PidFileWritten{write_pid_file()}); },
-      [&](const core::StartControl&) { control_->start(); },
+      [&](const core::StartControl&) {
+        control_->start();
+        log::echo_errors_to_stderr(false);  // started: from now on the log file alone
+      },
       [&](const core::PauseControl&) { control_->pause(); },
       [&](const core::Reply& a) {
         auto it = replies_.find(a.reply_id);
@@ -335,6 +338,7 @@ pid_t Master::fork_child() {
   int fork_errno = errno;
   if (pid == 0) {
     for (event* ev : signal_events_) event_del(ev);
+    log::echo_errors_to_stderr(false);  // the child keeps no fd 2 of the master's
   } else {
     sigprocmask(SIG_SETMASK, &previous, nullptr);
   }

@@ -136,6 +136,7 @@ int run(int argc, char** argv, const Application& app) {
     return 1;
   }
   log::setup({"master", -1, 1}, level, log_fd);
+  if (log_fd != STDERR_FILENO) log::echo_errors_to_stderr(true);  // until the first generation is ready
   log::capture_libevent();
   Master master(config_path, std::move(config), app, log_fd, std::vector<std::string>(argv, argv + argc));
   return master.run();

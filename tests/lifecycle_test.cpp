@@ -237,6 +237,28 @@ TEST_F(Lifecycle, ConfigTestPrintsFileLineColumnAndExitCode) {
   EXPECT_THAT(output, ::testing::StartsWith("shoal "));
 }
 
+// With [log] file set, what stops a start still reaches the terminal (as nginx's [emerg] does);
+// once the server runs, its errors go to the file alone.
+TEST_F(Lifecycle, AStartThatFailsSaysWhyOnStderrEvenWithALogFile) {
+  OccupiedPort occupied;
+  std::string config = write_config("workers = 1", "[log]\nfile = \"file.log\"\n", "\"" + occupied.address() + "\"");
+  std::string output;
+  EXPECT_EQ(run_command({SHOAL_BINARY, "-c", config}, output, 10s), 1);
+  EXPECT_THAT(output, HasSubstr("bind(" + occupied.address() + ") failed: Address already in use"));
+  EXPECT_THAT(read_file(dir_.path() + "/file.log"), HasSubstr("Address already in use"));
+
+  // The same with a free port: ready is in the file (the fixture's wait reads stderr).
+  config = write_config("workers = 1", "[log]\nfile = \"file.log\"\n");
+  shoal_ = std::make_unique<ShoalProcess>(config, dir_.path() + "/stderr.log");
+  ASSERT_TRUE(wait_until([&] { return read_file(dir_.path() + "/file.log").find("] generation 1 ready") != std::string::npos; },
+                         10s));
+  dir_.write("shoal.toml", read_file(dir_.path() + "/shoal.toml") + "[http]\nwrokers = 1\n");
+  shoal_->signal(SIGHUP);
+  ASSERT_TRUE(wait_until([&] { return read_file(dir_.path() + "/file.log").find("reload failed") != std::string::npos; },
+                         5s));
+  EXPECT_EQ(shoal_->log().find("reload failed"), std::string::npos) << shoal_->log();
+}
+
 TEST_F(Lifecycle, SigtermStopsCleanlyRemovesPidFileAndFreesThePort) {
   start("workers = 2\npid_file = \"shoal.pid\"");
   std::ifstream pid_file(dir_.path() + "/shoal.pid");
