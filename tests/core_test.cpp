@@ -294,6 +294,30 @@ TEST(Core, I_WithoutDrainDelayTheStartingWorkersAreKilledAsTheListenersClose) {
   EXPECT_EQ(h.count<core::CloseListeners>(interrupt), 1u);
 }
 
+// A second Ctrl+C stops at once; a SIGINT after a SIGTERM-begun shutdown changes nothing.
+TEST(Core, ASecondSigintStopsNowButNotAfterASigterm) {
+  CoreHarness h(core_config("workers = 1", "[shutdown]\ntimeout = \"30s\"\n"));
+  h.boot_ready();
+  WorkerKey w = h.generation_workers(1)[0];
+  auto first = h.signal(SIGINT);
+  ASSERT_EQ(h.all<core::SendToWorker>(first).size(), 1u);
+  EXPECT_EQ(h.all<core::SendToWorker>(first)[0].type, MsgType::Drain);
+  auto second = h.signal(SIGINT);
+  ASSERT_EQ(h.all<core::SendToWorker>(second).size(), 1u);
+  EXPECT_EQ(h.all<core::SendToWorker>(second)[0].key, w);
+  EXPECT_EQ(h.all<core::SendToWorker>(second)[0].type, MsgType::Stop);
+  EXPECT_TRUE(h.logged("a second SIGINT", second));
+  h.advance(1000ms);  // stop_grace: the worker that ignores the stop is killed
+  EXPECT_THAT(h.kills_of(h.pids[w]), ElementsAre(SIGKILL));
+
+  CoreHarness t(core_config("workers = 1", "[shutdown]\ntimeout = \"30s\"\n"));
+  t.boot_ready();
+  t.signal(SIGTERM);
+  auto interrupt = t.signal(SIGINT);
+  EXPECT_EQ(t.count<core::SendToWorker>(interrupt), 0u);
+  EXPECT_TRUE(t.logged("already in progress", interrupt));
+}
+
 // ---------------------------------------------------------------- size and replacement
 
 // F: SIGTTOU while a max_requests replacement starts: the removal is not lost.

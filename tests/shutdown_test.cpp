@@ -253,6 +253,23 @@ TEST_F(Shutdown, SecondSignalsDoNotRestartTheShutdown) {
   EXPECT_EQ(std::distance(std::sregex_iterator(log.begin(), log.end(), once), std::sregex_iterator()), 1);
 }
 
+// Ctrl+C twice: the second stops at once, as most servers do (the first drains).
+TEST_F(Shutdown, ASecondCtrlCStopsAtOnce) {
+  start("workers = 1", slow_route("/slow", "20s") + "[shutdown]\ntimeout = \"30s\"\n");
+  Client client(port_);
+  ASSERT_TRUE(client.send(request("GET", "/slow")));
+  shoal_->signal(SIGINT);
+  ASSERT_TRUE(shoal_->wait_for_log("SIGINT: graceful shutdown", 2s));
+  ASSERT_TRUE(shoal_->wait_for_log("draining: listeners closed; 1 request\\(s\\) in flight", 2s));
+  auto second = Clock::now();
+  shoal_->signal(SIGINT);
+  auto status = shoal_->wait_exit(5s);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->code, 1);  // not clean: a request was cut
+  EXPECT_LT(ms(Clock::now() - second), 2000);  // not the 20 s request, nor the 30 s timeout
+  EXPECT_THAT(shoal_->log(), HasSubstr("a second SIGINT: stopping now"));
+}
+
 TEST_F(Shutdown, SigquitDuringADrainStopsAtOnce) {
   start("workers = 1", slow_route("/slow", "20s"));
   size_t idle_fds = worker_fds();

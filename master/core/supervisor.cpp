@@ -131,7 +131,10 @@ void Supervisor::on(const SignalReceived& e) {
       Time delay = g ? g->config->shutdown.drain_delay : initial_config_->shutdown.drain_delay;
       return enter_shutdown("SIGTERM", delay, std::nullopt);
     }
-    case SIGINT: return enter_shutdown("SIGINT", Time(0), std::nullopt);  // Ctrl+C: an operator is watching
+    case SIGINT:
+      // Ctrl+C: an operator is watching. Twice: they do not want to wait (as most servers do).
+      if (phase_ == Phase::ShuttingDown && shutdown_why_ == "SIGINT") return quit("a second SIGINT");
+      return enter_shutdown("SIGINT", Time(0), std::nullopt);
     case SIGQUIT: return quit("SIGQUIT");
     case SIGHUP: return reload(std::nullopt);
     case SIGUSR2: return upgrade(std::nullopt);
@@ -516,6 +519,7 @@ void Supervisor::enter_shutdown(const std::string& why, Time drain_delay, std::o
   Time timeout = g ? g->config->shutdown.timeout : initial_config_->shutdown.timeout;
   phase_ = Phase::ShuttingDown;
   shutdown_at_ = now_;
+  shutdown_why_ = why;
   shutdown_timeout_ = timeout;
   log(Level::Info, say::graceful(why, live_workers(), drain_delay, timeout));
   out_.push_back(Notify{"STOPPING=1"});

@@ -226,6 +226,7 @@ class Supervisor {
 
   // shutdown
   Time shutdown_at_{0};
+  std::string shutdown_why_;  // what began the shutdown: a second Ctrl+C after a first one is a quit
   Time shutdown_timeout_{0};
   std::optional<Time> close_listeners_at_;
   bool listeners_closed_ = false;
