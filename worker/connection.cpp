@@ -321,7 +321,7 @@ int Connection::on_url_complete(llhttp_t* p) {
   return 0;
 }
 
-int Connection::on_version(llhttp_t* p, const char* at, size_t length) {
+int Connection::on_version(llhttp_t* p, const char* at, size_t) {
   auto* c = static_cast<Connection*>(p->data);
   if (!c->version_seen_) {
     c->version_seen_ = true;
@@ -330,7 +330,6 @@ int Connection::on_version(llhttp_t* p, const char* at, size_t length) {
       return -1;
     }
   }
-  (void)length;
   return 0;
 }
 
@@ -481,11 +480,9 @@ int Connection::on_headers_complete(llhttp_t* p) {
     c->error_status_ = 400;
     return -1;
   }
-  if (chunked) {
-    // Each chunk-size line goes through chunk_line() first (see feed), which removes the bad
-    // whitespace RFC 9112 7.1.1 allows around ';' and '=' and counts the extensions' bytes.
-    c->chunk_line_next_ = true;
-  }
+  // Each chunk-size line goes through feed_chunk_line() first, which checks and counts its
+  // extensions and hands llhttp the size alone.
+  c->chunk_line_next_ = chunked;
   // RFC 9110 10.1.1: the client waits for this before sending the body. HTTP/1.0 has no 1xx.
   if (continue_expected && http11 && (chunked || p->content_length > 0))
     c->out_.append("HTTP/1.1 100 Continue\r\n\r\n");
@@ -779,10 +776,11 @@ void Connection::dispatch() {
   }
 }
 
-void Connection::respond(int status, std::string_view content_type, std::string_view body) {
+void Connection::respond(int status, std::string_view content_type, std::string_view body,
+                         std::string_view extra_headers) {
   if (phase_ != Phase::Handling) return;
   const bool no_content = status == 204 || status == 304;  // RFC 9112 6.3: whatever the handler gave
-  write_head(status, content_type, no_content ? 0 : body.size());
+  write_head(status, content_type, no_content ? 0 : body.size(), extra_headers);
   if (!is_head_ && !no_content) out_.append(body);
   finish_response(status, no_content ? 0 : body.size());
   phase_ = Phase::Idle;
@@ -841,8 +839,8 @@ void Connection::write_head(int status, std::string_view content_type, size_t co
     out_.append("\r\nContent-Type: "sv);
     out_.append(content_type);
   }
-  // RFC 9110 8.6: never in a 204; a 304 says nothing of a body it does not have.
-  if (content_length != kNoContentLength && status != 204 && status != 304) {
+  // RFC 9110 8.6: never in a 204; a 304 says nothing of a body it does not have (nginx sends none).
+  if (status != 204 && status != 304) {
     out_.append("\r\nContent-Length: "sv);
     append_number(out_, content_length);
   }
@@ -882,13 +880,8 @@ void Connection::finish_response(int status, size_t body_bytes) {
 }
 
 void Connection::serve_static(const RouteEntry& route, const Request& request) {
-  if (request.method != "GET" && request.method != "HEAD") {
-    write_head(405, "text/plain", 19, "Allow: GET, HEAD\r\n");
-    if (!is_head_) out_.append("method not allowed\n");
-    finish_response(405, 19);
-    phase_ = Phase::Idle;
-    return;
-  }
+  if (request.method != "GET" && request.method != "HEAD")
+    return respond(405, "text/plain", "method not allowed\n", "Allow: GET, HEAD\r\n");
   if (route.root_fd < 0) return respond(500, "text/plain", "static root unavailable\n");
   std::string& relative = path_scratch_;
   if (!percent_decode(request.path.substr(route.path.size()), relative))
@@ -915,10 +908,7 @@ void Connection::serve_static(const RouteEntry& route, const Request& request) {
     ::close(fd);
     if (!dir) return respond(403, "text/plain", "forbidden\n");
     std::string location = "Location: " + std::string(request.path) + "/\r\n";
-    write_head(301, "text/plain", 0, location);
-    finish_response(301, 0);
-    phase_ = Phase::Idle;
-    return;
+    return respond(301, "text/plain", "", location);
   }
   // Validators, preconditions and a range (RFC 9110 8.8, 13, 14), as nginx answers them.
   const FileValidators file(st.st_ino, static_cast<uint64_t>(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
@@ -940,29 +930,14 @@ void Connection::serve_static(const RouteEntry& route, const Request& request) {
                                              request.header("if-unmodified-since")}, file);
   if (pre != Precondition::Proceed) {
     ::close(fd);
-    if (pre == Precondition::Failed) {
-      constexpr std::string_view kBody = "412 Precondition Failed\n";
-      write_head(412, "text/plain", kBody.size(), {head, head_length});
-      if (!is_head_) out_.append(kBody);
-      finish_response(412, kBody.size());
-    } else {
-      // No content, and no Content-Length (RFC 9110 8.6 allows the 200's; nginx sends none).
-      write_head(304, {}, kNoContentLength, {head, head_length});
-      finish_response(304, 0);
-    }
-    phase_ = Phase::Idle;
-    return;
+    if (pre == Precondition::Failed) return respond(412, "text/plain", "412 Precondition Failed\n", {head, head_length});
+    return respond(304, {}, {}, {head, head_length});
   }
   ByteRange range = is_head_ ? ByteRange{} : select_range(request.header("range"), request.header("if-range"), size, file);
   if (range.kind == ByteRange::Kind::Unsatisfiable) {
     ::close(fd);
     add("Content-Range: bytes */"), add_number(size), add("\r\n");
-    constexpr std::string_view kBody = "416 Range Not Satisfiable\n";
-    write_head(416, "text/plain", kBody.size(), {head, head_length});
-    out_.append(kBody);
-    finish_response(416, kBody.size());
-    phase_ = Phase::Idle;
-    return;
+    return respond(416, "text/plain", "416 Range Not Satisfiable\n", {head, head_length});
   }
   int status = 200;
   uint64_t first = 0, length = size;

@@ -44,7 +44,8 @@ class Connection {
   bool awaiting(uint64_t serial) const { return fd_ >= 0 && serial == serial_ && phase_ == Phase::Handling; }
 
   // Answers the request being handled; from a handler (synchronously) or later from the loop.
-  void respond(int status, std::string_view content_type, std::string_view body);
+  // extra_headers: whole "Name: value\r\n" lines (Allow, Location, validators).
+  void respond(int status, std::string_view content_type, std::string_view body, std::string_view extra_headers = {});
 
   // The worker began draining: close now if idle long enough, else after the idle grace.
   void on_drain();
@@ -111,8 +112,6 @@ class Connection {
   void serve_static(const RouteEntry& route, const Request& request);
   void reject(int status, std::string_view why);
   // Appends a status line and headers; the body (content_length bytes) follows from the caller.
-  // kNoContentLength: no Content-Length field (a 304, as nginx sends it).
-  static constexpr size_t kNoContentLength = SIZE_MAX;
   void write_head(int status, std::string_view content_type, size_t content_length,
                   std::string_view extra_headers = {});
   void finish_response(int status, size_t body_bytes);

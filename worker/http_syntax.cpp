@@ -35,6 +35,12 @@ bool is_port(std::string_view text) {
 
 }  // namespace
 
+std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
 bool is_token(std::string_view text) {
   if (text.empty()) return false;
   for (char c : text)
@@ -91,8 +97,7 @@ bool starts_with_token_and_space(std::string_view bytes) {
 }
 
 bool only_chunked(std::string_view value) {
-  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  value = trim_ows(value);
   constexpr std::string_view kChunked = "chunked";
   if (value.size() != kChunked.size()) return false;
   for (size_t i = 0; i < value.size(); ++i)
@@ -145,12 +150,6 @@ bool is_chunk_extensions(std::string_view text) {
 }
 
 namespace {
-
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 // One hop: "192.0.2.60", "192.0.2.60:4711", "[2001:db8::17]", "[2001:db8::17]:4711",
 // "2001:db8::17" (X-Forwarded-For writes IPv6 bare), possibly in quotes.

@@ -11,6 +11,9 @@
 
 namespace shoal {
 
+// Without the OWS (SP and HTAB) around it (RFC 9110 5.6.3).
+std::string_view trim_ows(std::string_view text);
+
 // token = 1*tchar (RFC 9110 5.6.2).
 bool is_token(std::string_view text);
 

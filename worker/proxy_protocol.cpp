@@ -11,6 +11,8 @@ namespace {
 
 constexpr unsigned char kV2Signature[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
 
+ProxyHeader need_more() { return {}; }
+
 ProxyHeader invalid(const char* why) {
   ProxyHeader h;
   h.status = ProxyHeader::Status::Invalid;
@@ -40,8 +42,7 @@ ProxyHeader parse_v1(std::string_view input) {
   if (crlf == std::string_view::npos) {
     if (input.size() >= kMaxProxyV1Bytes) return invalid("v1 header longer than 107 bytes");
     if (input.find('\n') != std::string_view::npos) return invalid("v1 header ends with a bare LF");
-    ProxyHeader more;
-    return more;
+    return need_more();
   }
   if (crlf + 2 > kMaxProxyV1Bytes) return invalid("v1 header longer than 107 bytes");
   std::string_view line = input.substr(6, crlf - 6);  // after "PROXY "
@@ -88,8 +89,7 @@ ProxyHeader parse_v1(std::string_view input) {
 // protocol, a 16-bit length, the addresses, then TLVs (skipped: shoal needs none of them).
 ProxyHeader parse_v2(std::string_view input) {
   if (input.size() < 16) {
-    ProxyHeader more;
-    return more;
+    return need_more();
   }
   auto byte = [&](size_t i) { return static_cast<unsigned char>(input[i]); };
   if ((byte(12) >> 4) != 2) return invalid("v2 header: version is not 2");
@@ -98,8 +98,7 @@ ProxyHeader parse_v2(std::string_view input) {
   size_t length = (static_cast<size_t>(byte(14)) << 8) | byte(15);
   if (16 + length > kMaxProxyV2Bytes) return invalid("v2 header longer than shoal accepts (1040 bytes)");
   if (input.size() < 16 + length) {
-    ProxyHeader more;
-    return more;
+    return need_more();
   }
   ProxyHeader h;
   h.status = ProxyHeader::Status::Done;
@@ -142,8 +141,7 @@ ProxyHeader parse_proxy_header(std::string_view input, ProxyProtocol mode) {
   if (!maybe_v1 && !maybe_v2) return invalid(mode == ProxyProtocol::V2 ? "no PROXY v2 signature" : "no PROXY header");
   if (maybe_v1 && input.size() >= 6) return parse_v1(input);
   if (maybe_v2 && input.size() >= signature.size()) return parse_v2(input);
-  ProxyHeader more;
-  return more;
+  return need_more();
 }
 
 }  // namespace shoal

@@ -4,17 +4,13 @@
 #include <cstdio>
 #include <cstring>
 
+#include "worker/http_syntax.hpp"
+
 namespace shoal {
 namespace {
 
 constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 bool number(std::string_view s, int& out) {
   if (s.empty()) return false;
@@ -50,7 +46,7 @@ std::optional<time_t> make_time(int year, int month, int day, std::string_view h
 
 // One entity-tag at the front of `list`: W/ and the quoted opaque part.
 bool next_etag(std::string_view& list, bool& weak, std::string_view& opaque) {
-  list = trim(list);
+  list = trim_ows(list);
   weak = list.starts_with("W/");
   if (weak) list.remove_prefix(2);
   if (list.empty() || list[0] != '"') return false;
@@ -58,7 +54,7 @@ bool next_etag(std::string_view& list, bool& weak, std::string_view& opaque) {
   if (close == std::string_view::npos) return false;
   opaque = list.substr(0, close + 1);
   list.remove_prefix(close + 1);
-  list = trim(list);
+  list = trim_ows(list);
   if (!list.empty()) {
     if (list[0] != ',') return false;
     list.remove_prefix(1);
@@ -85,7 +81,7 @@ size_t format_http_date(time_t t, char* out) {
 }
 
 std::optional<time_t> parse_http_date(std::string_view text) {
-  text = trim(text);
+  text = trim_ows(text);
   int day, year;
   // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
   if (text.size() == 29 && text[3] == ',' && text.substr(25) == " GMT") {
@@ -118,7 +114,7 @@ std::optional<time_t> parse_http_date(std::string_view text) {
 }
 
 bool etag_list_matches(std::string_view list, std::string_view etag, bool weak_comparison) {
-  list = trim(list);
+  list = trim_ows(list);
   if (list == "*") return true;
   bool weak;
   std::string_view opaque;
@@ -148,20 +144,20 @@ Precondition evaluate_preconditions(const Conditions& r, const FileValidators& f
 
 ByteRange select_range(std::string_view range, std::string_view if_range, uint64_t size, const FileValidators& file) {
   ByteRange whole;
-  range = trim(range);
+  range = trim_ows(range);
   if (range.empty() || !range.starts_with("bytes=")) return whole;
   if (!if_range.empty()) {
-    if_range = trim(if_range);
+    if_range = trim_ows(if_range);
     // An entity-tag must match strongly; a date must be the file's Last-Modified exactly.
     bool current = if_range.starts_with("\"") ? if_range == file.etag_view()
                                                : (parse_http_date(if_range) == std::optional<time_t>(file.mtime_s));
     if (!current) return whole;
   }
-  std::string_view spec = trim(range.substr(6));
+  std::string_view spec = trim_ows(range.substr(6));
   if (spec.find(',') != std::string_view::npos) return whole;  // several ranges: the whole file
   size_t dash = spec.find('-');
   if (dash == std::string_view::npos) return whole;
-  std::string_view first_text = trim(spec.substr(0, dash)), last_text = trim(spec.substr(dash + 1));
+  std::string_view first_text = trim_ows(spec.substr(0, dash)), last_text = trim_ows(spec.substr(dash + 1));
   auto parse_u64 = [](std::string_view s, uint64_t& out) {
     if (s.empty()) return false;
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
