@@ -76,6 +76,7 @@ class Simulation {
   Time next_input_{0};
   bool faults_ = true;
   bool quit_seen_ = false;
+  bool shutdown_by_sigint_ = false;
   bool successor_alive_ = false;
   bool handed_over_ = false;
   bool was_shutting_down_ = false;
@@ -203,9 +204,16 @@ class Simulation {
     for (auto& [pid, c] : children_)
       if (!c.dead && (c.ready_sent || c.told)) candidates.insert(pid);
     bool shutting_before = h_->core().phase() == core::Phase::ShuttingDown;
+    auto* signal = std::get_if<core::SignalReceived>(&e);
+    bool sigint = signal && signal->signo == SIGINT;
+    // The model's own rule for a second Ctrl+C: a SIGINT while a SIGINT-begun shutdown runs is a quit.
+    if (shutting_before && sigint && shutdown_by_sigint_) quit_seen_ = true;
     size_t first = h_->actions.size();
     h_->input(std::move(e));
-    if (!shutting_before && h_->core().phase() == core::Phase::ShuttingDown) counted_ = candidates;
+    if (!shutting_before && h_->core().phase() == core::Phase::ShuttingDown) {
+      counted_ = candidates;
+      shutdown_by_sigint_ = sigint;
+    }
     std::vector<Action> out(h_->actions.begin() + static_cast<std::ptrdiff_t>(first), h_->actions.end());
     if (trace_) print(out);
     after_input(out);
