@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <pwd.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
@@ -55,6 +56,15 @@ std::optional<std::string> reload_refusal(const Config& running, const Config& n
     return refuse("[server] control_socket", "the master listens on it");
   if (running.log.file != next.log.file) return refuse("[log] file", "the master holds it open");
   return std::nullopt;
+}
+
+const char* ready_name(AppConfig::Ready ready) {
+  switch (ready) {
+    case AppConfig::Ready::Notify: return "notify";
+    case AppConfig::Ready::Fd: return "fd";
+    case AppConfig::Ready::Delay: return "delay";
+  }
+  return "?";
 }
 
 std::string default_control_socket(const std::string& base_dir) { return base_dir + "/shoal.ctl"; }
@@ -196,9 +206,10 @@ class Loader {
   }
 
   Config load(const toml::table& root) {
+    root_ = &root;
     Config config;
     config.base_dir = base_dir_;
-    check_keys(root, "the top level", {"server", "shutdown", "reload", "http", "health", "log", "route"});
+    check_keys(root, "the top level", {"server", "shutdown", "reload", "http", "health", "log", "route", "app"});
     if (auto* t = section(root, "server")) load_server(*t, config.server);
     if (auto* t = section(root, "shutdown")) load_shutdown(*t, config.shutdown);
     if (auto* t = section(root, "reload")) {
@@ -209,6 +220,7 @@ class Loader {
     if (auto* t = section(root, "health")) load_health(*t, config.health);
     if (auto* t = section(root, "log")) load_log(*t, config.log);
     load_routes(root, config);
+    if (auto* t = section(root, "app")) load_app(*t, config);
     check_across(root, config);
     if (!root.get("server"))
       errors.push_back({file_, 0, 0, "[server] is missing: shoal needs at least [server] listen"});
@@ -233,7 +245,7 @@ class Loader {
         const toml::node* address_node = &item;
         ProxyProtocol proxy = ProxyProtocol::Off;
         if (const toml::table* entry = item.as_table()) {
-          check_keys(*entry, "[server] listen entry", {"address", "proxy_protocol"});
+          check_keys(*entry, "[server] listen entry", {"address", "proxy_protocol", "name"});
           address_node = entry->get("address");
           if (!address_node) {
             error(item.source(), "[server] listen: a table entry needs address = \"host:port\"");
@@ -265,6 +277,18 @@ class Loader {
           continue;
         }
         address->proxy_protocol = proxy;
+        if (const toml::table* entry = item.as_table(); entry && entry->get("name")) {
+          // systemd's rule for FileDescriptorName=: printable ASCII without ':', at most 255.
+          auto* name = entry->get("name")->as_string();
+          bool ok = name && !name->get().empty() && name->get().size() <= 255 &&
+                    std::all_of(name->get().begin(), name->get().end(), [](char c) { return c > ' ' && c < 127 && c != ':'; });
+          if (!ok) {
+            error(entry->get("name")->source(), "[server] listen: name must be 1 to 255 printable characters without "
+                                                "':' or spaces (it becomes LISTEN_FDNAMES)");
+            continue;
+          }
+          address->name = name->get();
+        }
         bool duplicate = std::any_of(s.listen.begin(), s.listen.end(), [&](const ListenAddress& a) {
           return a.addr_len == address->addr_len && memcmp(&a.addr, &address->addr, a.addr_len) == 0;
         });
@@ -412,6 +436,94 @@ class Loader {
       read_duration(t, where, "timeout", Millis(1), Millis(3'600'000), hook.timeout);
       s.hooks.push_back(std::move(hook));
     }
+  }
+
+  void load_app(const toml::table& t, Config& config) {
+    const std::string where = "[app]";
+    check_keys(t, where, {"command", "cwd", "env", "ready", "ready_delay", "drain_signal", "watchdog"});
+    AppConfig app;
+    const toml::node* command = t.get("command");
+    const toml::array* argv = command ? command->as_array() : nullptr;
+    if (!argv || argv->empty()) {
+      error(command ? command->source() : t.source(),
+            "[app] command: expected a non-empty array of strings such as [\"node\", \"server.js\"]");
+    } else {
+      for (const toml::node& arg : *argv) {
+        if (auto* text = arg.as_string()) app.command.push_back(text->get());
+        else error(arg.source(), "[app] command: expected a string, got " + std::string(type_name(arg)));
+      }
+    }
+    app.cwd = base_dir_;
+    if (t.get("cwd")) {
+      std::string cwd;
+      read_string(t, where, "cwd", cwd);
+      std::string path = !cwd.empty() && cwd[0] == '/' ? cwd : base_dir_ + "/" + cwd;
+      path = std::filesystem::path(path).lexically_normal().string();
+      if (!is_directory(path)) error(t.get("cwd")->source(), "[app] cwd: \"" + cwd + "\" (" + path + ") is not a directory");
+      else app.cwd = path;
+    }
+    if (const toml::node* node = t.get("env")) {
+      const toml::table* env = node->as_table();
+      if (!env) error(node->source(), "[app] env: expected a table such as { NODE_ENV = \"production\" }");
+      for (auto&& [key, value] : env ? *env : toml::table{}) {
+        std::string name(key.str());
+        auto* text = value.as_string();
+        bool reserved = name.starts_with("LISTEN_") || name.starts_with("SHOAL_") || name == "NOTIFY_SOCKET" ||
+                        name.starts_with("WATCHDOG_");
+        if (name.empty() || name.find('=') != std::string::npos) error(key.source(), "[app] env: \"" + name + "\" is not a variable name");
+        else if (reserved) error(key.source(), "[app] env: " + name + " is set by shoal itself (the protocol between shoal and the app)");
+        else if (!text) error(value.source(), "[app] env " + name + ": expected a string, got " + std::string(type_name(value)));
+        else app.env.emplace_back(name, text->get());
+      }
+    }
+    if (const toml::node* node = t.get("ready")) {
+      auto* text = node->as_string();
+      std::string mode = text ? text->get() : "";
+      if (mode == "notify") app.ready = AppConfig::Ready::Notify;
+      else if (mode == "fd") app.ready = AppConfig::Ready::Fd;
+      else if (mode == "delay") app.ready = AppConfig::Ready::Delay;
+      else error(node->source(), "[app] ready: expected \"notify\" (READY=1 on NOTIFY_SOCKET), \"fd\" (a line on "
+                                 "SHOAL_READY_FD) or \"delay\" (a guess after ready_delay)");
+    }
+    read_duration(t, where, "ready_delay", Millis(1), Millis(3'600'000), app.ready_delay);
+    if (app.ready == AppConfig::Ready::Delay && !t.get("ready_delay"))
+      error(t.get("ready")->source(), "[app] ready = \"delay\" needs ready_delay, such as \"2s\"");
+    if (app.ready != AppConfig::Ready::Delay && t.get("ready_delay"))
+      error(t.get("ready_delay")->source(), "[app] ready_delay applies only to ready = \"delay\"");
+    if (const toml::node* node = t.get("drain_signal")) {
+      static const std::pair<const char*, int> kSignals[] = {{"SIGTERM", SIGTERM}, {"SIGQUIT", SIGQUIT}, {"SIGINT", SIGINT},
+                                                             {"SIGHUP", SIGHUP},   {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2},
+                                                             {"SIGWINCH", SIGWINCH}};
+      auto* text = node->as_string();
+      std::string name = text ? text->get() : "";
+      if (!name.empty() && !name.starts_with("SIG")) name = "SIG" + name;
+      auto found = std::find_if(std::begin(kSignals), std::end(kSignals), [&](const auto& s) { return name == s.first; });
+      if (found == std::end(kSignals)) {
+        error(node->source(), "[app] drain_signal: expected one of SIGTERM, SIGQUIT, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH");
+      } else {
+        app.drain_signal = found->second;
+        app.drain_signal_name = found->first;
+      }
+    }
+    read_duration(t, where, "watchdog", Millis(0), Millis(3'600'000), app.watchdog);
+    // What shoal's own HTTP workers do, the app does: a key for them would be silently ignored.
+    auto refuse = [&](const toml::node* node, const std::string& what) {
+      if (node) error(node->source(), what + " does not apply with [app]: the app serves the requests itself");
+    };
+    refuse(root_->get("http"), "[http]");
+    refuse(root_->get("health"), "[health]");
+    refuse(root_->get("route"), "[[route]]");
+    if (const toml::table* shutdown = root_->get("shutdown") ? root_->get("shutdown")->as_table() : nullptr)
+      refuse(shutdown->get("hook"), "[[shutdown.hook]] (run cleanups in the app, on its drain signal)");
+    if (const toml::table* server = root_->get("server") ? root_->get("server")->as_table() : nullptr) {
+      refuse(server->get("max_requests"), "[server] max_requests (shoal cannot count an app's requests; max_worker_rss works)");
+      refuse(server->get("max_requests_jitter"), "[server] max_requests_jitter");
+      refuse(server->get("heartbeat_timeout"), "[server] heartbeat_timeout (use [app] watchdog with WATCHDOG=1)");
+    }
+    for (const ListenAddress& a : config.server.listen)
+      if (a.proxy_protocol != ProxyProtocol::Off)
+        error(t.source(), "[server] listen \"" + a.text + "\": proxy_protocol does not apply with [app] (the app reads the socket itself)");
+    config.app = std::move(app);
   }
 
   // Checks between keys of different tables or entries, once everything is read: a value that is
@@ -582,6 +694,7 @@ class Loader {
 
   std::string file_;
   std::string base_dir_;
+  const toml::table* root_ = nullptr;
 };
 
 }  // namespace

@@ -46,6 +46,21 @@ struct HookConfig {
   int line = 0;
 };
 
+// [app]: each worker slot execs this program instead of serving HTTP itself, and hands it the
+// listening sockets and the lifecycle through systemd's protocol (LISTEN_FDS, NOTIFY_SOCKET).
+struct AppConfig {
+  enum class Ready { Notify, Fd, Delay };
+  std::vector<std::string> command;  // argv; argv[0] is looked up in PATH when it has no '/'
+  std::string cwd;                   // absolute; the config file's directory by default
+  std::vector<std::pair<std::string, std::string>> env;  // added to (or replacing in) shoal's own environment
+  Ready ready = Ready::Notify;
+  Millis ready_delay{0};             // Ready::Delay only: a guess, said so in the log
+  int drain_signal = 15;             // SIGTERM
+  std::string drain_signal_name = "SIGTERM";
+  Millis watchdog{0};                // WATCHDOG_USEC: silent this long after READY=1 is stuck; 0 = off
+};
+const char* ready_name(AppConfig::Ready ready);
+
 struct Config {
   std::string file;      // the path as given
   std::string base_dir;  // directory of the file: relative paths in it are resolved against this
@@ -109,6 +124,10 @@ struct Config {
   } log;
 
   std::vector<RouteConfig> routes;
+
+  // Set: the workers exec this program (see AppConfig); [http], [health], [[route]] and
+  // [[shutdown.hook]] are then the app's business and refused here.
+  std::optional<AppConfig> app;
 
   // The CPU worker `index` is pinned to, or -1 for none.
   int cpu_for_worker(int index) const;

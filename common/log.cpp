@@ -63,7 +63,8 @@ class FdSink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex
   time_t last_report_s_ = 0;
 };
 
-std::string current_pattern = "%v";  // of the default logger: the echo sink takes it too
+std::string current_pattern = "%v";
+std::shared_ptr<spdlog::logger> output_logger;  // program_output's: the same fd, its own prefix  // of the default logger: the echo sink takes it too
 
 std::string pattern_for(const Identity& who) {
   std::string prefix = who.worker_index >= 0
@@ -101,6 +102,14 @@ void setup(const Identity& who, spdlog::level::level_enum level, int fd) {
   current_pattern = pattern_for(who);
   logger->set_pattern(current_pattern);
   spdlog::set_default_logger(std::move(logger));
+  output_logger = std::make_shared<spdlog::logger>("output", std::make_shared<FdSink>(fd));
+  output_logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
+  output_logger->set_level(spdlog::level::info);
+}
+
+void program_output(const Identity& who, int pid, std::string_view line) {
+  if (!output_logger) return;
+  output_logger->info("[worker {} pid={} gen={}] {}", who.worker_index, pid, who.generation, line);
 }
 
 void echo_errors_to_stderr(bool on) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace shoal::log {
 
@@ -27,6 +28,11 @@ void setup(const Identity& who, spdlog::level::level_enum level, int fd);
 // start that fails says why where the operator typed the command (as nginx's [emerg] does).
 // Ends when the first generation is ready, and in every child at once (its fd 2 is not kept).
 void echo_errors_to_stderr(bool on);
+
+// Writes a line another program printed (an [app] worker's stdout or stderr) to the same log,
+// under that worker's identity: "... info [worker 1 pid=4242 gen=3] <line>". Always at info, so
+// that [log] level = "warn" still keeps what the app says (it has its own levels, in its text).
+void program_output(const Identity& who, int pid, std::string_view line);
 
 // Changes only the identity in the line prefix (a worker learns its index after fork).
 void set_identity(const Identity& who);

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -58,6 +59,29 @@ void close_fds_except(const std::vector<int>& keep) {
     closedir(dir);
   }
   for (int fd : doomed) close(fd);
+}
+
+bool switch_user(const std::string& user, uint32_t uid, uint32_t gid, std::string& err) {
+  if (user.empty() || geteuid() != 0) return true;  // not root: nothing to give up (the master warned)
+  if (uid == 0 && gid == 0) return true;            // user = "root", deliberately
+  if (initgroups(user.c_str(), gid) != 0) {
+    err = "initgroups(" + user + ") failed: " + errno_text(errno);
+    return false;
+  }
+  if (setgid(gid) != 0 || setuid(uid) != 0) {
+    err = "switching to user " + user + " (uid " + std::to_string(uid) + ", gid " + std::to_string(gid) +
+          ") failed: " + errno_text(errno);
+    return false;
+  }
+  if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
+    err = "after switching to user " + user + ", root could be regained; refusing to serve";
+    return false;
+  }
+  if (getuid() != uid || geteuid() != uid || getgid() != gid || getegid() != gid) {
+    err = "after switching to user " + user + " the process still has other ids; refusing to serve";
+    return false;
+  }
+  return true;
 }
 
 }  // namespace shoal

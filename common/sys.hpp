@@ -3,6 +3,8 @@
 
 #include <sched.h>
 
+#include <cstdint>
+
 #include <string>
 #include <vector>
 
@@ -23,5 +25,10 @@ bool set_cloexec(int fd);
 // Closes every fd of this process except 0, 1, 2 and those in keep.
 // Used right after fork so that a worker holds only what it was handed explicitly.
 void close_fds_except(const std::vector<int>& keep);
+
+// setgroups, setgid, setuid, in that order (each needs the privilege the next one gives up),
+// then a check that root cannot be regained. Nothing to do when user is empty, the process is not
+// root, or the target is root (uid and gid 0, said deliberately). False with err on failure.
+bool switch_user(const std::string& user, uint32_t uid, uint32_t gid, std::string& err);
 
 }  // namespace shoal

@@ -61,14 +61,21 @@ void print_status(const nlohmann::json& status) {
          master["version"].get<std::string>().c_str(), duration_text(master["uptime_s"].get<long long>()).c_str(),
          master["state"].get<std::string>().c_str(), master["config"].get<std::string>().c_str());
   for (const auto& generation : status["generations"]) {
-    printf("generation %llu: %s, %zu worker(s)\n", generation["number"].get<unsigned long long>(),
-           generation["state"].get<std::string>().c_str(), generation["workers"].size());
-    for (const auto& worker : generation["workers"])
-      printf("  worker %d  pid %d  cpu %s  %-8s  %u connection(s), %u in flight, %llu served\n",
-             worker["index"].get<int>(), worker["pid"].get<int>(),
-             worker["cpu"].get<int>() < 0 ? "any" : std::to_string(worker["cpu"].get<int>()).c_str(),
-             worker["state"].get<std::string>().c_str(), worker["connections"].get<unsigned>(),
-             worker["requests_in_flight"].get<unsigned>(), worker["requests_served"].get<unsigned long long>());
+    const bool app = generation.value("kind", "http") == "app";
+    printf("generation %llu: %s, %zu %s worker(s)\n", generation["number"].get<unsigned long long>(),
+           generation["state"].get<std::string>().c_str(), generation["workers"].size(), app ? "app" : "http");
+    for (const auto& worker : generation["workers"]) {
+      std::string cpu = worker["cpu"].get<int>() < 0 ? "any" : std::to_string(worker["cpu"].get<int>());
+      printf("  worker %d  pid %d  cpu %s  %-8s  ", worker["index"].get<int>(), worker["pid"].get<int>(), cpu.c_str(),
+             worker["state"].get<std::string>().c_str());
+      if (app) {  // its figures are its own: what it last said with STATUS=
+        std::string said = worker.value("app_status", "");
+        printf("%s\n", said.empty() ? "(no STATUS= yet)" : said.c_str());
+      } else {
+        printf("%u connection(s), %u in flight, %llu served\n", worker["connections"].get<unsigned>(),
+               worker["requests_in_flight"].get<unsigned>(), worker["requests_served"].get<unsigned long long>());
+      }
+    }
   }
   const auto& reload = status["last_reload"];
   if (reload.is_null()) printf("last reload: none\n");

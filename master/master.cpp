@@ -19,6 +19,7 @@
 #include "common/net.hpp"
 #include "common/sys.hpp"
 #include "common/systemd.hpp"
+#include "master/app_worker.hpp"
 #include "master/faults.hpp"
 #include "worker/worker.hpp"
 
@@ -106,6 +107,10 @@ Overload(F...) -> Overload<F...>;
 Master::WorkerChannel::~WorkerChannel() {
   if (ev) event_free(ev);
   if (fd >= 0) ::close(fd);
+  for (Output& o : output) {
+    if (o.ev) event_free(o.ev);
+    if (o.fd >= 0) ::close(o.fd);
+  }
   WorkerBoard::destroy(board);
 }
 
@@ -353,6 +358,7 @@ void Master::fork_worker(const core::ForkWorker& a) {
     return;
   }
   const GenerationFiles& files = found->second;
+  if (files.config->app) return fork_app_worker(a, files);
   int channel[2];
   std::string err;
   if (fault_injected(FaultPoint::Socketpair)) err = "socketpair(AF_UNIX, SOCK_SEQPACKET) failed: " + errno_text(errno);
@@ -417,6 +423,145 @@ void Master::fork_worker(const core::ForkWorker& a) {
   inbox_.push_back(core::WorkerForked{a.key, pid});
 }
 
+// An [app] worker: everything it is handed is made here, before fork; the child only execs
+// (master/app_worker.cpp). Its readiness and output come back on the fds kept here.
+void Master::fork_app_worker(const core::ForkWorker& a, const GenerationFiles& files) {
+  const AppConfig& app = *files.config->app;
+  auto worker = std::make_unique<WorkerChannel>();
+  worker->master = this;
+  worker->key = a.key;
+  worker->app = true;
+  AppExec exec;
+  exec.config = files.config.get();
+  exec.listen_fds = files.listen_fds;
+  exec.cpu = a.cpu;
+  exec.generation = a.key.generation;
+  exec.slot = a.key.slot;
+  exec.master_pid = getpid();
+  std::string err;
+  int pipes[2][2] = {{-1, -1}, {-1, -1}};
+  int ready_pipe[2] = {-1, -1};
+  auto fail = [&](std::string why) {
+    for (int* p : {pipes[0], pipes[1], ready_pipe})
+      for (int i : {0, 1})
+        if (p[i] >= 0) ::close(p[i]);
+    inbox_.push_back(core::WorkerForkFailed{a.key, std::move(why)});
+  };
+  for (auto& p : pipes)
+    if (pipe2(p, O_CLOEXEC) != 0) return fail("pipe() for the app's output failed: " + errno_text(errno));
+  if (app.ready == AppConfig::Ready::Notify) {
+    std::random_device random;
+    std::string unique = std::to_string(getpid()) + "/" + std::to_string(a.key.generation) + "/" +
+                         std::to_string(a.key.slot) + "/" + std::to_string(a.key.incarnation) + "/" +
+                         std::to_string(random()) + std::to_string(random());
+    worker->fd = open_notify_socket(unique, &exec.notify_socket, err);
+    if (worker->fd < 0) return fail(err);
+  } else if (app.ready == AppConfig::Ready::Fd) {
+    if (pipe2(ready_pipe, O_CLOEXEC) != 0) return fail("pipe() for SHOAL_READY_FD failed: " + errno_text(errno));
+    exec.ready_fd = ready_pipe[1];
+    worker->fd = ready_pipe[0];
+    ready_pipe[0] = -1;
+  }
+  exec.stdout_fd = pipes[0][1];
+  exec.stderr_fd = pipes[1][1];
+  pid_t pid = fork_child();
+  if (pid == 0) exec_app(exec);
+  int fork_errno = errno;
+  for (int fd : {pipes[0][1], pipes[1][1], ready_pipe[1]})
+    if (fd >= 0) ::close(fd);
+  if (pid < 0) {
+    ::close(pipes[0][0]);
+    ::close(pipes[1][0]);
+    inbox_.push_back(core::WorkerForkFailed{a.key, "fork() failed: " + errno_text(fork_errno)});
+    return;  // worker's destructor closes the notify socket or ready pipe
+  }
+  worker->pid = pid;
+  WorkerChannel* w = worker.get();
+  if (worker->fd >= 0) {
+    evutil_make_socket_nonblocking(worker->fd);
+    worker->ev = event_new(base_, worker->fd, EV_READ | EV_PERSIST, [](evutil_socket_t, short, void* p) {
+      auto* w = static_cast<WorkerChannel*>(p);
+      if (w->master->generations_.at(w->key.generation).config->app->ready == AppConfig::Ready::Notify)
+        w->master->on_app_notify(*w);
+      else
+        w->master->on_app_ready_pipe(*w);
+    }, w);
+    event_add(worker->ev, nullptr);
+  }
+  for (int stream : {0, 1}) {
+    auto& out = worker->output[stream];
+    out.fd = pipes[stream][0];
+    evutil_make_socket_nonblocking(out.fd);
+    out.ev = event_new(base_, out.fd, EV_READ | EV_PERSIST, [](evutil_socket_t fd, short, void* p) {
+      auto* w = static_cast<WorkerChannel*>(p);
+      w->master->on_app_output(*w, fd == w->output[0].fd ? 0 : 1, false);
+    }, w);
+    event_add(out.ev, nullptr);
+  }
+  by_pid_[pid] = a.key;
+  workers_[a.key] = std::move(worker);
+  inbox_.push_back(core::WorkerForked{a.key, pid});
+}
+
+void Master::on_app_notify(WorkerChannel& worker) {
+  char buf[4096];
+  for (;;) {
+    pid_t sender = 0;
+    ssize_t n = recv_notification(worker.fd, buf, sizeof buf, &sender);
+    if (n < 0) return;
+    if (sender != worker.pid) {  // NotifyAccess=main: the worker's own process, nobody else
+      spdlog::warn("worker {} pid={}: ignored a notification from pid {}: only the worker's own process may "
+                   "notify", worker.key.slot, worker.pid, sender);
+      continue;
+    }
+    Notification note = parse_notification(std::string_view(buf, static_cast<size_t>(n)));
+    if (note.status) feed(core::AppStatusReported{worker.key, *note.status});
+    if (note.watchdog) feed(core::WorkerMessage{worker.key, MsgType::Heartbeat, 0, 0, {}});
+    if (note.ready) feed(core::WorkerMessage{worker.key, MsgType::Ready, 0, 0, {}});
+    for (const auto& name : note.ignored)
+      spdlog::debug("worker {} pid={}: notification {}= has no meaning under shoal; ignored", worker.key.slot,
+                    worker.pid, name);
+    if (workers_.find(worker.key) == workers_.end()) return;  // gone while stepping
+  }
+}
+
+void Master::on_app_ready_pipe(WorkerChannel& worker) {
+  char buf[256];
+  ssize_t n = ::read(worker.fd, buf, sizeof buf);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  bool line = n > 0 && memchr(buf, '\n', static_cast<size_t>(n)) != nullptr;
+  if (n <= 0 || line) {  // a line says ready; EOF without one says nothing (the deadlines decide)
+    event_del(worker.ev);
+    if (line) feed(core::WorkerMessage{worker.key, MsgType::Ready, 0, 0, {}});
+  }
+}
+
+// stream 0: stdout, 1: stderr. final: the worker was reaped; take what is left and stop.
+void Master::on_app_output(WorkerChannel& worker, int stream, bool final) {
+  auto& out = worker.output[stream];
+  if (out.fd < 0) return;
+  log::Identity who{"worker", worker.key.slot, worker.key.generation};
+  char buf[16384];
+  for (int reads = 0; reads < 64; ++reads) {  // bounded: a chatty app cannot starve the loop
+    ssize_t n = ::read(out.fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n > 0) {
+      for (const auto& line : split_output(out.partial, std::string_view(buf, static_cast<size_t>(n))))
+        log::program_output(who, worker.pid, line);
+      if (!final) return;
+      continue;
+    }
+    if (n < 0 && errno == EAGAIN && !final) return;
+    break;  // EOF, an error, or (final) nothing more
+  }
+  if (!out.partial.empty()) log::program_output(who, worker.pid, out.partial);
+  out.partial.clear();
+  event_free(out.ev);
+  out.ev = nullptr;
+  ::close(out.fd);
+  out.fd = -1;
+}
+
 void Master::on_worker_channel(WorkerChannel& worker) {
   Message msg;
   std::string text;
@@ -458,6 +603,8 @@ void Master::reap() {
       break;  // ECHILD: nothing left
     }
     if (auto it = by_pid_.find(pid); it != by_pid_.end()) {
+      if (auto w = workers_.find(it->second); w != workers_.end() && w->second->app)
+        for (int stream : {0, 1}) on_app_output(*w->second, stream, true);
       workers_.erase(it->second);
       by_pid_.erase(it);
     }

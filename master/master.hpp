@@ -49,6 +49,14 @@ class Master {
     int fd = -1;
     event* ev = nullptr;
     WorkerBoard* board = nullptr;  // shared page: the handler it is running, if any
+    // An [app] worker's instead of a channel: its NOTIFY_SOCKET or SHOAL_READY_FD pipe (fd, ev
+    // above), and its stdout and stderr, logged line by line.
+    bool app = false;
+    struct Output {
+      int fd = -1;
+      event* ev = nullptr;
+      std::string partial;
+    } output[2];
     ~WorkerChannel();
   };
 
@@ -61,6 +69,10 @@ class Master {
   // actions that take more than a line
   void prepare_generation(const core::PrepareGeneration& a);
   void fork_worker(const core::ForkWorker& a);
+  void fork_app_worker(const core::ForkWorker& a, const GenerationFiles& files);
+  void on_app_notify(WorkerChannel& worker);
+  void on_app_ready_pipe(WorkerChannel& worker);
+  void on_app_output(WorkerChannel& worker, int stream, bool final);
   void send_to_worker(const core::SendToWorker& a);
   void probe_worker(const core::ProbeWorker& a);
   void start_successor(const core::StartSuccessor& a);

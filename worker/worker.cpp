@@ -23,30 +23,10 @@
 namespace shoal {
 namespace {
 
-// setgroups, setgid, setuid, in that order (each needs the privilege the next one gives up),
-// then a check that root cannot be regained. Nothing to do when no user is configured or the
-// process already runs as that user.
 bool drop_privileges(const Config::Server& server, std::string& err) {
-  if (server.user.empty() || geteuid() != 0) return true;  // not root: nothing to give up (the master warned)
-  if (server.uid == 0 && server.gid == 0) return true;    // user = "root", deliberately
-  if (initgroups(server.user.c_str(), server.gid) != 0) {
-    err = "initgroups(" + server.user + ") failed: " + errno_text(errno);
-    return false;
-  }
-  if (setgid(server.gid) != 0 || setuid(server.uid) != 0) {
-    err = "switching to user " + server.user + " (uid " + std::to_string(server.uid) + ", gid " +
-          std::to_string(server.gid) + ") failed: " + errno_text(errno);
-    return false;
-  }
-  if (server.uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
-    err = "after switching to user " + server.user + ", root could be regained; refusing to serve";
-    return false;
-  }
-  if (getuid() != server.uid || geteuid() != server.uid || getgid() != server.gid || getegid() != server.gid) {
-    err = "after switching to user " + server.user + " the process still has other ids; refusing to serve";
-    return false;
-  }
-  spdlog::info("running as user {} (uid {}), group gid {}", server.user, server.uid, server.gid);
+  if (!switch_user(server.user, server.uid, server.gid, err)) return false;
+  if (!server.user.empty() && geteuid() == server.uid && server.uid != 0)
+    spdlog::info("running as user {} (uid {}), group gid {}", server.user, server.uid, server.gid);
   return true;
 }
 

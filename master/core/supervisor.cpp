@@ -142,9 +142,9 @@ void Supervisor::on(const SignalReceived& e) {
     case SIGTTOU: return change_size(-1);
     case SIGUSR1: {
       ReopenLogs reopen;
-      for (const auto& g : generations_)
+      for (const auto& g : generations_)  // an app's output reaches the master's own log
         for (const auto& w : g.workers)
-          if (w.pid > 0) reopen.workers.push_back(w.key);
+          if (w.pid > 0 && !app_of(g)) reopen.workers.push_back(w.key);
       out_.push_back(std::move(reopen));
       return;
     }
@@ -217,6 +217,7 @@ void Supervisor::on(const WorkerForked& e) {
   w->state = WState::Starting;
   w->forked_at = w->last_heard = now_;
   log(Level::Info, say::spawned(e.key.slot, e.pid, w->cpu, e.key.generation));
+  if (const AppConfig* app = app_of(*g)) log(Level::Info, say::app_started(e.key.slot, e.pid, *app));
   if (w->told != MsgType::Ready) {  // told to drain or stop before the fork came back
     MsgType how = w->told;
     w->told = MsgType::Ready;
@@ -255,10 +256,7 @@ void Supervisor::on(const WorkerMessage& e) {
     case MsgType::Heartbeat:
       break;
     case MsgType::Ready:
-      if (w->state != WState::Starting) break;
-      w->state = WState::Ready;
-      w->ready_at = now_;
-      log(Level::Info, say::worker_ready(e.key.slot, w->pid, g->number, now_ - w->forked_at));
+      if (w->state == WState::Starting) became_ready(*g, *w, "");
       break;
     case MsgType::Recycle:
       if (phase_ == Phase::Running && serving_ == g->number && w->state == WState::Ready && !w->culled &&
@@ -286,6 +284,30 @@ void Supervisor::on(const WorkerMessage& e) {
     default:
       log(Level::Warn, say::unexpected_message(e.type, e.key.slot));
   }
+}
+
+void Supervisor::became_ready(Generation& g, Worker& w, const std::string& how) {
+  w.state = WState::Ready;
+  w.ready_at = w.last_heard = now_;
+  log(Level::Info, say::worker_ready(w.key.slot, w.pid, g.number, now_ - w.forked_at) + how);
+}
+
+void Supervisor::on(const AppStatusReported& e) {
+  Worker* w = worker(e.key);
+  if (!w || w->state == WState::Exited) return;
+  w->last_heard = now_;
+  w->app_status = e.status;
+}
+
+std::optional<Time> Supervisor::silence_limit(const Generation& g) {
+  if (const AppConfig* app = app_of(g)) return app->watchdog > Time(0) ? std::optional<Time>(app->watchdog) : std::nullopt;
+  return g.config->server.heartbeat_timeout;
+}
+
+std::optional<Time> Supervisor::assumed_ready_at(const Generation& g, const Worker& w) {
+  const AppConfig* app = app_of(g);
+  if (!app || app->ready != AppConfig::Ready::Delay || w.state != WState::Starting || w.told != MsgType::Ready) return std::nullopt;
+  return w.forked_at + app->ready_delay;
 }
 
 void Supervisor::on(const SendFailed& e) {
@@ -336,10 +358,10 @@ void Supervisor::on(const WorkerProbed& e) {
   Worker* w = worker(e.key, &g);
   if (!w || !w->probe_pending) return;
   w->probe_pending = false;
-  if (w->state != WState::Ready || w->killed) return;
-  Time limit = g->config->server.heartbeat_timeout;
-  if (now_ - w->last_heard < limit) return;  // it spoke meanwhile
-  log(Level::Error, say::silent(e.key.slot, w->pid, g->number, now_ - w->last_heard, limit, e.doing, e.process_state));
+  std::optional<Time> limit = silence_limit(*g);
+  if (w->state != WState::Ready || w->killed || !limit) return;
+  if (now_ - w->last_heard < *limit) return;  // it spoke meanwhile
+  log(Level::Error, say::silent(e.key.slot, w->pid, g->number, now_ - w->last_heard, *limit, e.doing, e.process_state));
   w->killed = true;
   out_.push_back(Kill{w->pid, SIGKILL});
 }
@@ -480,7 +502,7 @@ void Supervisor::status(uint64_t reply_id) {
   if (status_deadline_) return;  // a round is under way: this reply joins it
   for (auto& g : generations_)
     for (auto& w : g.workers)
-      if (w.pid > 0) {
+      if (w.pid > 0 && !app_of(g)) {  // an app's figures are its own; it reports STATUS= instead
         w.stats_pending = true;
         out_.push_back(SendToWorker{w.key, MsgType::StatsQuery});
       }
@@ -622,6 +644,13 @@ void Supervisor::tell(Worker& w, MsgType how, Time drain_delay) {
   if (w.told == how || w.told == MsgType::Stop) return;  // a drain is asked once; a stop ends it
   w.told = how;
   w.state = WState::Draining;
+  const Generation* g = generation(w.key.generation);
+  if (const AppConfig* app = g ? app_of(*g) : nullptr) {
+    // An app knows one word, its drain signal: told to stop, it drains too, within a shorter deadline.
+    log(Level::Info, say::app_told(w.key.slot, w.pid, app->drain_signal_name, how == MsgType::Drain));
+    out_.push_back(Kill{w.pid, app->drain_signal});
+    return;
+  }
   out_.push_back(SendToWorker{w.key, how, static_cast<uint32_t>(how == MsgType::Drain ? drain_delay.count() : 0)});
 }
 
@@ -752,7 +781,7 @@ void Supervisor::worker_exited(Generation& g, size_t index, const ChildExited& e
   if (killed) outcome = "killed at the deadline";
   else if (!e.exited) outcome = status;
   else if (w.told == MsgType::Stop) outcome = cat("stopped without draining (exit code ", code, ")");
-  else if (code == 0) outcome = "drained, hooks ok";
+  else if (code == 0) outcome = app_of(g) ? "exited 0 after its drain signal" : "drained, hooks ok";
   else if (w.failed_hooks > 0) outcome = cat(w.failed_hooks, " hook(s) failed");
   else outcome = status;
   bool clean = code == 0 && !killed;
@@ -791,7 +820,6 @@ void Supervisor::reconcile() {
 bool Supervisor::expire_deadlines() {
   bool changed = false;
   for (auto& g : generations_) {
-    const Config::Server& server = g.config->server;
     for (auto& w : g.workers) {
       if (w.pid <= 0 || w.killed) continue;
       if (w.kill_at && *w.kill_at <= now_) {
@@ -812,9 +840,16 @@ bool Supervisor::expire_deadlines() {
         changed = true;
         continue;
       }
+      // ready = "delay": an app that cannot say it is ready is taken for ready after ready_delay.
+      if (auto at = assumed_ready_at(g, w); at && *at <= now_) {
+        became_ready(g, w, say::assumed_ready(g.config->app->ready_delay));
+        changed = true;
+        continue;
+      }
       // Silent for heartbeat_timeout: stuck (an endless loop in a handler, SIGSTOP). Probe what
       // it is doing for the log, then SIGKILL; the usual respawn replaces it.
-      if (w.state == WState::Ready && !w.probe_pending && now_ - w.last_heard >= server.heartbeat_timeout) {
+      std::optional<Time> limit = silence_limit(g);
+      if (w.state == WState::Ready && !w.probe_pending && limit && now_ - w.last_heard >= *limit) {
         w.probe_pending = true;
         out_.push_back(ProbeWorker{w.key, w.pid});
         changed = true;
@@ -1017,17 +1052,20 @@ std::string Supervisor::status_json() const {
     json workers = json::array();
     for (const auto& w : g.workers) {
       if (w.pid <= 0) continue;
-      workers.push_back({{"index", w.key.slot},
-                         {"pid", w.pid},
-                         {"cpu", w.cpu},
-                         {"state", wstate_name(w.state)},
-                         {"connections", w.connections},
-                         {"requests_in_flight", w.requests_in_flight},
-                         {"requests_served", w.requests_served}});
+      json one = {{"index", w.key.slot}, {"pid", w.pid}, {"cpu", w.cpu}, {"state", wstate_name(w.state)}};
+      if (app_of(g)) {
+        one["app_status"] = w.app_status;
+      } else {
+        one["connections"] = w.connections;
+        one["requests_in_flight"] = w.requests_in_flight;
+        one["requests_served"] = w.requests_served;
+      }
+      workers.push_back(std::move(one));
     }
     generations.push_back({{"number", g.number},
                            {"state", gstate_name(g.state)},
                            {"desired_workers", g.desired},
+                           {"kind", app_of(g) ? "app" : "http"},
                            {"age_s", (now_ - g.started_at).count() / 1000},
                            {"workers", workers}});
   }
@@ -1088,7 +1126,8 @@ std::optional<Time> Supervisor::next_deadline() const {
       if (w.pid <= 0 || w.killed) continue;
       consider(w.kill_at);
       if (w.state == WState::Starting && respawns(g, w)) consider(w.forked_at + g.config->reload.ready_timeout);
-      if (w.state == WState::Ready && !w.probe_pending) consider(w.last_heard + g.config->server.heartbeat_timeout);
+      if (auto limit = silence_limit(g); w.state == WState::Ready && !w.probe_pending && limit) consider(w.last_heard + *limit);
+      consider(assumed_ready_at(g, w));
     }
     if (starting_ == g.number) consider(g.ready_deadline);
     if (current && phase_ != Phase::ShuttingDown && phase_ != Phase::Exited)

@@ -107,6 +107,7 @@ class Supervisor {
     uint32_t connections = 0, requests_in_flight = 0;
     uint64_t requests_served = 0;
     bool stats_pending = false, probe_pending = false, rss_pending = false;
+    std::string app_status;  // an [app] worker's last STATUS=
   };
   struct Slot {
     int failures = 0;                 // consecutive deaths at start-up: drives the backoff
@@ -147,6 +148,7 @@ class Supervisor {
   void on(const WorkerForked&);
   void on(const WorkerForkFailed&);
   void on(const WorkerMessage&);
+  void on(const AppStatusReported&);
   void on(const SendFailed&);
   void on(const ChannelClosed&);
   void on(const ChildExited&);
@@ -191,6 +193,13 @@ class Supervisor {
   void end_reload();
   void worker_exited(Generation& g, size_t index, const ChildExited& e);
   bool respawns(const Generation& g, const Worker& w) const;
+  void became_ready(Generation& g, Worker& w, const std::string& how);
+  static const AppConfig* app_of(const Generation& g) { return g.config->app ? &*g.config->app : nullptr; }
+  // How long a ready worker may stay silent before it is probed and killed, if at all: [server]
+  // heartbeat_timeout for shoal's workers, [app] watchdog (0: never) for an app's.
+  static std::optional<Time> silence_limit(const Generation& g);
+  // When an [app] worker with ready = "delay" is taken for ready, if it is one.
+  static std::optional<Time> assumed_ready_at(const Generation& g, const Worker& w);
   void failed_at_start(Generation& g, int slot);
   void kill_now(Worker& w, const std::string& why);
   void close_listeners();

@@ -75,6 +75,20 @@ inline std::string cannot_prepare(uint64_t n, const std::string& error) {
 inline std::string spawned(int slot, Pid pid, int cpu_index, uint64_t generation) {
   return cat("spawned worker ", slot, " pid=", pid, " cpu=", cpu(cpu_index), " generation=", generation);
 }
+inline std::string app_started(int slot, Pid pid, const AppConfig& app) {
+  std::string argv;
+  for (const auto& arg : app.command) argv += (argv.empty() ? "" : " ") + arg;
+  const char* ready = app.ready == AppConfig::Ready::Notify ? "when it sends READY=1 to NOTIFY_SOCKET"
+                      : app.ready == AppConfig::Ready::Fd   ? "when it writes a line to SHOAL_READY_FD"
+                                                            : "after ready_delay (a guess: it cannot say)";
+  return cat(worker(slot, pid), " runs `", argv, "` in ", app.cwd, "; ready ", ready);
+}
+inline std::string app_told(int slot, Pid pid, const std::string& signal, bool drain) {
+  return cat(worker(slot, pid), ": sent ", signal, drain ? " (drain)" : " (stop: it never reported ready)");
+}
+inline std::string assumed_ready(Time delay) {
+  return cat(" (assumed: ready = \"delay\" takes it for ready after ", duration(delay), "; it did not say)");
+}
 inline std::string fork_failed(int slot, const std::string& error) { return cat("cannot start worker ", slot, ": ", error); }
 inline std::string worker_ready(int slot, Pid pid, uint64_t generation, Time took) {
   return cat(worker_of(slot, pid, generation), " ready in ", took, " ms");

@@ -62,6 +62,9 @@ struct WorkerMessage {
   uint64_t value2 = 0;
   std::string text;
 };
+// An [app] worker's notification (NOTIFY_SOCKET), other than READY=1 and WATCHDOG=1, which come
+// as WorkerMessage Ready and Heartbeat: STATUS=..., for `shoal status`.
+struct AppStatusReported { WorkerKey key; std::string status; };
 struct SendFailed { WorkerKey key; MsgType type; };  // the channel is unusable
 struct ChannelClosed { WorkerKey key; };
 // A reaped child: exited with `code`, or killed by signal `code`.
@@ -84,7 +87,7 @@ struct LogsReopened { size_t workers_told; std::vector<std::string> errors; };
 struct TimerFired {};  // only time passed (the shell's one timer, at next_deadline())
 
 using Event = std::variant<Boot, SignalReceived, CommandReceived, ConfigLoaded, ConfigRejected, GenerationPrepared,
-                           GenerationPrepareFailed, WorkerForked, WorkerForkFailed, WorkerMessage, SendFailed,
+                           GenerationPrepareFailed, WorkerForked, WorkerForkFailed, WorkerMessage, AppStatusReported, SendFailed,
                            ChannelClosed, ChildExited, RssSampled, WorkerProbed, SuccessorStarted,
                            SuccessorStartFailed, SuccessorReady, SuccessorConfigRejected, SuccessorChannelClosed,
                            PidFileWritten, PredecessorTold, LogsReopened, TimerFired>;
