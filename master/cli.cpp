@@ -62,8 +62,8 @@ void print_status(const nlohmann::json& status) {
          master["state"].get<std::string>().c_str(), master["config"].get<std::string>().c_str());
   for (const auto& generation : status["generations"]) {
     const bool app = generation.value("kind", "http") == "app";
-    printf("generation %llu: %s, %zu %s worker(s)\n", generation["number"].get<unsigned long long>(),
-           generation["state"].get<std::string>().c_str(), generation["workers"].size(), app ? "app" : "http");
+    printf("generation %llu: %s, %zu worker(s)%s\n", generation["number"].get<unsigned long long>(),
+           generation["state"].get<std::string>().c_str(), generation["workers"].size(), app ? " running [app] command" : "");
     for (const auto& worker : generation["workers"]) {
       std::string cpu = worker["cpu"].get<int>() < 0 ? "any" : std::to_string(worker["cpu"].get<int>());
       printf("  worker %d  pid %d  cpu %s  %-8s  ", worker["index"].get<int>(), worker["pid"].get<int>(), cpu.c_str(),
