@@ -529,6 +529,11 @@ class Loader {
   // Checks between keys of different tables or entries, once everything is read: a value that is
   // fine alone can still make the whole unusable.
   void check_across(const toml::table& root, const Config& config) {
+    // A guess that comes after the deadline would have every new generation stopped unready.
+    if (config.app && config.app->ready == AppConfig::Ready::Delay && config.app->ready_delay >= config.reload.ready_timeout)
+      error(root["app"]["ready_delay"].node()->source(),
+            "[app] ready_delay (" + format_duration(config.app->ready_delay) + ") must be shorter than [reload] "
+            "ready_timeout (" + format_duration(config.reload.ready_timeout) + "), or no worker is ever ready in time");
     const Config::Shutdown& s = config.shutdown;
     const toml::table* shutdown = root["shutdown"].as_table();
     Millis hooks{0};

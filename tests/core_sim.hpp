@@ -111,13 +111,23 @@ class Simulation {
   void setup() {
     for (int attempt = 0; attempt < 100 && !config_; ++attempt) {
       std::string server = "workers = " + std::to_string(uniform(1, 8)) + "\n";
-      if (chance(0.3)) server += "max_requests = " + std::to_string(uniform(10, 1000)) + "\n";
-      if (chance(0.5)) server += "heartbeat_timeout = \"" + std::to_string(uniform(1, 30)) + "s\"\n";
+      const bool app = chance(0.3);  // the workers exec a program: drained by a signal, ready by notify, fd or guess
+      if (!app && chance(0.3)) server += "max_requests = " + std::to_string(uniform(10, 1000)) + "\n";
+      if (!app && chance(0.5)) server += "heartbeat_timeout = \"" + std::to_string(uniform(1, 30)) + "s\"\n";
       if (chance(0.2)) server += "max_worker_rss = " + std::to_string(uniform(2, 64) << 20) + "\n";
       Time timeout = random_duration(), delay = chance(0.5) ? Time(0) : random_duration();
       std::string rest = "[shutdown]\ntimeout = \"" + std::to_string(timeout.count()) + "ms\"\ndrain_delay = \"" +
                          std::to_string(delay.count()) + "ms\"\n[reload]\nready_timeout = \"" +
                          std::to_string(random_duration().count()) + "ms\"\n";
+      if (app) {
+        static const char* signals[] = {"SIGTERM", "SIGQUIT", "SIGUSR2"};
+        static const char* modes[] = {"notify", "fd", "delay"};
+        const char* mode = modes[uniform(0, 2)];
+        rest += "[app]\ncommand = [\"app\"]\ndrain_signal = \"" + std::string(signals[uniform(0, 2)]) +
+                "\"\nready = \"" + mode + "\"\n";
+        if (std::string(mode) == "delay") rest += "ready_delay = \"" + std::to_string(random_duration().count()) + "ms\"\n";
+        if (chance(0.5)) rest += "watchdog = \"" + std::to_string(uniform(1, 30)) + "s\"\n";
+      }
       try {
         config_ = core_config(server, rest);
       } catch (const std::exception&) {
@@ -333,9 +343,18 @@ class Simulation {
       auto view = by_pid.find(k.pid);
       bool at_kill = view != by_pid.end() && view->second->kill_at && *view->second->kill_at <= now;
       bool at_start = !c.ready_sent && now - c.forked_at >= config.reload.ready_timeout;
-      bool at_heartbeat = now - c.last_message >= config.server.heartbeat_timeout;
+      Time silence = config.app ? config.app->watchdog : config.server.heartbeat_timeout;
+      bool at_heartbeat = silence > Time(0) && now - c.last_message >= silence;
       check(at_kill || at_start || at_heartbeat, "SIGKILL before any deadline to pid " + std::to_string(k.pid));
       at(now + Time(uniform(0, 5)), [this, pid = k.pid] { child_exit(pid, SIGKILL, true); });
+    } else if (const AppConfig* app = config_for(c.key.generation)->app ? &*config_for(c.key.generation)->app : nullptr) {
+      // An app drains on its drain signal, and knows no other.
+      check(k.signo == app->drain_signal, "an app worker got signal " + std::to_string(k.signo) + ", not its drain signal");
+      bool first = !c.told;
+      c.told = true;
+      if (!first || c.ignores_drain || c.silent) return;
+      Time takes = faults_ ? config_->shutdown.drain_delay + Time(uniform(0, 3000)) : Time(uniform(0, 100));
+      at(now + takes, [this, pid = k.pid, code = c.drain_exit] { child_exit(pid, code); });
     } else if (k.signo == SIGTERM || k.signo == SIGQUIT) {
       c.told = true;
       if (!c.ignores_drain) at(now + Time(uniform(1, 200)), [this, pid = k.pid] { child_exit(pid, 0); });
@@ -347,6 +366,7 @@ class Simulation {
     auto it = children_.find(pid);
     if (it == children_.end() || it->second.dead || it->second.exiting) return;
     Child& c = it->second;
+    check(!config_for(c.key.generation)->app, "a channel message to an app worker, which has no channel");
     if (s.type == MsgType::StatsQuery) {
       if (!c.silent && chance(0.9))
         at(h_->now + Time(uniform(0, 400)), [this, pid] { send_from(pid, MsgType::Stats, 1, 10); });
@@ -377,11 +397,21 @@ class Simulation {
     }
     children_[pid] = c;
     int fate = faults_ ? static_cast<int>(uniform(0, 99)) : 99;
+    const bool delay = config.app && config.app->ready == AppConfig::Ready::Delay;
+    if (delay)  // the core takes it for ready after ready_delay, whatever it is doing, unless it died
+      at(h_->now + config.app->ready_delay, [this, pid] {
+        Child& c = children_[pid];
+        if (c.dead || c.exiting) return;
+        c.ready_sent = true;
+        if (!c.silent) heartbeat(pid);
+      });
     if (fate < 5) {  // hangs in its start hook
       c.silent = true;
       children_[pid].silent = true;
     } else if (fate < 12) {  // dies before ready (2: a fatal setup error)
       at(h_->now + Time(uniform(0, 300)), [this, pid] { child_exit(pid, chance(0.5) ? 2 : 1); });
+    } else if (delay) {
+      // It says nothing: the core's guess (above) is all there is.
     } else {
       Time after = faults_ ? Time(uniform(0, ready_timeout.count() * 3 / 2 + 1))
                            : Time(uniform(0, std::min<int64_t>(50, ready_timeout.count() - 1)));
@@ -401,7 +431,9 @@ class Simulation {
   }
 
   void heartbeat(Pid pid) {
-    Time every = std::min(Time(1000), config_->server.heartbeat_timeout / 4);
+    Time limit = config_->app ? config_->app->watchdog : config_->server.heartbeat_timeout;
+    if (limit == Time(0)) return;  // an app without a watchdog sends nothing, and is never probed
+    Time every = std::min(Time(1000), limit / 4);
     at(h_->now + every, [this, pid] {
       Child& c = children_[pid];
       if (c.dead || c.silent) return;

@@ -361,7 +361,8 @@ void Supervisor::on(const WorkerProbed& e) {
   std::optional<Time> limit = silence_limit(*g);
   if (w->state != WState::Ready || w->killed || !limit) return;
   if (now_ - w->last_heard < *limit) return;  // it spoke meanwhile
-  log(Level::Error, say::silent(e.key.slot, w->pid, g->number, now_ - w->last_heard, *limit, e.doing, e.process_state));
+  log(Level::Error, app_of(*g) ? say::app_silent(e.key.slot, w->pid, g->number, now_ - w->last_heard, *limit, e.process_state)
+                               : say::silent(e.key.slot, w->pid, g->number, now_ - w->last_heard, *limit, e.doing, e.process_state));
   w->killed = true;
   out_.push_back(Kill{w->pid, SIGKILL});
 }

@@ -114,6 +114,10 @@ inline std::string not_ready_in_time(int slot, Pid pid, uint64_t generation, Tim
   return cat(worker_of(slot, pid, generation), " is not ready ", waited, " ms after its start (ready_timeout ",
              duration(limit), "); sending SIGKILL");
 }
+inline std::string app_silent(int slot, Pid pid, uint64_t generation, Time quiet, Time limit, const std::string& state) {
+  return cat(worker_of(slot, pid, generation), " sent no WATCHDOG=1 for ", quiet, " ms ([app] watchdog ", duration(limit),
+             ")", state.empty() ? "" : ", process state " + state, "; sending SIGKILL");
+}
 inline std::string silent(int slot, Pid pid, uint64_t generation, Time quiet, Time limit, const std::string& doing,
                           const std::string& state) {
   return cat(worker_of(slot, pid, generation), " sent no heartbeat for ", quiet, " ms (heartbeat_timeout ",
