@@ -20,7 +20,7 @@ fuzz_seconds=${2:-60}
 packages=(cmake make g++ pkg-config
           libevent-dev libspdlog-dev libtomlplusplus-dev node-llhttp libsystemd-dev nlohmann-json3-dev
           libgtest-dev libgmock-dev curl iproute2 haproxy wrk clang libclang-rt-14-dev
-          python3 python3-h11 varnish)
+          python3 python3-h11 varnish nodejs python3-uvicorn)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

@@ -8,6 +8,10 @@
 #   bench/fleet.sh --short    2 instances, 6 s per scenario
 #   --proxy-v2                HAProxy sends a PROXY v2 header (send-proxy-v2, on checks too) and
 #                             shoal's listeners expect it (CI runs --short --proxy-v2)
+#   --app node                each instance runs examples/node (an [app] under shoal, with
+#                             clients/node/shoal.js) instead of shoal's own workers
+#   --rate N                  each wrk connection sends N requests per second (a steady rate)
+#                             instead of as many as it can
 #
 # Prints, per scenario, the clients' totals (wrk: requests, non-2xx, each kind of socket error,
 # for keep-alive clients and for one connection per request) and HAProxy's own counters from its
@@ -15,14 +19,21 @@
 # Exits 1 if a real scenario (not the control) saw any non-2xx, socket error or 5xx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-instances=3 seconds=12 proxy=""
-for arg in "$@"; do
-  case "$arg" in
+instances=3 seconds=12 proxy="" app="" rate=""
+while (($#)); do
+  case "$1" in
     --short) instances=2 seconds=6 ;;
     --proxy-v2) proxy=v2 ;;
-    *) echo "fleet.sh: unknown option '$arg' (--short, --proxy-v2)" >&2; exit 2 ;;
+    --app) app=${2:-}; shift; [ "$app" = node ] || { echo "fleet.sh: --app takes 'node'" >&2; exit 2; } ;;
+    --rate) rate=${2:-}; shift; [[ "$rate" =~ ^[1-9][0-9]*$ ]] || { echo "fleet.sh: --rate takes requests per second per connection" >&2; exit 2; } ;;
+    *) echo "fleet.sh: unknown option '$1' (--short, --proxy-v2, --app node, --rate N)" >&2; exit 2 ;;
   esac
+  shift
 done
+[ -z "$app" ] || [ -z "$proxy" ] || { echo "fleet.sh: --proxy-v2 is for shoal's own workers, not --app" >&2; exit 2; }
+[ -z "$app" ] || command -v node >/dev/null || { echo "fleet.sh: node is missing: run ./build.sh (it installs nodejs)" >&2; exit 2; }
+# wrk paces each connection when WRK_DELAY_MS is set (bench/count_non2xx.lua's delay()).
+[ -z "$rate" ] || export WRK_DELAY_MS=$((1000 / rate))
 for tool in haproxy wrk curl ss; do
   command -v $tool >/dev/null || { echo "fleet.sh: $tool is missing: run ./build.sh (it installs what the tests need)" >&2; exit 2; }
 done
@@ -72,10 +83,20 @@ drain_delay = "$2"
 timeout = "10s"
 [log]
 file = "s$i.log"
+TOML
+  if [ -n "$app" ]; then
+    cat >> "$work/s$i.toml" <<TOML
+[app]
+command = ["node", "$PWD/examples/node/server.js"]
+ready = "fd"
+TOML
+  else
+    cat >> "$work/s$i.toml" <<TOML
 [[route]]
 path = "/hello"
 body = "ok\n"
 TOML
+  fi
 }
 start_instance() {  # start_instance I: runs bin/sI (its own copy of the binary)
   local i=$1
@@ -201,8 +222,8 @@ restart_without_delay() {
   restart_one "$1"
 }
 
-echo "fleet: $instances shoal instances behind $(haproxy -v | head -1 | cut -d' ' -f1-3), checks every 200ms (fall 2, rise 2)," \
-     "retries 3 + redispatch; wrk: 16 keep-alive + 8 per-request connections, ${seconds}s per scenario"
+echo "fleet: $instances shoal instances${app:+ running the $app example} behind $(haproxy -v | head -1 | cut -d' ' -f1-3), checks every 200ms (fall 2, rise 2)," \
+     "retries 3 + redispatch; wrk: 16 keep-alive + 8 per-request connections${rate:+ at $rate requests/s each}, ${seconds}s per scenario"
 scenario "rolling reload" reload_one
 scenario "rolling binary upgrade" upgrade_one
 scenario "rolling restart" restart_one

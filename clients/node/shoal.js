@@ -36,6 +36,10 @@ const settings = {
 const cleanups = [];
 let draining = false;
 
+// stdout and stderr are pipes into shoal's log: if the master is gone, a write fails with EPIPE,
+// which must not crash the drain that the master's death started.
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
+
 function log(text) {
   process.stderr.write(`shoal.js: ${text}\n`);
 }

@@ -6,7 +6,8 @@
     shoal_notify.watchdog()           # WATCHDOG=1: call at least every WATCHDOG_USEC / 2
 
 Each call is one datagram to NOTIFY_SOCKET ("@name" is Linux's abstract namespace) and returns
-False when there is no NOTIFY_SOCKET (not under a supervisor), so the same app runs anywhere.
+False when there is no NOTIFY_SOCKET (not under a supervisor) or nobody receives it any more (the
+supervisor is gone), so the same app runs anywhere and a notification never raises.
 """
 import os
 import socket
@@ -17,9 +18,12 @@ def notify(text: str) -> bool:
     if not path:
         return False
     address = "\0" + path[1:] if path.startswith("@") else path
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        sock.sendto(text.encode(), address)
-    return True
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto(text.encode(), address)
+        return True
+    except OSError:
+        return False
 
 
 def ready() -> bool:

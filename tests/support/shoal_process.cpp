@@ -99,6 +99,10 @@ ShoalProcess::ShoalProcess(const std::string& config_path, const std::string& lo
 
 ShoalProcess::~ShoalProcess() {
   if (pid_ <= 0) return;
+  // [app] workers run in process groups of their own (a terminal's Ctrl+C is the master's to
+  // handle): those are killed one group each, the rest with the master's group.
+  for (pid_t child : children_of(pid_))
+    if (getpgid(child) == child) killpg(child, SIGKILL);
   killpg(pid_, SIGKILL);
   if (!reaped_) waitpid(pid_, nullptr, 0);
   // Workers are in the same group; none may outlive the test.

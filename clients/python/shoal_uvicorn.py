@@ -1,0 +1,107 @@
+"""Serve an ASGI app under shoal with Debian's uvicorn: `python3 shoal_uvicorn.py module:app`.
+
+What uvicorn's own `--fd 3` leaves out, in one small file with no dependency but uvicorn:
+  - READY=1 once the socket is served (after the app's lifespan start-up), STATUS= lines;
+  - the drain that the seeds' articles describe, on SHOAL_DRAIN_SIGNAL (SIGTERM by default):
+    the readiness path (SHOAL_READINESS_PATH, /readyz) answers 503 at once, the app keeps serving
+    for SHOAL_DRAIN_DELAY_MS with Connection: close on every response, then uvicorn's graceful
+    shutdown: the listener closes, a connection that has not sent its first request yet gets 2 s
+    to send it, in-flight requests finish, idle keep-alive connections close, the lifespan
+    shutdown runs (the app's cleanups), and the process exits 0;
+  - without LISTEN_FDS (not under shoal), it listens on 127.0.0.1:$PORT (8000) for development.
+"""
+import asyncio
+import os
+import signal
+import sys
+
+import uvicorn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shoal_notify  # noqa: E402
+
+READINESS_PATH = os.environ.get("SHOAL_READINESS_PATH", "/readyz")
+DRAIN_DELAY_S = int(os.environ.get("SHOAL_DRAIN_DELAY_MS", "0")) / 1000
+DRAIN_SIGNAL = getattr(signal, os.environ.get("SHOAL_DRAIN_SIGNAL", "SIGTERM"))
+FIRST_REQUEST_S = 2.0  # a connection that has sent nothing yet gets this long to send its request
+
+
+class Readiness:
+    """ASGI middleware: answers the readiness path itself, 200 or 503 once draining."""
+
+    def __init__(self, app):
+        self.app = app
+        self.draining = False
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def closing_send(message):
+            # While draining, every response ends its connection: keep-alive clients move on at once.
+            if message["type"] == "http.response.start" and self.draining:
+                message = dict(message, headers=[*message.get("headers", []), (b"connection", b"close")])
+            await send(message)
+
+        if scope["path"] == READINESS_PATH:
+            status, body = (503, b"draining\n") if self.draining else (200, b"ready\n")
+            await closing_send({"type": "http.response.start", "status": status,
+                                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, closing_send)
+
+
+class Server(uvicorn.Server):
+    def __init__(self, config, readiness):
+        super().__init__(config)
+        self.readiness = readiness
+
+    def install_signal_handlers(self):
+        loop = asyncio.get_event_loop()
+        loop.add_signal_handler(DRAIN_SIGNAL, self.drain)
+        if DRAIN_SIGNAL != signal.SIGINT:
+            loop.add_signal_handler(signal.SIGINT, self.drain)
+
+    def drain(self):
+        if self.readiness.draining:
+            self.force_exit = True  # a second signal: stop now
+            return
+        self.readiness.draining = True
+        asyncio.get_event_loop().call_later(DRAIN_DELAY_S, setattr, self, "should_exit", True)
+        shoal_notify.status("draining")
+
+    async def shutdown(self, sockets=None):
+        # uvicorn closes every connection without a request in progress at once; one accepted just
+        # before the listener closed may still be sending its first request: it gets a moment.
+        for server in self.servers:
+            server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FIRST_REQUEST_S
+        while loop.time() < deadline and any(getattr(c, "cycle", True) is None for c in self.server_state.connections):
+            await asyncio.sleep(0.01)
+        await super().shutdown(sockets=sockets)
+
+    async def startup(self, sockets=None):
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            shoal_notify.ready()
+            shoal_notify.status("serving")
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: shoal_uvicorn.py module:app")
+    sys.path.insert(0, os.getcwd())
+    module, _, name = sys.argv[1].partition(":")
+    app = getattr(__import__(module), name or "app")
+    readiness = Readiness(app)
+    if os.environ.get("LISTEN_FDS") and os.environ.get("LISTEN_PID") == str(os.getpid()):
+        config = uvicorn.Config(readiness, fd=3, access_log=False, lifespan="auto")
+    else:
+        config = uvicorn.Config(readiness, host="127.0.0.1", port=int(os.environ.get("PORT", "8000")), access_log=False)
+    Server(config, readiness).run()
+
+
+if __name__ == "__main__":
+    main()

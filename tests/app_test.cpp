@@ -1,0 +1,324 @@
+// [app] workers against the real binary, with real programs: the Node example (Debian's nodejs,
+// clients/node/shoal.js) and the Python one (Debian's uvicorn, --fd 3), plus small inline
+// programs for the failure modes. Real signals, real sockets, loopback only; every wait has a
+// deadline, and every process is killed when the test ends (its own process group; the apps die
+// with the master through their parent-death signal, which one test checks).
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <set>
+#include <thread>
+
+#include "support/server_fixture.hpp"
+
+namespace shoal::test {
+namespace {
+
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+
+const std::string kSource = SHOAL_SOURCE_DIR;
+
+struct AppKind {
+  const char* name;
+  std::string app;  // the [app] table's keys
+  const char* binary;
+  const char* install;
+};
+
+AppKind node_app() {
+  return {"node", "command = [\"node\", \"" + kSource + "/examples/node/server.js\"]\nready = \"fd\"\n", "/usr/bin/node",
+          "nodejs"};
+}
+AppKind python_app() {
+  return {"python",
+          "command = [\"/usr/bin/python3\", \"" + kSource + "/clients/python/shoal_uvicorn.py\", \"app:app\"]\ncwd = \"" +
+              kSource + "/examples/python\"\n",
+          "/usr/lib/python3/dist-packages/uvicorn/__init__.py", "python3-uvicorn"};
+}
+
+class AppTest : public ServerTest {
+ protected:
+  // Starts shoal with [app] `app` (plus `extra` app keys) and `sections`; waits for ready.
+  void start_app(const AppKind& kind, const std::string& server = "workers = 2", const std::string& sections = "",
+                 const std::string& extra = "") {
+    ASSERT_EQ(access(kind.binary, R_OK), 0) << kind.binary << " is missing: ./build.sh installs " << kind.install;
+    write_app_config(kind, server, sections, extra);
+    shoal_ = std::make_unique<ShoalProcess>(config_, dir_.path() + "/shoal-" + std::to_string(++starts_) + ".log");
+    ASSERT_TRUE(shoal_->wait_ready(20s)) << "not ready";
+    port_ = shoal_->wait_for_port(1s);
+    ASSERT_GT(port_, 0);
+  }
+  void write_app_config(const AppKind& kind, const std::string& server, const std::string& sections,
+                        const std::string& extra) {
+    config_ = dir_.write("shoal.toml", "[server]\n" + run_as_line() + "listen = [\"127.0.0.1:0\"]\n" +
+                                           "cpu_affinity = \"none\"\n" + server + "\n[app]\n" + kind.app + extra + "\n" +
+                                           sections);
+  }
+  // `shoal CMD -c config`: its exit code, its output in *out.
+  int cli(const std::string& command, std::string* out = nullptr) {
+    std::string output;
+    int code = run_command({SHOAL_BINARY, command, "-c", config_}, output, 60s);
+    if (out) *out = output;
+    return code;
+  }
+  // The pids the master spawned for generation `g`.
+  std::set<pid_t> pids_of(uint64_t g) const {
+    std::set<pid_t> out;
+    std::regex re("spawned worker \\d+ pid=(\\d+) cpu=\\S+ generation=" + std::to_string(g) + "\\b");
+    std::string log = shoal_->log();
+    for (auto it = std::sregex_iterator(log.begin(), log.end(), re); it != std::sregex_iterator(); ++it)
+      out.insert(std::stoi((*it)[1]));
+    return out;
+  }
+  // "pid=N generation=G path=P": the app's own answer.
+  static std::pair<pid_t, uint64_t> who(const HttpResponse& r) {
+    std::smatch m;
+    static const std::regex re(R"(pid=(\d+) generation=(\d+))");
+    if (!std::regex_search(r.body, m, re)) return {-1, 0};
+    return {std::stoi(m[1]), std::stoull(m[2])};
+  }
+  std::string config_;
+};
+
+class AppKinds : public AppTest, public ::testing::WithParamInterface<AppKind> {};
+
+// Under load (4 keep-alive and 2 connection-per-request clients), three SIGHUP reloads: every
+// request answered 200, and each new generation said ready before the old one got its drain signal.
+TEST_P(AppKinds, ReloadUnderLoadFailsNoRequestAndTheNewGenerationIsReadyFirst) {
+  start_app(GetParam(), "workers = 2", "[shutdown]\ndrain_delay = \"300ms\"\n");
+  LoadTally tally;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  auto until = Clock::now() + 60s;  // bound; `stop` ends it sooner
+  for (int i = 0; i < 6; ++i)
+    clients.emplace_back([&, keep_alive = i < 4] {
+      LoadTally mine;
+      while (!stop && Clock::now() < until) client_loop(port_, keep_alive, std::min(until, Clock::now() + 200ms), mine);
+      tally.ok += mine.ok, tally.non_200 += mine.non_200, tally.refused += mine.refused;
+      tally.reset_or_lost += mine.reset_or_lost, tally.retries += mine.retries;
+    });
+  for (uint64_t g = 2; g <= 4; ++g) {
+    shoal_->signal(SIGHUP);
+    ASSERT_TRUE(shoal_->wait_for_log("generation " + std::to_string(g - 1) + " drained", 30s)) << g;
+    auto [pid, generation] = who(get(port_, "/after"));
+    EXPECT_EQ(generation, g);
+    EXPECT_TRUE(pids_of(g).count(pid)) << "pid " << pid << " is not of generation " << g;
+  }
+  stop = true;
+  for (auto& t : clients) t.join();
+  std::cerr << GetParam().name << " under 3 reloads: " << tally.ok << " ok, " << tally.non_200 << " non-200, "
+            << tally.refused << " refused, " << tally.reset_or_lost << " reset or lost, " << tally.retries << " retried\n";
+  EXPECT_GT(tally.ok, 200);
+  EXPECT_EQ(tally.non_200, 0);
+  EXPECT_EQ(tally.refused, 0);
+  EXPECT_EQ(tally.reset_or_lost, 0);
+  EXPECT_EQ(tally.retries, 0);
+  // In the log: generation g's "reload succeeded" comes before any drain signal to generation g-1.
+  std::string log = shoal_->log();
+  for (uint64_t g = 2; g <= 4; ++g) {
+    size_t ready = log.find("reload succeeded: generation " + std::to_string(g) + " ready");
+    ASSERT_NE(ready, std::string::npos);
+    for (pid_t old : pids_of(g - 1)) {
+      size_t drain = log.find("pid=" + std::to_string(old) + ": sent SIGTERM (drain)");
+      ASSERT_NE(drain, std::string::npos) << old;
+      EXPECT_LT(ready, drain) << "generation " << g - 1 << "'s pid " << old << " was told to drain before " << g << " was ready";
+    }
+  }
+  expect_clean_log();
+}
+
+// SIGTERM under load, with slow requests in flight: readiness turns 503 at once, every request
+// sent during the drain delay (as a load balancer that polls readiness would, before it stops
+// sending) is answered 200, every in-flight request completes, and shoal exits 0 once every app
+// process exited 0.
+TEST_P(AppKinds, SigtermUnderLoadAnswersEveryAcceptedRequestAndExitsZero) {
+  start_app(GetParam(), "workers = 2", "[shutdown]\ndrain_delay = \"800ms\"\ntimeout = \"20s\"\n");
+  const std::string slow = std::string(GetParam().name) == "node" ? "/slow?ms=1200" : "/slow?s=1.2";
+  std::vector<std::unique_ptr<Client>> in_flight;
+  for (int i = 0; i < 4; ++i) {
+    in_flight.push_back(std::make_unique<Client>(port_));
+    ASSERT_TRUE(in_flight.back()->send(request("GET", slow)));
+  }
+  EXPECT_EQ(get(port_, "/readyz").status, 200);
+  LoadTally tally;
+  std::atomic<Clock::time_point> until{Clock::now() + 30s};  // moved to the middle of the drain delay below
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i)
+    clients.emplace_back([&, keep_alive = i < 2] {
+      while (Clock::now() < until.load()) client_loop(port_, keep_alive, std::min(until.load(), Clock::now() + 50ms), tally);
+    });
+  ASSERT_TRUE(wait_until([&] { return tally.ok > 50; }, 10s));
+  shoal_->signal(SIGTERM);
+  until = Clock::now() + 400ms;
+  EXPECT_TRUE(wait_until([&] { return get(port_, "/readyz").status == 503; }, 1s)) << "readiness did not turn 503";
+  for (auto& t : clients) t.join();
+  for (auto& c : in_flight) {
+    auto r = c->read(1, 10s);
+    ASSERT_EQ(r.size(), 1u) << "an in-flight request was not answered";
+    EXPECT_EQ(r[0].status, 200);
+    EXPECT_THAT(r[0].body, HasSubstr("path=/slow"));
+  }
+  auto status = shoal_->wait_exit(25s);
+  ASSERT_TRUE(status);
+  EXPECT_TRUE(status->exited);
+  EXPECT_EQ(status->code, 0);
+  std::cerr << GetParam().name << " SIGTERM under load: " << tally.ok << " ok, " << tally.non_200 << " non-200, "
+            << tally.reset_or_lost << " reset or lost, " << tally.refused << " refused (after the listeners closed)\n";
+  EXPECT_EQ(tally.non_200, 0);
+  EXPECT_EQ(tally.reset_or_lost, 0);
+  EXPECT_TRUE(shoal_->wait_for_log("shutdown clean in", 1s));
+  expect_clean_log();
+}
+
+// The master is SIGKILLed: its apps get their drain signal from the kernel, drain (their output
+// pipes and notify socket are gone by then) and exit.
+TEST_P(AppKinds, WhenTheMasterIsKilledTheAppsDrainAndExit) {
+  start_app(GetParam(), "workers = 2", "[shutdown]\ndrain_delay = \"200ms\"\n");
+  std::set<pid_t> apps = pids_of(1);
+  ASSERT_EQ(apps.size(), 2u);
+  shoal_->signal(SIGKILL);
+  ASSERT_TRUE(shoal_->wait_exit(5s));
+  for (pid_t pid : apps) {
+    EXPECT_TRUE(wait_until([&] { return !process_exists(pid); }, 10s)) << "app pid " << pid << " kept running";
+    kill(pid, SIGKILL);  // whatever the outcome, nothing outlives the test
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(RealApps, AppKinds, ::testing::Values(node_app(), python_app()),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST_F(AppTest, ANewGenerationThatNeverSaysReadyIsStoppedAndTheOldOneServesOn) {
+  start_app(python_app(), "workers = 1", "[reload]\nready_timeout = \"3s\"\n");
+  auto [old_pid, g1] = who(get(port_, "/"));
+  ASSERT_EQ(g1, 1u);
+  write_app_config(python_app(), "workers = 1", "[reload]\nready_timeout = \"3s\"\n", "env = { APP_NEVER_READY = \"1\" }\n");
+  std::string out;
+  EXPECT_EQ(cli("reload", &out), 3) << out;
+  EXPECT_THAT(out, HasSubstr("was not ready within ready_timeout 3s"));
+  auto [pid, generation] = who(get(port_, "/"));
+  EXPECT_EQ(pid, old_pid);
+  EXPECT_EQ(generation, 1u);
+  for (pid_t stuck : pids_of(2)) EXPECT_TRUE(wait_until([&] { return !process_exists(stuck); }, 5s)) << stuck;
+}
+
+TEST_F(AppTest, AnAppThatCrashesAtStartIsRetriedWithBackoffAndAMissingProgramIsNamed) {
+  dir_.write("crash.sh", "echo 'starting, about to fail' >&2\nexit 3\n");
+  AppKind crash{"crash", "command = [\"/bin/sh\", \"crash.sh\"]\n", "/bin/sh", "dash"};
+  ASSERT_NO_FATAL_FAILURE(write_app_config(crash, "workers = 1", "", ""));
+  shoal_ = std::make_unique<ShoalProcess>(config_, dir_.path() + "/crash.log");
+  ASSERT_TRUE(shoal_->wait_for_log("failed at start-up 4 time\\(s\\) in a row; next start in 800ms", 10s));
+  // 100 + 200 + 400 ms apart: 4 starts in about 0.7 s, not a fork loop.
+  EXPECT_LE(occurrences(shoal_->log(), "spawned worker 0"), 5u);
+  EXPECT_TRUE(shoal_->wait_for_log("\\[worker 0 pid=\\d+ gen=1\\] starting, about to fail", 1s));
+  shoal_->signal(SIGTERM);
+  ASSERT_TRUE(shoal_->wait_exit(10s));
+
+  AppKind missing{"missing", "command = [\"no-such-program-anywhere\"]\n", "/bin/sh", "dash"};
+  write_app_config(missing, "workers = 1", "", "");
+  shoal_ = std::make_unique<ShoalProcess>(config_, dir_.path() + "/missing.log");
+  EXPECT_TRUE(shoal_->wait_for_log("\\[app\\] command: cannot execute 'no-such-program-anywhere': No such file or directory", 10s));
+  shoal_->signal(SIGTERM);
+  ASSERT_TRUE(shoal_->wait_exit(10s));
+}
+
+// A Python app that ignores SIGTERM: killed at [shutdown] timeout, logged, shoal exits 1.
+TEST_F(AppTest, AnAppThatIgnoresItsDrainSignalIsKilledAtTheDeadlineAndShoalExitsOne) {
+  dir_.write("stubborn.py",
+             "import os, signal, socket, time\n"
+             "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+             "listener = socket.socket(fileno=3)\n"
+             "os.write(int(os.environ['SHOAL_READY_FD']), b'READY=1\\n')\n"
+             "while True: time.sleep(1)\n");
+  AppKind stubborn{"stubborn", "command = [\"/usr/bin/python3\", \"stubborn.py\"]\nready = \"fd\"\n", "/usr/bin/python3", "python3"};
+  start_app(stubborn, "workers = 1", "[shutdown]\ntimeout = \"1500ms\"\n");
+  auto started = Clock::now();
+  shoal_->signal(SIGTERM);
+  auto status = shoal_->wait_exit(10s);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->code, 1);
+  EXPECT_GE(Clock::now() - started, 1400ms);
+  EXPECT_TRUE(shoal_->wait_for_log("still running at the 1500ms deadline", 1s));
+  EXPECT_TRUE(shoal_->wait_for_log("killed at the deadline", 1s));
+}
+
+// The Node helper's cleanup that fails: named in the log, the app exits 1, and so does shoal.
+TEST_F(AppTest, AFailedCleanupInTheNodeHelperIsNamedAndMakesShoalExitOne) {
+  start_app(node_app(), "workers = 1", "", "env = { APP_FAILING_CLEANUP = \"1\" }\n");
+  shoal_->signal(SIGTERM);
+  auto status = shoal_->wait_exit(10s);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->code, 1);
+  EXPECT_TRUE(shoal_->wait_for_log("shoal.js: cleanup 'broken-cleanup' failed: the database was already gone", 1s));
+  EXPECT_TRUE(shoal_->wait_for_log("shoal.js: cleanup 'flush-metrics' ok", 1s));  // all run even when one fails
+  EXPECT_TRUE(shoal_->wait_for_log("shutdown NOT clean", 1s));
+}
+
+// What the program gets: fds 0-3 only (3 being the master's own listening socket), the
+// protocol's variables, its output in shoal's log under its identity, its STATUS= in status,
+// and its output still logged after a log rotation (SIGUSR1).
+TEST_F(AppTest, TheProgramGetsTheSocketAtFdThreeAndNothingElseAndItsOutputIsLogged) {
+  dir_.write("probe.py",
+             "import os, select, socket, sys, signal\n"
+             "sys.path.insert(0, '" + kSource + "/clients/python')\n"
+             "import shoal_notify\n"
+             "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+             "print('env', os.environ['LISTEN_FDS'], os.environ['LISTEN_PID'] == str(os.getpid()),\n"
+             "      os.environ['LISTEN_FDNAMES'], os.environ['SHOAL_GENERATION'], os.environ['SHOAL_WORKER_INDEX'],\n"
+             "      'fds=' + ','.join(sorted(os.listdir('/proc/self/fd'), key=int)[:5]), flush=True)\n"
+             "listener = socket.socket(fileno=3)\n"
+             "shoal_notify.status('answering probes')\n"
+             "shoal_notify.ready()\n"
+             "while True:\n"
+             "    select.select([listener], [], [])  # the socket is non-blocking, shared with the master\n"
+             "    try:\n"
+             "        conn, _ = listener.accept()\n"
+             "    except BlockingIOError:\n"
+             "        continue\n"
+             "    conn.recv(4096)\n"
+             "    print('answered a request', flush=True)\n"
+             "    conn.sendall(b'HTTP/1.1 200 OK\\r\\ncontent-length: 3\\r\\nconnection: close\\r\\n\\r\\nok\\n')\n"
+             "    conn.close()\n");
+  AppKind probe{"probe", "command = [\"/usr/bin/python3\", \"probe.py\"]\n", "/usr/bin/python3", "python3"};
+  write_app_config(probe, "workers = 1", "[log]\nfile = \"shoal.log\"\n", "");
+  shoal_ = std::make_unique<ShoalProcess>(config_, dir_.path() + "/stderr.log");
+  const std::string log_path = dir_.path() + "/shoal.log";
+  ASSERT_TRUE(wait_until([&] { return read_file(log_path).find("generation 1 ready: 1 worker") != std::string::npos; }, 20s));
+  std::smatch m;
+  std::string log = read_file(log_path);
+  ASSERT_TRUE(std::regex_search(log, m, std::regex(R"(\[worker 0 pid=(\d+) gen=1\] env 1 True http 1 0 fds=(\S+))"))) << log;
+  // os.listdir's own fd of /proc/self/fd shows too: the program holds 0, 1, 2 and 3, then that one.
+  EXPECT_EQ(m[2].str(), "0,1,2,3,4");
+  pid_t app = std::stoi(m[1]);
+  std::error_code ec;
+  auto inode = [&](pid_t pid, int fd) {
+    return std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd), ec).string();
+  };
+  EXPECT_THAT(inode(app, 3), HasSubstr("socket:["));
+  bool same = false;  // fd 3 is one of the master's listening sockets, not a copy bound anew
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(shoal_->pid()) + "/fd", ec))
+    same = same || std::filesystem::read_symlink(entry.path(), ec).string() == inode(app, 3);
+  EXPECT_TRUE(same);
+  std::smatch port;
+  ASSERT_TRUE(std::regex_search(log, port, std::regex(R"(listening on http://127\.0\.0\.1:(\d+))")));
+  EXPECT_EQ(get(std::stoi(port[1]), "/").status, 200);
+  ASSERT_TRUE(wait_until([&] { return read_file(log_path).find("] answered a request") != std::string::npos; }, 5s));
+  std::string status;
+  EXPECT_EQ(cli("status", &status), 0);
+  EXPECT_THAT(status, HasSubstr("answering probes"));
+  EXPECT_THAT(status, HasSubstr("running [app] command"));
+  // logrotate: move the file away, SIGUSR1, and the app's next line lands in the new file.
+  ASSERT_EQ(rename(log_path.c_str(), (log_path + ".1").c_str()), 0);
+  shoal_->signal(SIGUSR1);
+  ASSERT_TRUE(wait_until([&] { return read_file(log_path).find("reopened") != std::string::npos; }, 5s));
+  EXPECT_EQ(get(std::stoi(port[1]), "/").status, 200);
+  EXPECT_TRUE(wait_until([&] { return read_file(log_path).find("] answered a request") != std::string::npos; }, 5s));
+  shoal_->signal(SIGTERM);
+  auto exit = shoal_->wait_exit(10s);
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->code, 0);
+}
+
+}  // namespace
+}  // namespace shoal::test
