@@ -56,8 +56,9 @@ std::vector<std::string> app_environment(char** inherited, const AppExec& exec, 
   env.push_back("LISTEN_PID=" + std::to_string(child_pid));
   env.push_back("LISTEN_FDNAMES=" + names);
   if (!exec.notify_socket.empty()) env.push_back("NOTIFY_SOCKET=" + exec.notify_socket);
-  if (exec.ready_fd >= 0)
-    env.push_back("SHOAL_READY_FD=" + std::to_string(kFirstListenFd + static_cast<int>(exec.listen_fds.size())));
+  const std::string control = std::to_string(kFirstListenFd + static_cast<int>(exec.listen_fds.size()));
+  if (exec.control_fd >= 0) env.push_back("SHOAL_CONTROL_FD=" + control);
+  if (exec.control_fd >= 0 && app.ready == AppConfig::Ready::Fd) env.push_back("SHOAL_READY_FD=" + control);
   if (app.watchdog.count() > 0) {
     env.push_back("WATCHDOG_USEC=" + std::to_string(app.watchdog.count() * 1000));
     env.push_back("WATCHDOG_PID=" + std::to_string(child_pid));
@@ -88,10 +89,10 @@ void exec_app(const AppExec& exec) {
       dup2(exec.stderr_fd, STDERR_FILENO) < 0)
     _exit(2);
 
-  // The sockets to 3, 4, ... and the ready pipe after them: first out of the way of the targets
-  // (each copy close-on-exec), then onto them (dup2 clears close-on-exec on the target only).
+  // The sockets to 3, 4, ... and the control socket after them: first out of the way of the
+  // targets (each copy close-on-exec), then onto them (dup2 clears close-on-exec on the target only).
   std::vector<int> wanted = exec.listen_fds;
-  if (exec.ready_fd >= 0) wanted.push_back(exec.ready_fd);
+  if (exec.control_fd >= 0) wanted.push_back(exec.control_fd);
   const int high = kFirstListenFd + static_cast<int>(wanted.size()) + 16;
   std::vector<int> moved;
   for (int fd : wanted) {

@@ -3,9 +3,12 @@
 //   fds 3, 4, ... the listening sockets, in [server] listen order; LISTEN_FDS, LISTEN_PID (its own
 //   pid), LISTEN_FDNAMES; nothing else inherited but stdin (/dev/null), stdout and stderr (pipes
 //   into shoal's log).
+//   SHOAL_CONTROL_FD, the fd after the sockets: a unix stream socket to the master, which writes
+//   "drain_delay_ms=N\n" on it just before each drain signal (0 for a hand-over to a new
+//   generation, [shutdown] drain_delay for a shutdown).
 //   ready = "notify": NOTIFY_SOCKET names a datagram socket of its own; READY=1, STATUS=...,
-//   WATCHDOG=1 (with WATCHDOG_USEC when [app] watchdog is set). ready = "fd": SHOAL_READY_FD, the
-//   fd after the sockets, takes one line.
+//   WATCHDOG=1 (with WATCHDOG_USEC when [app] watchdog is set). ready = "fd": SHOAL_READY_FD
+//   (the control fd) takes one line.
 //   SHOAL_GENERATION, SHOAL_WORKER_INDEX, SHOAL_DRAIN_DELAY_MS, SHOAL_SHUTDOWN_TIMEOUT_MS,
 //   SHOAL_IDLE_GRACE_MS shape its drain, which starts at [app] drain_signal.
 // What the master does with the notifications and the output is in master.cpp; the decisions in
@@ -32,7 +35,7 @@ struct AppExec {
   int slot = 0;
   pid_t master_pid = 0;
   std::string notify_socket;  // "@..." (abstract) for ready = "notify", else empty
-  int ready_fd = -1;          // the write end for ready = "fd", else -1
+  int control_fd = -1;        // the app's end of the control socket pair
   int stdout_fd = -1, stderr_fd = -1;  // the write ends of the output pipes
 };
 

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -111,6 +112,8 @@ Master::WorkerChannel::~WorkerChannel() {
     if (o.ev) event_free(o.ev);
     if (o.fd >= 0) ::close(o.fd);
   }
+  if (control_ev) event_free(control_ev);
+  if (control_fd >= 0) ::close(control_fd);
   WorkerBoard::destroy(board);
 }
 
@@ -271,10 +274,7 @@ void Master::carry_out(const core::Action& action) {
       [&](const core::ReleaseListeners&) { listeners_.release_all(); },
       [&](const core::ForkWorker& a) { fork_worker(a); },
       [&](const core::SendToWorker& a) { send_to_worker(a); },
-      [&](const core::Kill& a) {
-        if (a.pid > 0 && ::kill(a.pid, a.signo) != 0 && errno != ESRCH)
-          spdlog::error("kill({}, {}) failed: {}", a.pid, core::signal_name(a.signo), errno_text(errno));
-      },
+      [&](const core::Kill& a) { signal_worker(a); },
       [&](const core::SampleRss& a) { inbox_.push_back(core::RssSampled{a.key, resident_bytes(a.pid)}); },
       [&](const core::ProbeWorker& a) { probe_worker(a); },
       [&](const core::StartSuccessor& a) { start_successor(a); },
@@ -440,15 +440,17 @@ void Master::fork_app_worker(const core::ForkWorker& a, const GenerationFiles& f
   exec.master_pid = getpid();
   std::string err;
   int pipes[2][2] = {{-1, -1}, {-1, -1}};
-  int ready_pipe[2] = {-1, -1};
+  int control[2] = {-1, -1};
   auto fail = [&](std::string why) {
-    for (int* p : {pipes[0], pipes[1], ready_pipe})
+    for (int* p : {pipes[0], pipes[1], control})
       for (int i : {0, 1})
         if (p[i] >= 0) ::close(p[i]);
     inbox_.push_back(core::WorkerForkFailed{a.key, std::move(why)});
   };
   for (auto& p : pipes)
     if (pipe2(p, O_CLOEXEC) != 0) return fail("pipe() for the app's output failed: " + errno_text(errno));
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, control) != 0)
+    return fail("socketpair() for SHOAL_CONTROL_FD failed: " + errno_text(errno));
   if (app.ready == AppConfig::Ready::Notify) {
     std::random_device random;
     std::string unique = std::to_string(getpid()) + "/" + std::to_string(a.key.generation) + "/" +
@@ -456,37 +458,37 @@ void Master::fork_app_worker(const core::ForkWorker& a, const GenerationFiles& f
                          std::to_string(random()) + std::to_string(random());
     worker->fd = open_notify_socket(unique, &exec.notify_socket, err);
     if (worker->fd < 0) return fail(err);
-  } else if (app.ready == AppConfig::Ready::Fd) {
-    if (pipe2(ready_pipe, O_CLOEXEC) != 0) return fail("pipe() for SHOAL_READY_FD failed: " + errno_text(errno));
-    exec.ready_fd = ready_pipe[1];
-    worker->fd = ready_pipe[0];
-    ready_pipe[0] = -1;
   }
+  exec.control_fd = control[1];
   exec.stdout_fd = pipes[0][1];
   exec.stderr_fd = pipes[1][1];
   pid_t pid = fork_child();
   if (pid == 0) exec_app(exec);
   int fork_errno = errno;
-  for (int fd : {pipes[0][1], pipes[1][1], ready_pipe[1]})
-    if (fd >= 0) ::close(fd);
+  for (int fd : {pipes[0][1], pipes[1][1], control[1]}) ::close(fd);
   if (pid < 0) {
     ::close(pipes[0][0]);
     ::close(pipes[1][0]);
+    ::close(control[0]);
     inbox_.push_back(core::WorkerForkFailed{a.key, "fork() failed: " + errno_text(fork_errno)});
-    return;  // worker's destructor closes the notify socket or ready pipe
+    return;  // worker's destructor closes the notify socket
   }
   worker->pid = pid;
   WorkerChannel* w = worker.get();
   if (worker->fd >= 0) {
-    evutil_make_socket_nonblocking(worker->fd);
     worker->ev = event_new(base_, worker->fd, EV_READ | EV_PERSIST, [](evutil_socket_t, short, void* p) {
       auto* w = static_cast<WorkerChannel*>(p);
-      if (w->master->generations_.at(w->key.generation).config->app->ready == AppConfig::Ready::Notify)
-        w->master->on_app_notify(*w);
-      else
-        w->master->on_app_ready_pipe(*w);
+      w->master->on_app_notify(*w);
     }, w);
     event_add(worker->ev, nullptr);
+  }
+  worker->control_fd = control[0];
+  if (app.ready == AppConfig::Ready::Fd) {  // the ready line comes on the control socket
+    worker->control_ev = event_new(base_, worker->control_fd, EV_READ | EV_PERSIST, [](evutil_socket_t, short, void* p) {
+      auto* w = static_cast<WorkerChannel*>(p);
+      w->master->on_app_control(*w);
+    }, w);
+    event_add(worker->control_ev, nullptr);
   }
   for (int stream : {0, 1}) {
     auto& out = worker->output[stream];
@@ -525,15 +527,31 @@ void Master::on_app_notify(WorkerChannel& worker) {
   }
 }
 
-void Master::on_app_ready_pipe(WorkerChannel& worker) {
+// ready = "fd": one line on the control socket says ready; EOF without one says nothing (the
+// deadlines decide). Nothing else is read from it.
+void Master::on_app_control(WorkerChannel& worker) {
   char buf[256];
-  ssize_t n = ::read(worker.fd, buf, sizeof buf);
+  ssize_t n = ::read(worker.control_fd, buf, sizeof buf);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   bool line = n > 0 && memchr(buf, '\n', static_cast<size_t>(n)) != nullptr;
-  if (n <= 0 || line) {  // a line says ready; EOF without one says nothing (the deadlines decide)
-    event_del(worker.ev);
+  if (n <= 0 || line) {
+    event_del(worker.control_ev);
     if (line) feed(core::WorkerMessage{worker.key, MsgType::Ready, 0, 0, {}});
   }
+}
+
+// An [app] worker's drain signal comes after the line that says how long to keep serving.
+void Master::signal_worker(const core::Kill& a) {
+  if (a.app_drain_delay) {
+    auto key = by_pid_.find(a.pid);
+    auto w = key == by_pid_.end() ? workers_.end() : workers_.find(key->second);
+    if (w != workers_.end() && w->second->control_fd >= 0) {
+      std::string line = "drain_delay_ms=" + std::to_string(a.app_drain_delay->count()) + "\n";
+      (void)!::send(w->second->control_fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+  }
+  if (a.pid > 0 && ::kill(a.pid, a.signo) != 0 && errno != ESRCH)
+    spdlog::error("kill({}, {}) failed: {}", a.pid, core::signal_name(a.signo), errno_text(errno));
 }
 
 // stream 0: stdout, 1: stderr. final: the worker was reaped; take what is left and stop.

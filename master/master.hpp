@@ -49,9 +49,11 @@ class Master {
     int fd = -1;
     event* ev = nullptr;
     WorkerBoard* board = nullptr;  // shared page: the handler it is running, if any
-    // An [app] worker's instead of a channel: its NOTIFY_SOCKET or SHOAL_READY_FD pipe (fd, ev
-    // above), and its stdout and stderr, logged line by line.
+    // An [app] worker's instead of a channel: its NOTIFY_SOCKET (fd, ev above), its control
+    // socket (SHOAL_CONTROL_FD, also SHOAL_READY_FD), and its stdout and stderr, logged line by line.
     bool app = false;
+    int control_fd = -1;
+    event* control_ev = nullptr;
     struct Output {
       int fd = -1;
       event* ev = nullptr;
@@ -71,7 +73,8 @@ class Master {
   void fork_worker(const core::ForkWorker& a);
   void fork_app_worker(const core::ForkWorker& a, const GenerationFiles& files);
   void on_app_notify(WorkerChannel& worker);
-  void on_app_ready_pipe(WorkerChannel& worker);
+  void on_app_control(WorkerChannel& worker);
+  void signal_worker(const core::Kill& a);
   void on_app_output(WorkerChannel& worker, int stream, bool final);
   void send_to_worker(const core::SendToWorker& a);
   void probe_worker(const core::ProbeWorker& a);

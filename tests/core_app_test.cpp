@@ -40,6 +40,25 @@ TEST(CoreApp, ReloadSendsTheDrainSignalOnlyOnceTheNewGenerationIsReady) {
   EXPECT_EQ(reply_code(h.replies_to(7)[0]), 0);
 }
 
+// The app learns how long to keep serving: nothing on a hand-over (the new generation accepts on
+// the same sockets), the drain delay at a shutdown.
+TEST(CoreApp, TheDrainSignalSaysHowLongToKeepServing) {
+  CoreHarness h(app_config("workers = 1", "", "[shutdown]\ndrain_delay = \"2s\"\ntimeout = \"10s\""));
+  h.boot_ready();
+  h.command(1, "reload");
+  auto promoted = h.ready(h.generation_workers(2)[0]);
+  auto drains = h.all<core::Kill>(promoted);
+  ASSERT_EQ(drains.size(), 1u);
+  EXPECT_EQ(drains[0].app_drain_delay, Time(0));
+  auto stop = h.signal(SIGTERM);
+  auto told = h.all<core::Kill>(stop);
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_EQ(told[0].signo, SIGTERM);
+  EXPECT_EQ(told[0].app_drain_delay, Time(2000));
+  h.exit(drains[0].pid, 0);
+  EXPECT_TRUE(h.all<core::Kill>(h.signal(SIGQUIT))[0].app_drain_delay == Time(0));  // stop now: no delay
+}
+
 TEST(CoreApp, ReadyDelayTakesAWorkerForReadyAtItsDeadlineAndSaysItIsAGuess) {
   CoreHarness h(app_config("workers = 1", "ready = \"delay\"\nready_delay = \"2s\""));
   h.boot();

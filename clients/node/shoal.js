@@ -7,9 +7,12 @@
 // serve() listens on the sockets shoal hands over (LISTEN_FDS: fds 3, 4, ...; without them, on
 // PORT or 3000, for development), says it is ready (a line on SHOAL_READY_FD: [app] ready = "fd"),
 // and drains on the drain signal (SHOAL_DRAIN_SIGNAL, SIGTERM by default):
-//   1. the readiness path answers 503 at once, and every response carries Connection: close;
-//   2. it keeps serving for the drain delay (SHOAL_DRAIN_DELAY_MS), so that a load balancer that
-//      polls readiness stops sending first;
+//   1. every response carries Connection: close, and the readiness path answers 503 at once
+//      (unless a new generation takes over the sockets: the instance as a whole stays ready);
+//   2. it keeps serving for the drain delay, so that a load balancer that polls readiness stops
+//      sending first: the "drain_delay_ms=N" line shoal writes on SHOAL_CONTROL_FD just before the
+//      signal (0 when a new generation takes over the same sockets: nothing to wait for), else
+//      SHOAL_DRAIN_DELAY_MS;
 //   3. it closes its listeners, then closes keep-alive connections once they are idle, after
 //      SHOAL_IDLE_GRACE_MS without a request (a connection that never sent one gets 5 s);
 //   4. once every in-flight request is answered, it runs the cleanups (newest first), each with
@@ -35,6 +38,7 @@ const settings = {
 
 const cleanups = [];
 let draining = false;
+let unready = false; // readiness 503: draining for a shutdown, not for a hand-over
 
 // stdout and stderr are pipes into shoal's log: if the master is gone, a write fails with EPIPE,
 // which must not crash the drain that the master's death started.
@@ -62,14 +66,27 @@ function inheritedFds() {
 
 function sayReady() {
   if (env.SHOAL_READY_FD) {
-    const fd = Number(env.SHOAL_READY_FD);
-    fs.writeSync(fd, 'READY=1\n');
-    fs.closeSync(fd);
+    fs.writeSync(Number(env.SHOAL_READY_FD), 'READY=1\n');  // the control socket: kept open
   } else if (env.NOTIFY_SOCKET) {
     // Node has no unix datagram sockets: it cannot send READY=1 itself.
     log('NOTIFY_SOCKET is set but Node cannot send datagrams: set [app] ready = "fd" in shoal\'s config');
     process.exit(2);
   }
+}
+
+// How long this drain keeps serving: what shoal wrote just before the signal, or, with no line (the
+// master is gone, or someone else sent the signal), the shutdown's drain delay.
+function drainDelayNow() {
+  if (!env.SHOAL_CONTROL_FD) return settings.drainDelayMs;
+  try {
+    const buf = Buffer.alloc(4096);
+    const n = fs.readSync(Number(env.SHOAL_CONTROL_FD), buf, 0, buf.length, null);
+    const said = [...buf.toString('latin1', 0, n).matchAll(/drain_delay_ms=(\d+)/g)].pop();
+    if (said) return Number(said[1]);
+  } catch (err) {
+    // EAGAIN (non-blocking, nothing written) or EOF: no word from shoal
+  }
+  return settings.drainDelayMs;
 }
 
 async function runCleanups() {
@@ -112,8 +129,8 @@ function serve(handler, { readinessPath = '/readyz' } = {}) {
     });
     if (draining) res.shouldKeepAlive = false; // Connection: close
     if (readinessPath && req.url === readinessPath) {
-      res.writeHead(draining ? 503 : 200, { 'content-type': 'text/plain' });
-      res.end(draining ? 'draining\n' : 'ready\n');
+      res.writeHead(unready ? 503 : 200, { 'content-type': 'text/plain' });
+      res.end(unready ? 'draining\n' : 'ready\n');
       return;
     }
     handler(req, res);
@@ -141,9 +158,11 @@ function serve(handler, { readinessPath = '/readyz' } = {}) {
   async function drain() {
     if (draining) return;
     draining = true;
-    log(`${settings.drainSignal}: draining (delay ${settings.drainDelayMs} ms, ${inFlight.size} in flight)`);
+    const delayMs = drainDelayNow();
+    unready = delayMs > 0;
+    log(`${settings.drainSignal}: draining (delay ${delayMs} ms, ${inFlight.size} in flight)`);
     for (const res of inFlight) if (!res.headersSent) res.shouldKeepAlive = false;
-    await new Promise((resolve) => setTimeout(resolve, settings.drainDelayMs));
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
     // No new connections; those open finish what they asked, and close once idle.
     const closed = servers.map((server) => new Promise((resolve) => server.close(() => resolve())));
     await new Promise((resolve) => {

@@ -3,8 +3,11 @@
 What uvicorn's own `--fd 3` leaves out, in one small file with no dependency but uvicorn:
   - READY=1 once the socket is served (after the app's lifespan start-up), STATUS= lines;
   - the drain that the seeds' articles describe, on SHOAL_DRAIN_SIGNAL (SIGTERM by default):
-    the readiness path (SHOAL_READINESS_PATH, /readyz) answers 503 at once, the app keeps serving
-    for SHOAL_DRAIN_DELAY_MS with Connection: close on every response, then uvicorn's graceful
+    the readiness path (SHOAL_READINESS_PATH, /readyz) answers 503 at once (not when a new
+    generation takes over the sockets: the instance stays ready), the app keeps serving
+    for the drain delay (the "drain_delay_ms=N" line shoal writes on SHOAL_CONTROL_FD before the
+    signal: 0 when a new generation takes over the sockets; else SHOAL_DRAIN_DELAY_MS) with
+    Connection: close on every response, then uvicorn's graceful
     shutdown: the listener closes, a connection that has not sent its first request yet gets 2 s
     to send it, in-flight requests finish, idle keep-alive connections close, the lifespan
     shutdown runs (the app's cleanups), and the process exits 0;
@@ -12,6 +15,7 @@ What uvicorn's own `--fd 3` leaves out, in one small file with no dependency but
 """
 import asyncio
 import os
+import re
 import signal
 import sys
 
@@ -26,12 +30,27 @@ DRAIN_SIGNAL = getattr(signal, os.environ.get("SHOAL_DRAIN_SIGNAL", "SIGTERM"))
 FIRST_REQUEST_S = 2.0  # a connection that has sent nothing yet gets this long to send its request
 
 
+def drain_delay_now():
+    """What shoal said just before the signal, or (no line: the master is gone, or someone else
+    sent the signal) the shutdown's drain delay."""
+    fd = os.environ.get("SHOAL_CONTROL_FD")
+    if fd:
+        try:
+            said = re.findall(rb"drain_delay_ms=(\d+)", os.read(int(fd), 4096))
+            if said:
+                return int(said[-1]) / 1000
+        except OSError:  # BlockingIOError: nothing written
+            pass
+    return DRAIN_DELAY_S
+
+
 class Readiness:
     """ASGI middleware: answers the readiness path itself, 200 or 503 once draining."""
 
     def __init__(self, app):
         self.app = app
-        self.draining = False
+        self.draining = False  # every response ends its connection
+        self.unready = False   # the readiness path answers 503: draining for a shutdown, not a hand-over
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -44,7 +63,7 @@ class Readiness:
             await send(message)
 
         if scope["path"] == READINESS_PATH:
-            status, body = (503, b"draining\n") if self.draining else (200, b"ready\n")
+            status, body = (503, b"draining\n") if self.unready else (200, b"ready\n")
             await closing_send({"type": "http.response.start", "status": status,
                                 "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
@@ -67,8 +86,10 @@ class Server(uvicorn.Server):
         if self.readiness.draining:
             self.force_exit = True  # a second signal: stop now
             return
+        delay = drain_delay_now()
         self.readiness.draining = True
-        asyncio.get_event_loop().call_later(DRAIN_DELAY_S, setattr, self, "should_exit", True)
+        self.readiness.unready = delay > 0
+        asyncio.get_event_loop().call_later(delay, setattr, self, "should_exit", True)
         shoal_notify.status("draining")
 
     async def shutdown(self, sockets=None):

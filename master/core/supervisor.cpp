@@ -649,7 +649,7 @@ void Supervisor::tell(Worker& w, MsgType how, Time drain_delay) {
   if (const AppConfig* app = g ? app_of(*g) : nullptr) {
     // An app knows one word, its drain signal: told to stop, it drains too, within a shorter deadline.
     log(Level::Info, say::app_told(w.key.slot, w.pid, app->drain_signal_name, how == MsgType::Drain));
-    out_.push_back(Kill{w.pid, app->drain_signal});
+    out_.push_back(Kill{w.pid, app->drain_signal, how == MsgType::Drain ? drain_delay : Time(0)});
     return;
   }
   out_.push_back(SendToWorker{w.key, how, static_cast<uint32_t>(how == MsgType::Drain ? drain_delay.count() : 0)});

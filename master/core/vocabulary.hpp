@@ -6,6 +6,7 @@
 #include <compare>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -107,7 +108,15 @@ struct ReleaseListeners {};  // close without unlinking: a successor master hold
 struct ForkWorker { WorkerKey key; int cpu; uint64_t max_requests; };
 // Answer on failure only: SendFailed.
 struct SendToWorker { WorkerKey key; MsgType type; uint32_t value = 0; };
-struct Kill { Pid pid; int signo; };
+// signo to pid. For an [app] worker's drain signal, app_drain_delay is set: the shell first writes
+// "drain_delay_ms=N" to its SHOAL_CONTROL_FD, N being 0 for a hand-over (reload, upgrade,
+// replacement: the next generation already accepts on the same sockets) and [shutdown]
+// drain_delay for a shutdown, so that the app knows whether to keep serving (readiness 503) first.
+struct Kill {
+  Pid pid;
+  int signo;
+  std::optional<Time> app_drain_delay = std::nullopt;
+};
 struct SampleRss { WorkerKey key; Pid pid; };     // answer: RssSampled
 struct ProbeWorker { WorkerKey key; Pid pid; };   // answer: WorkerProbed
 struct StartSuccessor { uint64_t first_generation; };  // answer: SuccessorStarted or SuccessorStartFailed
