@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "common/sys.hpp"
 #include "support/server_fixture.hpp"
 
 namespace shoal::test {
@@ -26,6 +27,8 @@ struct AppKind {
   const char* binary;
   const char* install;
 };
+
+void PrintTo(const AppKind& kind, std::ostream* os) { *os << kind.name; }
 
 AppKind node_app() {
   return {"node", "command = [\"node\", \"" + kSource + "/examples/node/server.js\"]\nready = \"fd\"\n", "/usr/bin/node",
@@ -52,9 +55,10 @@ class AppTest : public ServerTest {
   }
   void write_app_config(const AppKind& kind, const std::string& server, const std::string& sections,
                         const std::string& extra) {
-    config_ = dir_.write("shoal.toml", "[server]\n" + run_as_line() + "listen = [\"127.0.0.1:0\"]\n" +
-                                           "cpu_affinity = \"none\"\n" + server + "\n[app]\n" + kind.app + extra + "\n" +
-                                           sections);
+    std::string user = server.find("user =") == std::string::npos ? run_as_line() : "";
+    std::string cpus = server.find("cpu_affinity") == std::string::npos ? "cpu_affinity = \"none\"\n" : "";
+    config_ = dir_.write("shoal.toml", "[server]\n" + user + "listen = [\"127.0.0.1:0\"]\n" + cpus + server +
+                                           "\n[app]\n" + kind.app + extra + "\n" + sections);
   }
   // `shoal CMD -c config`: its exit code, its output in *out.
   int cli(const std::string& command, std::string* out = nullptr) {
@@ -265,6 +269,42 @@ TEST_F(AppTest, AFailedCleanupInTheNodeHelperIsNamedAndMakesShoalExitOne) {
   EXPECT_TRUE(shoal_->wait_for_log("shoal.js: cleanup 'broken-cleanup' failed: the database was already gone", 1s));
   EXPECT_TRUE(shoal_->wait_for_log("shoal.js: cleanup 'flush-metrics' ok", 1s));  // all run even when one fails
   EXPECT_TRUE(shoal_->wait_for_log("shutdown NOT clean", 1s));
+}
+
+// SIGTTIN starts one more app process, pinned to the next CPU; SIGTTOU drains the last one with
+// its drain signal and does not replace it.
+TEST_F(AppTest, SigttinAndSigttouChangeTheNumberOfAppProcessesEachPinnedToItsCpu) {
+  if (allowed_cpus().size() < 2) GTEST_FAIL() << "this test needs 2 CPUs, as CI has";
+  start_app(node_app(), "workers = 1\ncpu_affinity = \"auto\"");
+  const int first = allowed_cpus()[0], second = allowed_cpus()[1];
+  pid_t zero = *pids_of(1).begin();
+  EXPECT_EQ(cpus_allowed_list(zero), std::to_string(first));
+  shoal_->signal(SIGTTIN);
+  ASSERT_TRUE(shoal_->wait_for_log("worker 1 pid=\\d+ of generation 1 ready", 10s));
+  ASSERT_EQ(pids_of(1).size(), 2u);
+  pid_t one = *pids_of(1).rbegin();
+  EXPECT_EQ(cpus_allowed_list(one), std::to_string(second));
+  shoal_->signal(SIGTTOU);
+  ASSERT_TRUE(shoal_->wait_for_log("worker 1 pid=" + std::to_string(one) + ": sent SIGTERM \\(drain\\)", 5s));
+  EXPECT_TRUE(wait_until([&] { return !process_exists(one); }, 10s));
+  EXPECT_TRUE(process_exists(zero));
+  EXPECT_EQ(who(get(port_, "/")).first, zero);
+  expect_clean_log();
+}
+
+// As root, the program runs as [server] user; it is switched before exec, so the program never
+// holds root. (Not as root, user is ignored with a warning, as for shoal's own workers.)
+TEST_F(AppTest, TheProgramRunsAsTheConfiguredUser) {
+  AppKind id{"id", "command = [\"/usr/bin/python3\", \"-c\", \"import os, time; print('ids', os.getuid(), os.geteuid(), "
+                   "os.getgid(), flush=True); os.write(int(os.environ['SHOAL_READY_FD']), b'1\\\\n'); time.sleep(60)\"]\n"
+                   "cwd = \"/\"\nready = \"fd\"\n", "/usr/bin/python3", "python3"};
+  start_app(id, "workers = 1\nuser = \"nobody\"\ngroup = \"nogroup\"");
+  if (geteuid() == 0) {
+    EXPECT_TRUE(shoal_->wait_for_log("\\] ids 65534 65534 65534", 5s)) << shoal_->log();
+  } else {
+    EXPECT_TRUE(shoal_->wait_for_log("is ignored: switching user needs root", 1s));
+    EXPECT_TRUE(shoal_->wait_for_log("\\] ids " + std::to_string(getuid()) + " ", 5s));
+  }
 }
 
 // What the program gets: fds 0-3 only (3 being the master's own listening socket), the

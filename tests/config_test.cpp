@@ -63,7 +63,7 @@ TEST(Config, MinimalFileGetsDocumentedDefaults) {
 }
 
 TEST(Config, ShippedConfigsAreValid) {
-  for (const char* file : {"server.toml", "conf/shoal.toml"}) {
+  for (const char* file : {"server.toml", "conf/shoal.toml", "examples/node/shoal.toml", "examples/python/shoal.toml"}) {
     auto result = load_config_file(std::string(SHOAL_SOURCE_DIR) + "/" + file);
     EXPECT_TRUE(result.config) << file << ": " << ::testing::PrintToString(error_lines(result));
   }

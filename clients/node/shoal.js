@@ -23,6 +23,7 @@
 
 const fs = require('node:fs');
 const http = require('node:http');
+const net = require('node:net');
 
 const env = process.env;
 const number = (name, fallback) => (env[name] !== undefined && env[name] !== '' ? Number(env[name]) : fallback);
@@ -140,7 +141,8 @@ function serve(handler, { readinessPath = '/readyz' } = {}) {
   const targets = fds.length ? fds.map((fd) => ({ fd })) : [{ port: number('PORT', 3000), host: '127.0.0.1' }];
   let listening = 0;
   for (const target of targets) {
-    const server = http.createServer({ keepAliveTimeout: 60_000 }, onRequest);
+    const server = http.createServer(onRequest);
+    server.keepAliveTimeout = 60_000; // shoal's own keepalive_timeout default
     server.on('connection', (socket) => {
       lastActive.set(socket, Date.now());
       fresh.add(socket);
@@ -163,8 +165,10 @@ function serve(handler, { readinessPath = '/readyz' } = {}) {
     log(`${settings.drainSignal}: draining (delay ${delayMs} ms, ${inFlight.size} in flight)`);
     for (const res of inFlight) if (!res.headersSent) res.shouldKeepAlive = false;
     await new Promise((resolve) => setTimeout(resolve, delayMs));
-    // No new connections; those open finish what they asked, and close once idle.
-    const closed = servers.map((server) => new Promise((resolve) => server.close(() => resolve())));
+    // No new connections; those open finish what they asked, and close once idle. (net.Server's
+    // close, not http.Server's: since Node 19 that one also drops idle keep-alive connections at
+    // once, racing a client's next request on them; they get the idle grace below instead.)
+    const closed = servers.map((server) => new Promise((resolve) => net.Server.prototype.close.call(server, () => resolve())));
     await new Promise((resolve) => {
       const tick = () => {
         const now = Date.now();

@@ -7,10 +7,10 @@ What uvicorn's own `--fd 3` leaves out, in one small file with no dependency but
     generation takes over the sockets: the instance stays ready), the app keeps serving
     for the drain delay (the "drain_delay_ms=N" line shoal writes on SHOAL_CONTROL_FD before the
     signal: 0 when a new generation takes over the sockets; else SHOAL_DRAIN_DELAY_MS) with
-    Connection: close on every response, then uvicorn's graceful
-    shutdown: the listener closes, a connection that has not sent its first request yet gets 2 s
-    to send it, in-flight requests finish, idle keep-alive connections close, the lifespan
-    shutdown runs (the app's cleanups), and the process exits 0;
+    Connection: close on every response, then the listener closes, in-flight requests finish,
+    a keep-alive connection idle for SHOAL_IDLE_GRACE_MS closes (one that has not sent its first
+    request yet gets 2 s to send it), the lifespan shutdown runs (the app's cleanups), and the
+    process exits 0;
   - without LISTEN_FDS (not under shoal), it listens on 127.0.0.1:$PORT (8000) for development.
 """
 import asyncio
@@ -28,6 +28,7 @@ READINESS_PATH = os.environ.get("SHOAL_READINESS_PATH", "/readyz")
 DRAIN_DELAY_S = int(os.environ.get("SHOAL_DRAIN_DELAY_MS", "0")) / 1000
 DRAIN_SIGNAL = getattr(signal, os.environ.get("SHOAL_DRAIN_SIGNAL", "SIGTERM"))
 FIRST_REQUEST_S = 2.0  # a connection that has sent nothing yet gets this long to send its request
+IDLE_GRACE_S = int(os.environ.get("SHOAL_IDLE_GRACE_MS", "250")) / 1000
 
 
 def drain_delay_now():
@@ -93,13 +94,33 @@ class Server(uvicorn.Server):
         shoal_notify.status("draining")
 
     async def shutdown(self, sockets=None):
-        # uvicorn closes every connection without a request in progress at once; one accepted just
-        # before the listener closed may still be sending its first request: it gets a moment.
+        # uvicorn would close every connection without a request in progress at once, racing a
+        # keep-alive client's next request. Instead, as shoal's own workers do: no new connection;
+        # in-flight requests finish (their response says Connection: close); a connection idle
+        # for SHOAL_IDLE_GRACE_MS closes; one that has sent nothing yet gets FIRST_REQUEST_S.
         for server in self.servers:
             server.close()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + FIRST_REQUEST_S
-        while loop.time() < deadline and any(getattr(c, "cycle", True) is None for c in self.server_state.connections):
+        first_deadline = loop.time() + FIRST_REQUEST_S
+        while self.server_state.connections:
+            now, waiting = loop.time(), False
+            for connection in list(self.server_state.connections):
+                cycle = getattr(connection, "cycle", None)
+                if cycle is None:  # accepted, nothing asked yet
+                    waiting = waiting or now < first_deadline
+                    if now >= first_deadline:
+                        connection.shutdown()
+                elif not cycle.response_complete:  # in flight
+                    waiting = True
+                else:  # idle keep-alive: since its keep-alive timer started
+                    timer = getattr(connection, "timeout_keep_alive_task", None)
+                    idle_since = timer.when() - self.config.timeout_keep_alive if timer else now - IDLE_GRACE_S
+                    if now - idle_since >= IDLE_GRACE_S:
+                        connection.shutdown()
+                    else:
+                        waiting = True
+            if not waiting:
+                break
             await asyncio.sleep(0.01)
         await super().shutdown(sockets=sockets)
 
