@@ -307,6 +307,34 @@ TEST_F(AppTest, TheProgramRunsAsTheConfiguredUser) {
   }
 }
 
+// ready = "delay": the master takes the program for ready after ready_delay and says it guessed.
+// watchdog: a program that said READY=1 and then sends no WATCHDOG=1 is killed and replaced.
+TEST_F(AppTest, ReadyDelayIsALoggedGuessAndTheWatchdogReplacesASilentApp) {
+  AppKind mute{"mute", "command = [\"/bin/sh\", \"-c\", \"exec sleep 60\"]\nready = \"delay\"\nready_delay = \"300ms\"\n",
+               "/bin/sh", "dash"};
+  write_app_config(mute, "workers = 1", "", "");
+  shoal_ = std::make_unique<ShoalProcess>(config_, dir_.path() + "/mute.log");
+  ASSERT_TRUE(shoal_->wait_for_log("worker 0 pid=\\d+ of generation 1 ready in \\d+ ms \\(assumed: ready = \"delay\" "
+                                   "takes it for ready after 300ms; it did not say\\)", 5s));
+  ASSERT_TRUE(shoal_->wait_ready(1s));
+  shoal_.reset();
+
+  dir_.write("quiet.py",
+             "import os, socket, sys, time\n"
+             "sys.path.insert(0, '" + kSource + "/clients/python')\n"
+             "import shoal_notify\n"
+             "print('watchdog', os.environ['WATCHDOG_USEC'], flush=True)\n"
+             "shoal_notify.ready()\n"
+             "time.sleep(60)  # and never WATCHDOG=1\n");
+  AppKind quiet{"quiet", "command = [\"/usr/bin/python3\", \"quiet.py\"]\nwatchdog = \"1s\"\n", "/usr/bin/python3", "python3"};
+  start_app(quiet, "workers = 1");
+  EXPECT_TRUE(shoal_->wait_for_log("\\] watchdog 1000000", 1s));
+  pid_t first = *pids_of(1).begin();
+  ASSERT_TRUE(shoal_->wait_for_log("pid=" + std::to_string(first) + " of generation 1 sent no WATCHDOG=1 for \\d+ ms "
+                                   "\\(\\[app\\] watchdog 1s\\).*sending SIGKILL", 5s));
+  EXPECT_TRUE(wait_until([&] { return pids_of(1).size() == 2; }, 5s)) << "not replaced";
+}
+
 // What the program gets: fds 0-3 only (3 being the master's own listening socket), the
 // protocol's variables, its output in shoal's log under its identity, its STATUS= in status,
 // and its output still logged after a log rotation (SIGUSR1).
