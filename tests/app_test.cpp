@@ -4,7 +4,11 @@
 // deadline, and every process is killed when the test ends (its own process group; the apps die
 // with the master through their parent-death signal, which one test checks).
 #include <signal.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <set>
@@ -333,6 +337,38 @@ TEST_F(AppTest, ReadyDelayIsALoggedGuessAndTheWatchdogReplacesASilentApp) {
   ASSERT_TRUE(shoal_->wait_for_log("pid=" + std::to_string(first) + " of generation 1 sent no WATCHDOG=1 for \\d+ ms "
                                    "\\(\\[app\\] watchdog 1s\\).*sending SIGKILL", 5s));
   EXPECT_TRUE(wait_until([&] { return pids_of(1).size() == 2; }, 5s)) << "not replaced";
+}
+
+// NOTIFY_SOCKET is the child's alone: a READY=1 from any other process is ignored, and logged.
+TEST_F(AppTest, OnlyTheAppsOwnProcessCanSayItIsReady) {
+  dir_.write("patient.py",
+             "import os, sys, time\n"
+             "sys.path.insert(0, '" + kSource + "/clients/python')\n"
+             "import shoal_notify\n"
+             "print('notify', os.environ['NOTIFY_SOCKET'], flush=True)\n"
+             "for _ in range(1000):  # until the test says go (10 s at most)\n"
+             "    if os.path.exists('go'): break\n"
+             "    time.sleep(0.01)\n"
+             "shoal_notify.ready()\n"
+             "time.sleep(60)\n");
+  AppKind patient{"patient", "command = [\"/usr/bin/python3\", \"patient.py\"]\n", "/usr/bin/python3", "python3"};
+  write_app_config(patient, "workers = 1", "", "");
+  shoal_ = std::make_unique<ShoalProcess>(config_, dir_.path() + "/patient.log");
+  auto name = shoal_->wait_for_log("\\] notify @(\\S+)", 10s);
+  ASSERT_TRUE(name);
+  // An impostor (this test's own process) sends READY=1 to the app's socket.
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  memcpy(addr.sun_path + 1, name->data(), name->size());
+  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name->size());
+  ASSERT_EQ(sendto(fd, "READY=1", 7, 0, reinterpret_cast<sockaddr*>(&addr), len), 7) << strerror(errno);
+  close(fd);
+  EXPECT_TRUE(shoal_->wait_for_log("ignored a notification from pid " + std::to_string(getpid()) +
+                                   ": only the worker's own process may notify", 5s));
+  EXPECT_EQ(shoal_->log().find("ready in"), std::string::npos) << "an impostor's READY=1 counted";
+  dir_.write("go", "");
+  EXPECT_TRUE(shoal_->wait_ready(10s));
 }
 
 // What the program gets: fds 0-3 only (3 being the master's own listening socket), the
