@@ -70,7 +70,7 @@ std::string pattern_for(const Identity& who) {
   std::string prefix = who.worker_index >= 0
                            ? "worker " + std::to_string(who.worker_index)
                            : std::string(who.role);
-  return "%Y-%m-%dT%H:%M:%S.%e %l [" + prefix + " pid=%P gen=" + std::to_string(who.generation) +
+  return "%Y-%m-%dT%H:%M:%S.%e%z %l [" + prefix + " pid=%P gen=" + std::to_string(who.generation) +
          "] %v";
 }
 
@@ -103,7 +103,7 @@ void setup(const Identity& who, spdlog::level::level_enum level, int fd) {
   logger->set_pattern(current_pattern);
   spdlog::set_default_logger(std::move(logger));
   output_logger = std::make_shared<spdlog::logger>("output", std::make_shared<FdSink>(fd));
-  output_logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
+  output_logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l %v");
   output_logger->set_level(spdlog::level::info);
 }
 

@@ -120,6 +120,26 @@ TEST_F(Hardening, ATricklingClientIsCutOffAtTheHeaderDeadline) {
   expect_trickle_cut_off(r, sent, req.size(), began);
 }
 
+// One clock for both logs: local time with its offset, in the log and in the access log alike
+// (TZ set here to a zone with an odd offset, so that a UTC or offset-less time cannot pass).
+TEST_F(Hardening, BothLogsWriteLocalTimeWithTheSameOffset) {
+  StartOptions options;
+  options.env = {"TZ=NPT-5:45"};  // POSIX form (no tzdata needed): UTC+05:45
+  start("workers = 1", "[log]\naccess_log = \"access.log\"\n", "\"127.0.0.1:0\"", SHOAL_BINARY, options);
+  ASSERT_EQ(get(port_, "/hello").status, 200);
+  shoal_->signal(SIGTERM);
+  ASSERT_TRUE(shoal_->wait_exit(10s));
+  std::smatch m;
+  std::string log = shoal_->log();
+  ASSERT_TRUE(std::regex_search(log, m, std::regex(R"((?:^|\n)\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}([+-]\d\d:\d\d) info \[master )")))
+      << log.substr(0, 300);
+  EXPECT_EQ(m[1].str(), "+05:45");
+  std::string access = read_file(dir_.path() + "/access.log");
+  ASSERT_TRUE(std::regex_search(access, m, std::regex(R"(- - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d ([+-]\d{4})\] "GET /hello HTTP/1.1" 200 )")))
+      << access;
+  EXPECT_EQ(m[1].str(), "+0545");
+}
+
 TEST_F(Hardening, WorkersRunAsTheConfiguredUserAndCannotRegainRoot) {
   if (geteuid() != 0) {
     // Not root: the user cannot be switched to; it is ignored with a warning, as nginx does.

@@ -383,7 +383,7 @@ TEST_F(Lifecycle, AccessLogHasEveryServedRequestAfterShutdown) {
   std::ifstream in(dir_.path() + "/access.log");
   std::string line;
   int lines = 0;
-  std::regex format(R"(^127\.0\.0\.1:\d+ - - \[.+ GMT\] "GET /hello\?n=\d+ HTTP/1\.1" 200 3 \d+\.\d{3}$)");
+  std::regex format(R"(^127\.0\.0\.1:\d+ - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /hello\?n=\d+ HTTP/1\.1" 200 3 \d+\.\d{3}$)");
   while (std::getline(in, line)) {
     EXPECT_TRUE(std::regex_match(line, format)) << line;
     ++lines;

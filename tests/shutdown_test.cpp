@@ -17,6 +17,7 @@ namespace shoal::test {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using Clock = std::chrono::steady_clock;
 using Shutdown = ServerTest;
 
@@ -56,6 +57,24 @@ TEST_F(Shutdown, InFlightRequestsCompleteWithConnectionCloseAndExitZero) {
   EXPECT_THAT(shoal_->log(), ::testing::ContainsRegex("request\\(s\\) in flight"));
   EXPECT_EQ(occurrences(shoal_->log(), "shutdown clean in"), 1u);  // one summary, whatever the signals did
   expect_clean_log();
+}
+
+// Stopping idle workers says what an operator needs and no more: per worker, that it drained;
+// for the master, the shutdown, each exit and the outcome. No access-log flush without an access log.
+TEST_F(Shutdown, StoppingIdleWorkersIsQuiet) {
+  start("workers = 2");
+  size_t before = occurrences(shoal_->log(), "\n");
+  shoal_->signal(SIGTERM);
+  auto exit = shoal_->wait_exit(10s);
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->code, 0);
+  std::string log = shoal_->log();
+  size_t lines = occurrences(log, "\n") - before;
+  EXPECT_LE(lines, 8u) << log;
+  EXPECT_EQ(occurrences(log, "gen=1] draining: listeners closed"), 2u);
+  EXPECT_THAT(log, HasSubstr("shutdown clean in"));
+  EXPECT_THAT(log, Not(HasSubstr("flush access log")));
+  EXPECT_THAT(log, Not(HasSubstr("cleanup hooks finished")));
 }
 
 TEST_F(Shutdown, ReadinessIs503DuringDrainDelayThenNewConnectionsAreRefused) {

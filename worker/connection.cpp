@@ -856,7 +856,7 @@ void Connection::finish_response(int status, size_t body_bytes) {
   std::string& log = server_.access_log_buffer();
   log.append(forwarded_.length ? span(forwarded_) : std::string_view(remote_));
   log.append(" - - [");
-  log.append(server_.date());
+  log.append(server_.log_time());
   log.append("] \"");
   log.append(method_);
   log += ' ';

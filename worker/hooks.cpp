@@ -31,7 +31,9 @@ struct HookRunner::State : std::enable_shared_from_this<State> {
 
   void run_current() {
     if (current == hooks.size()) {
-      spdlog::info("cleanup hooks finished: {} of {} failed", failures, hooks.size());
+      // Each hook said how it went; the sum is news only when one failed.
+      spdlog::log(failures ? spdlog::level::warn : spdlog::level::debug, "cleanup hooks finished: {} of {} failed",
+                  failures, hooks.size());
       if (auto done = std::move(on_finished)) done(failures);
       return;
     }
@@ -41,7 +43,7 @@ struct HookRunner::State : std::enable_shared_from_this<State> {
     started = std::chrono::steady_clock::now();
     timeval tv = to_timeval(hook.timeout);
     evtimer_add(timer, &tv);
-    spdlog::info("cleanup hook '{}' started (timeout {})", hook.name, format_duration(hook.timeout));
+    spdlog::debug("cleanup hook '{}' started (timeout {})", hook.name, format_duration(hook.timeout));
     std::weak_ptr<State> weak = weak_from_this();
     uint64_t mine = attempt;
     HookDone done = [weak, mine](bool ok, std::string reason) {

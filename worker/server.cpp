@@ -296,6 +296,18 @@ std::string_view HttpServer::date() {
   return {date_, date_length_};
 }
 
+std::string_view HttpServer::log_time() {
+  timeval now;
+  event_base_gettimeofday_cached(base_, &now);
+  if (now.tv_sec != log_time_second_) {
+    log_time_second_ = now.tv_sec;
+    tm local;
+    localtime_r(&now.tv_sec, &local);
+    log_time_length_ = strftime(log_time_, sizeof log_time_, "%d/%b/%Y:%H:%M:%S %z", &local);
+  }
+  return {log_time_, log_time_length_};
+}
+
 std::string_view HttpServer::rendered(const RouteEntry& route, bool keep_alive, bool head) {
   std::string_view today = date();
   RenderedResponse& r = route.rendered;

@@ -93,6 +93,9 @@ class HttpServer {
   event_base* base() const { return base_; }
   const Config& config() const { return config_; }
   std::string_view date();
+  // The same second as the access log writes it, local time with its offset, as nginx's
+  // $time_local: "01/Dec/2026:15:04:05 +0100" (the main log uses the same zone and offset).
+  std::string_view log_time();
   // The fixed route's response with today's date, whole or (head) without its body.
   std::string_view rendered(const RouteEntry& route, bool keep_alive, bool head);
   int64_t now_ms() const;  // the loop's cached wall-clock time: no system call
@@ -166,6 +169,9 @@ class HttpServer {
   time_t date_second_ = -1;
   char date_[40] = {};
   size_t date_length_ = 0;
+  time_t log_time_second_ = -1;
+  char log_time_[40] = {};
+  size_t log_time_length_ = 0;
 
   const timeval* header_tv_;
   const timeval* keepalive_tv_;

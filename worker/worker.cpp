@@ -100,7 +100,7 @@ class Worker {
     server_->flush_access_log();  // a no-op after the hook did it; needed after a stop or a deadline
     send_message(spec_.channel_fd, {MsgType::Done, 0, 0, static_cast<uint32_t>(exit_code_),
                                     static_cast<uint64_t>(failed_hooks_)});
-    spdlog::info("exiting with code {}", exit_code_);
+    spdlog::log(exit_code_ ? spdlog::level::warn : spdlog::level::debug, "exiting with code {}", exit_code_);
     return exit_code_;
   }
 
@@ -196,8 +196,9 @@ class Worker {
     }
     draining_ = true;
     drain_started_ = std::chrono::steady_clock::now();
-    spdlog::info("drain requested ({}): readiness is now 503; {} connection(s) open", why,
-                 server_->connection_count());
+    // The server's own "draining: listeners closed" line says the rest at info.
+    spdlog::debug("drain requested ({}): readiness is now 503; {} connection(s) open", why,
+                  server_->connection_count());
     server_->drain(delay, [this] { run_hooks(); });
     // Tell the master how the drain goes, so that at its deadline it can name what was slow.
     status_timer_ = event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* self) {
@@ -218,7 +219,10 @@ class Worker {
     auto now_tp = std::chrono::steady_clock::now();
     if (now.requests != last_logged_in_flight_ &&
         (now.requests == 0 || now_tp - last_progress_log_ >= std::chrono::seconds(1))) {
-      spdlog::info("draining: {} request(s) in flight{}", now.requests,
+      // Progress is news while requests are in flight; a drain that had none says nothing more.
+      bool news = now.requests > 0 || (last_logged_in_flight_ != SIZE_MAX && last_logged_in_flight_ > 0);
+      spdlog::log(news ? spdlog::level::info : spdlog::level::debug,
+                  "draining: {} request(s) in flight{}", now.requests,
                    now.requests ? ", oldest " + now.oldest + " for " + std::to_string(now.oldest_age_ms) + " ms" : "");
       last_logged_in_flight_ = now.requests;
       last_progress_log_ = now_tp;
@@ -234,14 +238,16 @@ class Worker {
     // then the config's (loaded last, so run first).
     std::vector<CleanupHook> registered;
     HttpServer* server = server_.get();
-    registered.push_back({"flush access log", Millis(5000), [server](event_base*, HookDone done) {
-                            done(server->flush_access_log(), "write to the access log failed");
-                          }, {}});
+    if (spec_.access_log_fd >= 0)
+      registered.push_back({"flush access log", Millis(5000), [server](event_base*, HookDone done) {
+                              done(server->flush_access_log(), "write to the access log failed");
+                            }, {}});
     for (const CleanupHook& hook : spec_.app->hooks()) registered.push_back(hook);
     for (const HookConfig& hook : spec_.config->shutdown.hooks)
       registered.push_back(command_hook(hook.name, hook.command, hook.timeout, spec_.log_fd, spec_.index, spec_.generation));
     std::vector<CleanupHook> in_run_order(registered.rbegin(), registered.rend());
-    spdlog::info("HTTP drained in {} ms; running {} cleanup hook(s)", drained_ms, in_run_order.size());
+    spdlog::log(in_run_order.empty() ? spdlog::level::debug : spdlog::level::info,
+                "HTTP drained in {} ms; running {} cleanup hook(s)", drained_ms, in_run_order.size());
     hooks_ = std::make_unique<HookRunner>(base_, std::move(in_run_order), [this](int failures) {
       failed_hooks_ = failures;
       if (failures > 0) exit_code_ = kWorkerFailed;
