@@ -19,6 +19,7 @@ const char* msg_name(MsgType type) {
     case MsgType::Done: return "done";
     case MsgType::Status: return "status";
     case MsgType::Reopen: return "reopen";
+    case MsgType::Reopened: return "reopened";
     case MsgType::StatsQuery: return "stats-query";
     case MsgType::Stats: return "stats";
     case MsgType::Heartbeat: return "heartbeat";

@@ -26,6 +26,7 @@ enum class MsgType : uint8_t {
   Heartbeat = 9,   // worker -> master, every heartbeat_timeout / 4 (at most 1 s): the loop turns
   Recycle = 10,    // worker -> master: max_requests reached, replace me; value2 = requests served
   ConfigRejected = 11,  // a new master -> the old one, on upgrade: its config is invalid; text = the first error
+  Reopened = 12,   // worker -> master: it took the files a Reopen brought (`shoal reopen` waits for it)
 };
 
 // Reopen's value: which files come attached, in this order.

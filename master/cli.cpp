@@ -86,13 +86,17 @@ void print_status(const nlohmann::json& status) {
 }  // namespace
 
 bool is_cli_command(const std::string& word) {
-  return word == "reload" || word == "stop" || word == "upgrade" || word == "status";
+  return word == "reload" || word == "stop" || word == "upgrade" || word == "status" || word == "reopen";
 }
 
 Millis cli_wait_bound(const std::string& command, const Config& config) {
   constexpr Millis kSlack{5000};
   constexpr Millis kUpgradeStartup{2000};  // the new master's own start-up (Timing::upgrade_startup)
+  constexpr Millis kStopGrace{1000};   // Timing::stop_grace
+  constexpr Millis kReopenWait{2000};  // Timing::reopen_wait
   if (command == "stop") return config.shutdown.timeout + kSlack;
+  if (command == "stop --now") return kStopGrace + kSlack;
+  if (command == "reopen") return kReopenWait + kSlack;
   if (command == "reload") return config.reload.ready_timeout + config.shutdown.timeout + kSlack;
   if (command == "upgrade") return kUpgradeStartup + config.reload.ready_timeout + config.shutdown.timeout + kSlack;
   return kSlack;  // status: answered at once

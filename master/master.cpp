@@ -18,6 +18,7 @@
 #include "common/channel.hpp"
 #include "common/log.hpp"
 #include "common/net.hpp"
+#include "common/proctitle.hpp"
 #include "common/sys.hpp"
 #include "common/systemd.hpp"
 #include "master/app_worker.hpp"
@@ -145,6 +146,7 @@ core::Time Master::now() const {
 }
 
 int Master::run() {
+  proctitle::set("shoal: master -c " + config_path_);
   // Started by a previous master on upgrade, or by systemd's socket activation: the sockets are
   // passed in; the generation numbers go on from the predecessor's.
   core::Identity identity;
@@ -383,6 +385,7 @@ void Master::fork_worker(const core::ForkWorker& a) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     log::set_identity({"worker", a.key.slot, a.key.generation});
+    proctitle::set("shoal: worker " + std::to_string(a.key.slot) + " (generation " + std::to_string(a.key.generation) + ")");
     spdlog::level::level_enum level;
     if (log::parse_level(files.config->log.level, level)) spdlog::default_logger()->set_level(level);
     WorkerSpec spec;
@@ -636,7 +639,7 @@ void Master::reap() {
 void Master::reopen_logs(const core::ReopenLogs& a) {
   std::vector<std::string> errors;
   std::string err;
-  size_t told = 0;
+  std::vector<core::WorkerKey> told;
   const std::string& log_file = initial_config_->log.file;  // cannot change on reload
   if (!log_file.empty() && !log::reopen_onto(log_file, log_fd_, err)) errors.push_back("reopening the log: " + err);
   for (auto& [number, files] : generations_)
@@ -652,9 +655,9 @@ void Master::reopen_logs(const core::ReopenLogs& a) {
     uint32_t which = 0;
     if (!log_file.empty()) fds.push_back(log_fd_), which |= kReopenLog;
     if (files->second.access_log_fd >= 0) fds.push_back(files->second.access_log_fd), which |= kReopenAccessLog;
-    if (send_message_fds(worker->second->fd, {MsgType::Reopen, 0, 0, which}, fds)) ++told;
+    if (send_message_fds(worker->second->fd, {MsgType::Reopen, 0, 0, which}, fds)) told.push_back(key);
   }
-  inbox_.push_back(core::LogsReopened{told, std::move(errors)});
+  inbox_.push_back(core::LogsReopened{std::move(told), std::move(errors)});
 }
 
 // ---------------------------------------------------------------- upgrade

@@ -12,6 +12,7 @@
 #include "common/log.hpp"
 #include "common/channel.hpp"
 #include "master/cli.hpp"
+#include "common/proctitle.hpp"
 #include "master/master.hpp"
 
 namespace shoal {
@@ -19,7 +20,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: shoal [-c FILE] [-t]\n"
-    "       shoal reload | stop | upgrade | status [--json] [--timeout DURATION] [-c FILE]\n"
+    "       shoal reload | stop [--now] | upgrade | status [--json] | reopen [--timeout DURATION] [-c FILE]\n"
     "\n"
     "A pre-fork HTTP/1.1 server: one master binds the listening sockets and supervises\n"
     "CPU-pinned worker processes that serve HTTP.\n"
@@ -32,12 +33,14 @@ constexpr const char* kUsage =
     "\n"
     "commands (to the running master, through its control socket; each waits for the outcome):\n"
     "  reload    re-read the config and start a new generation of workers\n"
-    "  stop      graceful shutdown\n"
+    "  stop      graceful shutdown; --now: stop now, without draining, as SIGQUIT (exit code 1)\n"
     "  upgrade   replace the master with the program file now on disk, on the same sockets\n"
     "  status    the master, its generations and workers (--json for scripts)\n"
+    "  reopen    reopen the log files (as SIGUSR1), waiting until every worker took them\n"
     "  --timeout  how long to wait for the answer (default: the master's own deadlines for the\n"
     "             command, from the config, plus 5 s; status: 5 s)\n"
-    "  exit codes: 0 done; 1 the config is invalid (nothing changed); 2 the new generation or\n"
+    "  exit codes: 0 done; 1 the config is invalid (nothing changed), the stop was not clean, or\n"
+    "  a reopen failed; 2 the new generation or\n"
     "  master failed to start (the old one serves); 3 not ready before the deadline (the old one\n"
     "  serves); 4 another reload or upgrade is in progress; 5 no running master found; 6 the server\n"
     "  is shutting down (the command is refused, or what it waited for was abandoned); 7 no answer\n"
@@ -63,6 +66,7 @@ int usage_error(const std::string& what) {
 }  // namespace
 
 int run(int argc, char** argv, const Application& app) {
+  proctitle::init(argc, argv);  // before anything holds a pointer into argv or the environment
   std::string config_path = "server.toml";
   bool test_only = false;
   std::string command;
@@ -74,6 +78,8 @@ int run(int argc, char** argv, const Application& app) {
       command = arg;
     } else if (arg == "--json" && !command.empty()) {
       json = true;
+    } else if (arg == "--now" && command == "stop") {
+      command = "stop --now";
     } else if ((arg == "--timeout" || arg.starts_with("--timeout=")) && !command.empty()) {
       std::string text = arg == "--timeout" ? (i + 1 < argc ? argv[++i] : "") : arg.substr(10);
       wait = parse_duration(text);

@@ -188,13 +188,13 @@ class Simulation {
     if (pick < 116) return input(core::SignalReceived{SIGTERM});
     if (pick < 117) return input(core::SignalReceived{SIGINT});
     if (pick < 118 && chance(0.5)) return input(core::SignalReceived{SIGQUIT});
-    static const char* commands[] = {"reload", "reload", "status", "status", "upgrade", "stop", "bogus"};
+    static const char* commands[] = {"reload", "reload", "status", "status", "upgrade", "stop", "bogus", "reopen", "stop --now"};
     if (pick < 185) {
       uint64_t id = next_command_++;
       commands_[id] = 0;
       ++result_.commands;
-      const char* c = commands[uniform(0, 6)];
-      if (std::string(c) == "stop" && !chance(0.3)) c = "status";
+      const char* c = commands[uniform(0, 8)];
+      if (std::string(c).starts_with("stop") && !chance(0.3)) c = "status";
       return input(core::CommandReceived{id, c});
     }
     // a child misbehaves
@@ -266,6 +266,13 @@ class Simulation {
         on_kill(*k, by_pid);
       } else if (auto* s = std::get_if<core::SendToWorker>(&a)) {
         on_send(*s);
+      } else if (auto* r = std::get_if<core::ReopenLogs>(&a)) {
+        for (const WorkerKey& key : r->workers) {  // each takes the files, unless it is stuck
+          check(!config_->app, "an app worker was sent log files");
+          Pid pid = h_->pids.count(key) ? h_->pids[key] : -1;
+          if (pid > 0 && !children_[pid].silent)
+            at(now + Time(uniform(0, 300)), [this, pid] { send_from(pid, MsgType::Reopened); });
+        }
       } else if (auto* r = std::get_if<core::Reply>(&a)) {
         auto it = commands_.find(r->reply_id);
         check(it != commands_.end(), "a reply to a command never sent");
@@ -527,7 +534,7 @@ class Simulation {
     check(!successor_alive_ || handed_over_, "the upgrade candidate was never reaped");
     for (auto& [id, n] : commands_) check(n == 1, "command " + std::to_string(id) + " never answered");
     for (const auto& l : h_->all<core::Log>())
-      if (l.text.find("SIGQUIT: stopping now") != std::string::npos) quit_seen_ = true;
+      if (l.text.find(": stopping now, without draining") != std::string::npos) quit_seen_ = true;
     int expect = quit_seen_ || unclean_end_ ? 1 : 0;
     check(h_->exit_code == expect, "exit code " + std::to_string(h_->exit_code) + ", expected " + std::to_string(expect));
     if (ever_running_) check(h_->count<core::StartControl>() == 1, "the control socket was never started");

@@ -104,6 +104,54 @@ TEST(Core, AsANewMasterItWritesThePidFileAndTellsThePredecessorOnceReady) {
   EXPECT_TRUE(h.logged("took over from the previous master", ready));
 }
 
+// ---------------------------------------------------------------- reopen
+
+TEST(Core, ReopenIsAnsweredOnceEveryWorkerTookTheFiles) {
+  CoreHarness h(core_config("workers = 2"));
+  h.boot_ready();
+  auto round = h.command(5, "reopen");
+  ASSERT_EQ(h.count<core::ReopenLogs>(round), 1u);
+  auto told = h.all<core::ReopenLogs>(round)[0].workers;
+  ASSERT_EQ(told.size(), 2u);
+  EXPECT_TRUE(h.replies_to(5).empty());
+  h.message(told[0], MsgType::Reopened);
+  h.command(6, "reopen");  // joins the round under way: no second ReopenLogs
+  EXPECT_EQ(h.count<core::ReopenLogs>(), 1u);
+  EXPECT_TRUE(h.replies_to(5).empty());
+  h.message(told[1], MsgType::Reopened);
+  for (uint64_t id : {5, 6}) {
+    ASSERT_EQ(h.replies_to(id).size(), 1u);
+    EXPECT_EQ(reply_code(h.replies_to(id)[0]), 0);
+    EXPECT_EQ(reply_message(h.replies_to(id)[0]), "reopen: the master reopened its log files; 2 of 2 worker(s) confirmed they took them");
+  }
+}
+
+TEST(Core, AReopenNotConfirmedInTimeSaysWhoDidNotAndExitsOne) {
+  CoreHarness h(core_config("workers = 3"));
+  h.boot_ready();
+  auto told = h.all<core::ReopenLogs>(h.command(5, "reopen"))[0].workers;
+  h.message(told[0], MsgType::Reopened);
+  h.exit(h.pids[told[1]], 139);  // gone: nothing to confirm
+  h.advance(1999ms);
+  EXPECT_TRUE(h.replies_to(5).empty());
+  h.advance(1ms);
+  ASSERT_EQ(h.replies_to(5).size(), 1u);
+  EXPECT_EQ(reply_code(h.replies_to(5)[0]), 1);
+  EXPECT_THAT(reply_message(h.replies_to(5)[0]), HasSubstr("1 of 3 worker(s) confirmed they took them (1 exited meanwhile)"));
+}
+
+TEST(Core, StopNowStopsWithoutDrainingAndIsAnsweredAtTheEnd) {
+  CoreHarness h(core_config("workers = 2"));
+  h.boot_ready();
+  auto stop = h.command(8, "stop --now");
+  for (const auto& s : h.all<core::SendToWorker>(stop)) EXPECT_EQ(s.type, MsgType::Stop);
+  EXPECT_TRUE(h.replies_to(8).empty());
+  for (const auto& [key, pid] : std::map<WorkerKey, Pid>(h.pids)) h.exit(pid, 0);
+  ASSERT_EQ(h.replies_to(8).size(), 1u);
+  EXPECT_EQ(reply_code(h.replies_to(8)[0]), 1);
+  EXPECT_EQ(h.exit_code, 1);
+}
+
 // ---------------------------------------------------------------- reload
 
 TEST(Core, ReloadDrainsTheOldGenerationOnlyAfterTheNewOneIsReadyAndAnswersAfterTheDrain) {
@@ -517,10 +565,10 @@ TEST(Core, AnUpgradeWhoseNewMasterIsNotReadyInTimeFailsAndTheOldServesOn) {
 
 // ---------------------------------------------------------------- the phase table
 
-enum class In { Hup, ReloadCmd, Usr2, UpgradeCmd, Ttin, Ttou, Term, Int, Quit, StopCmd, StatusCmd, Usr1, Winch };
+enum class In { Hup, ReloadCmd, Usr2, UpgradeCmd, Ttin, Ttou, Term, Int, Quit, StopCmd, StatusCmd, Usr1, Winch, ReopenCmd, StopNowCmd };
 const char* in_name(In in) {
   const char* names[] = {"SIGHUP", "reload", "SIGUSR2", "upgrade", "SIGTTIN", "SIGTTOU", "SIGTERM",
-                         "SIGINT", "SIGQUIT", "stop", "status", "SIGUSR1", "SIGWINCH"};
+                         "SIGINT", "SIGQUIT", "stop", "status", "SIGUSR1", "SIGWINCH", "reopen", "stop --now"};
   return names[static_cast<int>(in)];
 }
 
@@ -563,6 +611,8 @@ TEST_P(PhaseTable, EachInputInEachPhaseDoesWhatTheTableSays) {
     case In::StatusCmd: out = h->command(1, "status"); break;
     case In::Usr1: out = h->signal(SIGUSR1); break;
     case In::Winch: out = h->signal(SIGWINCH); break;
+    case In::ReopenCmd: out = h->command(1, "reopen"); break;
+    case In::StopNowCmd: out = h->command(1, "stop --now"); break;
   }
   std::string expect = row.expect;
   auto code = [&] { return h->replies_to(1).empty() ? -1 : reply_code(h->replies_to(1)[0]); };
@@ -609,6 +659,11 @@ TEST_P(PhaseTable, EachInputInEachPhaseDoesWhatTheTableSays) {
     EXPECT_EQ(code(), 0);
   } else if (expect == "reopen") {
     EXPECT_EQ(h->count<core::ReopenLogs>(out), 1u);
+  } else if (expect == "reopen answered") {
+    auto rounds = h->all<core::ReopenLogs>(out);
+    ASSERT_EQ(rounds.size(), 1u);
+    for (const auto& key : rounds[0].workers) h->message(key, MsgType::Reopened);
+    EXPECT_EQ(code(), 0);
   } else if (expect == "logged") {
     EXPECT_TRUE(h->logged("no action is defined for it; nothing changed", out));
   } else {
@@ -621,8 +676,10 @@ TEST_P(PhaseTable, EachInputInEachPhaseDoesWhatTheTableSays) {
     if (!h->dead.count(pid)) h->exit(pid, 0);
   if (h->successor > 0 && !h->dead.count(h->successor)) h->input(core::ChildExited{h->successor, true, 0});
   EXPECT_TRUE(h->exited) << core::phase_name(row.phase) << " + " << in_name(row.in);
-  if (row.in == In::ReloadCmd || row.in == In::UpgradeCmd || row.in == In::StopCmd || row.in == In::StatusCmd)
+  if (row.in == In::ReloadCmd || row.in == In::UpgradeCmd || row.in == In::StopCmd || row.in == In::StatusCmd ||
+      row.in == In::ReopenCmd || row.in == In::StopNowCmd)
     EXPECT_EQ(h->replies_to(1).size(), 1u) << core::phase_name(row.phase) << " + " << in_name(row.in);
+  if (row.in == In::StopNowCmd) EXPECT_EQ(code(), 1);  // as SIGQUIT: never a clean stop
 }
 
 using core::Phase;
@@ -666,6 +723,12 @@ INSTANTIATE_TEST_SUITE_P(
         Row{Phase::Booting, In::Usr1, "reopen"}, Row{Phase::Running, In::Usr1, "reopen"},
         Row{Phase::Reloading, In::Usr1, "reopen"}, Row{Phase::Upgrading, In::Usr1, "reopen"},
         Row{Phase::ShuttingDown, In::Usr1, "reopen"},
+        Row{Phase::Booting, In::ReopenCmd, "reopen answered"}, Row{Phase::Running, In::ReopenCmd, "reopen answered"},
+        Row{Phase::Reloading, In::ReopenCmd, "reopen answered"}, Row{Phase::Upgrading, In::ReopenCmd, "reopen answered"},
+        Row{Phase::ShuttingDown, In::ReopenCmd, "reopen answered"},
+        Row{Phase::Booting, In::StopNowCmd, "stop now"}, Row{Phase::Running, In::StopNowCmd, "stop now"},
+        Row{Phase::Reloading, In::StopNowCmd, "stop now"}, Row{Phase::Upgrading, In::StopNowCmd, "stop now"},
+        Row{Phase::ShuttingDown, In::StopNowCmd, "stop now"},
         Row{Phase::Running, In::Winch, "logged"}, Row{Phase::ShuttingDown, In::Winch, "logged"}),
     [](const ::testing::TestParamInfo<Row>& info) {
       std::string name = std::string(core::phase_name(info.param.phase)) + "_" + in_name(info.param.in);

@@ -21,6 +21,7 @@ namespace shoal::test {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 using Hardening = ServerTest;
 
@@ -138,6 +139,34 @@ TEST_F(Hardening, BothLogsWriteLocalTimeWithTheSameOffset) {
   ASSERT_TRUE(std::regex_search(access, m, std::regex(R"(- - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d ([+-]\d{4})\] "GET /hello HTTP/1.1" 200 )")))
       << access;
   EXPECT_EQ(m[1].str(), "+0545");
+}
+
+// `shoal reopen` is SIGUSR1 with an answer: it returns once every worker took the new files, so a
+// logrotate postrotate script can compress the old file right after it. `shoal stop --now` is
+// SIGQUIT with an answer, and its exit code 1.
+TEST_F(Hardening, ReopenWaitsForEveryWorkerAndStopNowStopsWithoutDraining) {
+  const std::string config = write_config("workers = 2", "[log]\nfile = \"shoal.log\"\naccess_log = \"access.log\"\n");
+  const std::string log = dir_.path() + "/shoal.log";
+  shoal_ = std::make_unique<ShoalProcess>(config, dir_.path() + "/stderr.log");
+  ASSERT_TRUE(wait_until([&] { return read_file(log).find("generation 1 ready: 2 worker") != std::string::npos; }, 10s));
+  std::smatch m;
+  std::string text = read_file(log);
+  ASSERT_TRUE(std::regex_search(text, m, std::regex(R"(listening on http://127\.0\.0\.1:(\d+))")));
+  int port = std::stoi(m[1]);
+  ASSERT_EQ(get(port, "/hello?before").status, 200);
+  std::filesystem::rename(dir_.path() + "/access.log", dir_.path() + "/access.log.1");
+  std::filesystem::rename(log, log + ".1");
+  std::string output;
+  EXPECT_EQ(run_command({SHOAL_BINARY, "reopen", "-c", config}, output, 10s), 0) << output;
+  EXPECT_THAT(output, HasSubstr("2 of 2 worker(s) confirmed they took them"));
+  // Every worker holds the new files by now: nothing it writes from here goes to the old ones.
+  for (int i = 0; i < 8; ++i) ASSERT_EQ(get(port, "/hello?after").status, 200);
+  EXPECT_EQ(run_command({SHOAL_BINARY, "stop", "--now", "-c", config}, output, 10s), 1) << output;
+  EXPECT_THAT(output, HasSubstr("shutdown NOT clean"));
+  EXPECT_THAT(read_file(log), HasSubstr("stop --now: stopping now, without draining"));
+  EXPECT_THAT(read_file(dir_.path() + "/access.log"), HasSubstr("GET /hello?after"));
+  EXPECT_THAT(read_file(dir_.path() + "/access.log.1"), Not(HasSubstr("?after")));
+  EXPECT_THAT(read_file(log + ".1"), Not(HasSubstr("stop --now")));
 }
 
 TEST_F(Hardening, WorkersRunAsTheConfiguredUserAndCannotRegainRoot) {

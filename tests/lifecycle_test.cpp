@@ -16,6 +16,8 @@
 
 #include "common/sys.hpp"
 #include "support/http_client.hpp"
+#include <set>
+
 #include "support/server_fixture.hpp"
 
 namespace shoal::test {
@@ -373,6 +375,37 @@ TEST_F(Lifecycle, EveryFdOfMasterAndWorkersIsCloseOnExec) {
     }
     EXPECT_GT(checked, 1) << pid;
   }
+}
+
+// ps and top tell the master from its workers, and a draining worker from a serving one.
+TEST_F(Lifecycle, ProcessTitlesNameTheMasterEachWorkerAndItsDrain) {
+  start("workers = 2", slow_route("/slow", "3s"));
+  auto title = [](pid_t pid) {
+    std::string cmdline = read_file("/proc/" + std::to_string(pid) + "/cmdline");
+    return cmdline.substr(0, cmdline.find('\0'));
+  };
+  EXPECT_EQ(title(shoal_->pid()), "shoal: master -c " + dir_.path() + "/shoal.toml");
+  EXPECT_EQ(read_file("/proc/" + std::to_string(shoal_->pid()) + "/comm"), "shoal: master -\n");
+  std::set<std::string> workers;
+  for (pid_t pid : children_of(shoal_->pid())) workers.insert(title(pid));
+  EXPECT_EQ(workers, (std::set<std::string>{"shoal: worker 0 (generation 1)", "shoal: worker 1 (generation 1)"}));
+  Client slow(port_);
+  ASSERT_TRUE(slow.send(request("GET", "/slow")));
+  ASSERT_TRUE(wait_until([&] {  // a worker of generation 1 holds it
+    std::string out;
+    run_command({SHOAL_BINARY, "status", "--json", "-c", dir_.path() + "/shoal.toml"}, out, 5s);
+    return out.find("\"requests_in_flight\": 1") != std::string::npos;
+  }, 5s));
+  shoal_->signal(SIGHUP);
+  ASSERT_TRUE(shoal_->wait_for_log("reload succeeded: generation 2 ready", 10s));
+  EXPECT_TRUE(wait_until([&] {
+    for (pid_t pid : children_of(shoal_->pid()))
+      if (title(pid).ends_with("(generation 1, draining)")) return true;
+    return false;
+  }, 2s)) << "no worker of generation 1 says it drains";
+  auto r = slow.read(1, 10s);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 200);
 }
 
 TEST_F(Lifecycle, AccessLogHasEveryServedRequestAfterShutdown) {

@@ -17,6 +17,7 @@
 #include "common/channel.hpp"
 #include "common/log.hpp"
 #include "common/sys.hpp"
+#include "common/proctitle.hpp"
 #include "worker/hooks.hpp"
 #include "worker/server.hpp"
 
@@ -174,6 +175,7 @@ class Worker {
     for (; next < fds.size(); ++next) ::close(fds[next]);
     fds.clear();
     spdlog::info("reopened the log files");
+    send_message(spec_.channel_fd, {MsgType::Reopened, 0, 0, 0});
   }
 
   // max_requests reached: the master starts a replacement and then tells this worker to drain.
@@ -196,6 +198,8 @@ class Worker {
     }
     draining_ = true;
     drain_started_ = std::chrono::steady_clock::now();
+    proctitle::set("shoal: worker " + std::to_string(spec_.index) + " (generation " + std::to_string(spec_.generation) +
+                   ", draining)");
     // The server's own "draining: listeners closed" line says the rest at info.
     spdlog::debug("drain requested ({}): readiness is now 503; {} connection(s) open", why,
                   server_->connection_count());

@@ -25,7 +25,8 @@ int exit_code(Outcome outcome) {
     case Outcome::Done: return 0;
     case Outcome::ConfigInvalid:
     case Outcome::StopUnclean:
-    case Outcome::UnknownCommand: return 1;
+    case Outcome::UnknownCommand:
+    case Outcome::ReopenFailed: return 1;
     case Outcome::StartFailed: return 2;
     case Outcome::NotReady: return 3;
     case Outcome::Busy: return 4;
@@ -140,14 +141,7 @@ void Supervisor::on(const SignalReceived& e) {
     case SIGUSR2: return upgrade(std::nullopt);
     case SIGTTIN: return change_size(+1);
     case SIGTTOU: return change_size(-1);
-    case SIGUSR1: {
-      ReopenLogs reopen;
-      for (const auto& g : generations_)  // an app's output reaches the master's own log
-        for (const auto& w : g.workers)
-          if (w.pid > 0 && !app_of(g)) reopen.workers.push_back(w.key);
-      out_.push_back(std::move(reopen));
-      return;
-    }
+    case SIGUSR1: return reopen(std::nullopt);
     default: log(Level::Warn, say::no_action(e.signo));
   }
 }
@@ -157,6 +151,11 @@ void Supervisor::on(const CommandReceived& e) {
   if (e.command == "reload") return reload(e.reply_id);
   if (e.command == "upgrade") return upgrade(e.reply_id);
   if (e.command == "status") return status(e.reply_id);
+  if (e.command == "reopen") return reopen(e.reply_id);
+  if (e.command == "stop --now") {
+    stop_replies_.push_back(e.reply_id);  // answered at the end, like a stop
+    return quit("stop --now");
+  }
   if (e.command == "stop") {
     const Generation* g = generation(serving_ ? *serving_ : starting_.value_or(0));
     Time delay = g ? g->config->shutdown.drain_delay : initial_config_->shutdown.drain_delay;
@@ -254,6 +253,9 @@ void Supervisor::on(const WorkerMessage& e) {
   w->last_heard = now_;
   switch (e.type) {
     case MsgType::Heartbeat:
+      break;
+    case MsgType::Reopened:
+      if (std::erase(reopen_pending_, e.key) > 0) ++reopen_confirmed_;
       break;
     case MsgType::Ready:
       if (w->state == WState::Starting) became_ready(*g, *w, "");
@@ -424,9 +426,47 @@ void Supervisor::on(const PredecessorTold& e) {
   out_.push_back(Notify{say::upgraded_status(identity_.pid, serving_.value_or(0))});
 }
 
+// SIGUSR1 or `reopen`: the master reopens its files and hands them to each of shoal's own workers
+// (an app's output reaches the master's own log). A `reopen` is answered once every worker told
+// confirmed, or at reopen_wait; rounds do not overlap: a reopen during one joins it.
+void Supervisor::reopen(std::optional<uint64_t> reply_id) {
+  if (reply_id) reopen_replies_.push_back(*reply_id);
+  if (reopen_deadline_) return;
+  ReopenLogs reopen;
+  for (const auto& g : generations_)
+    for (const auto& w : g.workers)
+      if (w.pid > 0 && !app_of(g)) reopen.workers.push_back(w.key);
+  reopen_deadline_ = now_ + timing_.reopen_wait;
+  reopen_errors_.clear();
+  reopen_told_ = reopen_confirmed_ = reopen_gone_ = 0;
+  reopen_files_done_ = false;
+  out_.push_back(std::move(reopen));
+}
+
 void Supervisor::on(const LogsReopened& e) {
   for (const auto& error : e.errors) log(Level::Error, "SIGUSR1: " + error);
-  log(Level::Info, say::reopened(e.workers_told));
+  log(Level::Info, say::reopened(e.told.size()));
+  reopen_errors_ = e.errors;
+  reopen_told_ = e.told.size();
+  reopen_files_done_ = true;
+  reopen_pending_.clear();
+  for (const auto& key : e.told)
+    if (const Worker* w = worker(key); w && w->state != WState::Exited) reopen_pending_.push_back(key);
+}
+
+// Answers the `reopen` round once nothing is pending, or at its deadline.
+bool Supervisor::answer_reopen() {
+  if (!reopen_deadline_) return false;
+  reopen_gone_ += std::erase_if(reopen_pending_, [&](const WorkerKey& key) { return worker(key) == nullptr; });
+  if ((!reopen_files_done_ || !reopen_pending_.empty()) && *reopen_deadline_ > now_) return false;
+  bool ok = reopen_errors_.empty() && reopen_pending_.empty();
+  std::string message = say::reopen_reply(reopen_confirmed_, reopen_told_, reopen_gone_, reopen_errors_);
+  for (uint64_t id : reopen_replies_) reply(id, ok ? Outcome::Done : Outcome::ReopenFailed, message);
+  if (!ok && !reopen_replies_.empty()) log(Level::Warn, message);
+  reopen_replies_.clear();
+  reopen_deadline_.reset();
+  reopen_pending_.clear();
+  return true;
 }
 
 // ---------------------------------------------------------------- commands and signals
@@ -812,6 +852,7 @@ void Supervisor::reconcile() {
     for (auto& g : generations_) changed |= supervise_slots(g);
     changed |= collect();
     changed |= answer_status();
+    changed |= answer_reopen();
     changed |= finish();
     if (!changed || phase_ == Phase::Exited) return;
   }
@@ -1102,6 +1143,9 @@ bool Supervisor::finish() {
   drain_waiters_.clear();
   for (uint64_t id : status_replies_) reply(id, Outcome::ShuttingDown, summary);
   status_replies_.clear();
+  for (uint64_t id : reopen_replies_) reply(id, Outcome::ShuttingDown, summary);
+  reopen_replies_.clear();
+  reopen_deadline_.reset();
   for (auto& g : generations_) out_.push_back(ReleaseGeneration{g.number});
   generations_.clear();
   close_listeners();
@@ -1138,6 +1182,7 @@ std::optional<Time> Supervisor::next_deadline() const {
   consider(successor_deadline_);
   consider(close_listeners_at_);
   if (!status_replies_.empty()) consider(status_deadline_);
+  consider(reopen_deadline_);
   consider(next_rss_at_);
   return next;
 }

@@ -37,6 +37,7 @@ struct Timing {
   Time status_wait{300};      // how long `status` waits for the workers' figures
   Time upgrade_startup{2000}; // a new master's own start-up, on top of its workers' ready_timeout
   Time rss_every{250};        // how often max_worker_rss is checked
+  Time reopen_wait{2000};     // how long `reopen` waits for the workers to confirm
 };
 
 struct Identity {
@@ -168,6 +169,7 @@ class Supervisor {
   void reload(std::optional<uint64_t> reply);
   void upgrade(std::optional<uint64_t> reply);
   void status(uint64_t reply);
+  void reopen(std::optional<uint64_t> reply);
   void change_size(int delta);
   void enter_shutdown(const std::string& why, Time drain_delay, std::optional<uint64_t> stop_reply);
   void quit(const std::string& why);
@@ -179,6 +181,7 @@ class Supervisor {
   bool supervise_slots(Generation& g);
   bool collect();
   bool answer_status();
+  bool answer_reopen();
   bool finish();
 
   // one function each
@@ -249,6 +252,14 @@ class Supervisor {
   std::vector<uint64_t> status_replies_;
   std::optional<Time> status_deadline_;
   std::optional<Time> next_rss_at_;
+
+  // reopen (SIGUSR1, `reopen`)
+  std::vector<uint64_t> reopen_replies_;
+  std::optional<Time> reopen_deadline_;  // a round is under way
+  std::vector<WorkerKey> reopen_pending_;  // told, not confirmed yet
+  size_t reopen_told_ = 0, reopen_confirmed_ = 0, reopen_gone_ = 0;
+  bool reopen_files_done_ = false;  // LogsReopened came back
+  std::vector<std::string> reopen_errors_;
 
   // upgrade, as the old master
   std::optional<Pid> successor_pid_;

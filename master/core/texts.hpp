@@ -248,7 +248,14 @@ inline std::string no_action(int signo) {
 inline std::string ignored_shutting_down(const char* what) { return cat(what, " ignored: shutting down"); }
 inline std::string command(const std::string& c) { return "control command '" + c + "'"; }
 inline std::string unknown_command(const std::string& c) {
-  return "unknown command '" + c + "'; known: reload, stop, upgrade, status";
+  return "unknown command '" + c + "'; known: reload, stop, stop --now, upgrade, status, reopen";
+}
+inline std::string reopen_reply(size_t confirmed, size_t told, size_t gone, const std::vector<std::string>& errors) {
+  std::string text = cat("reopen: the master reopened its log files; ", confirmed, " of ", told,
+                         " worker(s) confirmed they took them");
+  if (gone) text += cat(" (", gone, " exited meanwhile)");
+  for (const auto& e : errors) text += "; " + e;
+  return text;
 }
 inline std::string reopened(size_t told) {
   return cat("SIGUSR1: reopened the log files; ", told, " worker(s) told to do the same");

@@ -40,6 +40,7 @@ enum class Outcome {
   NotReady,        // 3: not ready before the deadline; the old one serves
   Busy,            // 4: another reload or upgrade is in progress; nothing changed
   ShuttingDown,    // 6: the server is shutting down: the command is refused, or what it waited for abandoned
+  ReopenFailed,    // 1: a log file could not be reopened, or a worker did not confirm in time
 };
 int exit_code(Outcome outcome);
 
@@ -84,7 +85,9 @@ struct SuccessorConfigRejected { std::string error; };
 struct SuccessorChannelClosed {};
 struct PidFileWritten { bool ok; };
 struct PredecessorTold { bool ok; std::string error; };
-struct LogsReopened { size_t workers_told; std::vector<std::string> errors; };
+// The master reopened its files (errors: those it could not) and sent them to `told`, each of which
+// answers WorkerMessage Reopened once it took them.
+struct LogsReopened { std::vector<WorkerKey> told; std::vector<std::string> errors; };
 struct TimerFired {};  // only time passed (the shell's one timer, at next_deadline())
 
 using Event = std::variant<Boot, SignalReceived, CommandReceived, ConfigLoaded, ConfigRejected, GenerationPrepared,

@@ -200,7 +200,7 @@ class CoreHarness {
     } else if (std::get_if<core::TellPredecessor>(&a)) {
       fifo.push_back(core::PredecessorTold{true, ""});
     } else if (auto* x = std::get_if<core::ReopenLogs>(&a)) {
-      fifo.push_back(core::LogsReopened{x->workers.size(), {}});
+      fifo.push_back(core::LogsReopened{x->workers, {}});
     } else if (auto* x = std::get_if<core::Exit>(&a)) {
       exited = true;
       exit_code = x->code;
