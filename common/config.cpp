@@ -95,6 +95,12 @@ namespace {
 
 using Keys = std::vector<std::string_view>;
 
+// What a loop reads when the key holds the wrong type (its error is reported already). Not a
+// temporary: `list ? *list : toml::array{}` would copy the list, and a copy's nodes have no
+// source position, so their errors would lose their line and column.
+const toml::array kNoItems;
+const toml::table kNoKeys;
+
 const char* type_name(const toml::node& node) {
   switch (node.type()) {
     case toml::node_type::table: return "a table";
@@ -223,7 +229,7 @@ class Loader {
     if (auto* t = section(root, "app")) load_app(*t, config);
     check_across(root, config);
     if (!root.get("server"))
-      errors.push_back({file_, 0, 0, "[server] is missing: shoal needs at least [server] listen"});
+      errors.push_back({file_, 1, 1, "[server] is missing: shoal needs at least [server] listen"});
     return config;
   }
 
@@ -240,7 +246,7 @@ class Loader {
       } else if (list->empty()) {
         error(node->source(), "[server] listen: the list is empty: shoal would accept no connection");
       }
-      for (const toml::node& item : list ? *list : toml::array{}) {
+      for (const toml::node& item : list ? *list : kNoItems) {
         // "127.0.0.1:8080", or { address = "127.0.0.1:8080", proxy_protocol = "v2" }.
         const toml::node* address_node = &item;
         ProxyProtocol proxy = ProxyProtocol::Off;
@@ -465,7 +471,7 @@ class Loader {
     if (const toml::node* node = t.get("env")) {
       const toml::table* env = node->as_table();
       if (!env) error(node->source(), "[app] env: expected a table such as { NODE_ENV = \"production\" }");
-      for (auto&& [key, value] : env ? *env : toml::table{}) {
+      for (auto&& [key, value] : env ? *env : kNoKeys) {
         std::string name(key.str());
         auto* text = value.as_string();
         bool reserved = name.starts_with("LISTEN_") || name.starts_with("SHOAL_") || name == "NOTIFY_SOCKET" ||
@@ -562,7 +568,7 @@ class Loader {
     if (const toml::node* node = t.get("trusted_proxies")) {
       const toml::array* list = node->as_array();
       if (!list) error(node->source(), "[http] trusted_proxies: expected an array such as [\"10.0.0.0/8\"]");
-      for (const toml::node& item : list ? *list : toml::array{}) {
+      for (const toml::node& item : list ? *list : kNoItems) {
         auto* text = item.as_string();
         auto cidr = text ? Cidr::parse(text->get()) : std::nullopt;
         if (!cidr) {
@@ -730,6 +736,11 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
 }
 
 ConfigResult load_config_file(const std::string& path) {
+  if (is_directory(path)) {
+    ConfigResult result;
+    result.errors.push_back({path, 0, 0, "is a directory, not a config file (give the .toml file itself)"});
+    return result;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     ConfigResult result;

@@ -62,6 +62,32 @@ TEST(Config, MinimalFileGetsDocumentedDefaults) {
   EXPECT_EQ(c.server.listen.at(0).kind, ListenAddress::Kind::Tcp4);
 }
 
+// Every error of a file that can be read says where: also those inside arrays and inline tables
+// (whose nodes lost their position when a loop read a copy of them), and a missing [server].
+TEST(Config, EveryErrorCarriesItsLineAndColumn) {
+  const char* bad[] = {
+      "[server]\nlisten = [\"127.0.0.1:99999\"]\n",
+      "[server]\nlisten = [\"127.0.0.1:1\", 5]\n",
+      "[server]\nlisten = [{ address = \"127.0.0.1:1\", name = \"a b\" }]\n",
+      "[server]\nlisten = [\"127.0.0.1:1\"]\n[http]\ntrusted_proxies = [\"x\"]\n",
+      "[server]\nlisten = [\"127.0.0.1:1\"]\n[[shutdown.hook]]\nname = \"a\"\ncommand = [\"x\", 3]\n",
+      "[server]\nlisten = [\"127.0.0.1:1\"]\n[app]\ncommand = [\"x\", 3]\n",
+      "[server]\nlisten = [\"127.0.0.1:1\"]\n[app]\ncommand = [\"x\"]\nenv = { A = 1 }\n",
+      "[server]\nlisten = [\"127.0.0.1:1\"]\ncpu_affinity = [\"a\"]\n",
+      "[http]\nmax_body_bytes = 10\n",
+  };
+  for (const char* text : bad) {
+    auto result = parse(text);
+    ASSERT_FALSE(result.errors.empty()) << text;
+    for (const auto& e : result.errors) EXPECT_GT(e.line, 0) << e.to_string() << "\nin:\n" << text;
+  }
+  EXPECT_EQ(error_lines(parse("[http]\nmax_body_bytes = 10\n")).at(0),
+            "/tmp/test.toml:1:1: [server] is missing: shoal needs at least [server] listen");
+  auto dir = load_config_file("/tmp");
+  ASSERT_EQ(dir.errors.size(), 1u);
+  EXPECT_THAT(dir.errors[0].message, HasSubstr("is a directory, not a config file"));
+}
+
 TEST(Config, ShippedConfigsAreValid) {
   for (const char* file : {"server.toml", "conf/shoal.toml", "examples/node/shoal.toml", "examples/python/shoal.toml"}) {
     auto result = load_config_file(std::string(SHOAL_SOURCE_DIR) + "/" + file);
