@@ -47,6 +47,56 @@ std::optional<std::string> identity_problem(const Config& config) {
   return std::nullopt;
 }
 
+std::vector<std::string> start_problems(const Config& config) {
+  std::vector<std::string> out;
+  if (auto problem = identity_problem(config)) out.push_back(*problem);
+  auto say = [&](const std::string& what, const std::string& why) { out.push_back(config.file + ": " + what + ": " + why); };
+  auto directory_writable = [&](const std::string& path, const std::string& what) {
+    if (path.empty()) return;
+    std::string dir = std::filesystem::path(path).parent_path().string();
+    if (access(dir.c_str(), W_OK | X_OK) != 0)
+      say(what, "cannot create " + path + ": its directory is not writable by this process (" + errno_text(errno) + ")");
+  };
+  auto appendable = [&](const std::string& path, const std::string& what) {
+    if (path.empty()) return;
+    if (access(path.c_str(), F_OK) != 0) return directory_writable(path, what);
+    if (access(path.c_str(), W_OK) != 0) say(what, "cannot write to " + path + " (" + errno_text(errno) + ")");
+  };
+  directory_writable(config.server.control_socket, "[server] control_socket");
+  directory_writable(config.server.pid_file, "[server] pid_file");
+  for (const ListenAddress& a : config.server.listen)
+    if (a.kind == ListenAddress::Kind::Unix) directory_writable(a.unix_path, "[server] listen \"" + a.text + "\"");
+  appendable(config.log.file, "[log] file");
+  appendable(config.log.access_log, "[log] access_log");
+  if (config.app && !config.app->command.empty()) {
+    // What execvp would run: a name with a '/' as it is (from cwd), any other through PATH.
+    const std::string& name = config.app->command[0];
+    std::vector<std::string> candidates;
+    if (name.find('/') != std::string::npos) {
+      candidates.push_back(name[0] == '/' ? name : config.app->cwd + "/" + name);
+    } else {
+      const char* path = getenv("PATH");
+      std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+      for (size_t start = 0; start <= dirs.size();) {
+        size_t colon = dirs.find(':', start);
+        std::string dir = dirs.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+        candidates.push_back((dir.empty() ? "." : dir) + "/" + name);
+        if (colon == std::string::npos) break;
+        start = colon + 1;
+      }
+    }
+    bool found = std::any_of(candidates.begin(), candidates.end(), [](const std::string& c) {
+      struct stat st;
+      return access(c.c_str(), X_OK) == 0 && stat(c.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+    });
+    if (!found)
+      say("[app] command", "'" + name + "' is not an executable file" +
+                               (name.find('/') != std::string::npos ? std::string(" (from ") + config.app->cwd + ")"
+                                                                     : std::string(" in PATH (") + (getenv("PATH") ? getenv("PATH") : "") + ")"));
+  }
+  return out;
+}
+
 std::optional<std::string> reload_refusal(const Config& running, const Config& next) {
   auto refuse = [](const char* key, const char* why) {
     return std::string(key) + " cannot change on reload (" + why + "); restart shoal to change it";

@@ -149,6 +149,12 @@ ConfigResult parse_config(std::string_view text, const std::string& file);
 // and is ignored with a warning, as nginx does, so that a developer can run the same file.)
 std::optional<std::string> identity_problem(const Config& config);
 
+// What would stop a start (or a reload) with this config short of binding its ports, as nginx -t
+// checks it: identity_problem(), a control socket, pid file or unix socket whose directory this
+// process cannot write, a log file it cannot append to, an [app] command that is not an executable
+// file (looked up in PATH as exec does). Empty: nothing. `shoal -t`, the start and every reload run it.
+std::vector<std::string> start_problems(const Config& config);
+
 // Why `next` may not replace `running` on reload (what the master holds from its start), or
 // nothing: [server] pid_file, [server] control_socket and [log] file.
 std::optional<std::string> reload_refusal(const Config& running, const Config& next);

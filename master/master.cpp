@@ -256,7 +256,7 @@ void Master::carry_out(const core::Action& action) {
         std::vector<std::string> errors;
         for (const ConfigError& error : result.errors) errors.push_back(error.to_string());
         if (result.config)
-          if (auto problem = identity_problem(*result.config)) errors.push_back(*problem);
+          for (auto& problem : start_problems(*result.config)) errors.push_back(std::move(problem));
         if (errors.empty()) inbox_.push_back(core::ConfigLoaded{std::make_shared<const Config>(std::move(*result.config))});
         else inbox_.push_back(core::ConfigRejected{std::move(errors)});
       },

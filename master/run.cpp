@@ -109,25 +109,22 @@ int run(int argc, char** argv, const Application& app) {
   if (!command.empty()) return run_cli(command, json, config_path, wait);
 
   ConfigResult loaded = load_config_file(config_path);
-  if (!loaded.config) {
-    for (const ConfigError& error : loaded.errors) fprintf(stderr, "%s\n", error.to_string().c_str());
+  std::vector<std::string> problems;
+  for (const ConfigError& error : loaded.errors) problems.push_back(error.to_string());
+  // -t checks what a start checks, short of binding the ports; the start checks it first.
+  if (loaded.config) problems = start_problems(*loaded.config);
+  if (!problems.empty()) {
+    for (const auto& problem : problems) fprintf(stderr, "%s\n", problem.c_str());
     // Started by an upgrade: the old master keeps serving and reports this as an invalid config.
-    if (const char* fd = getenv("SHOAL_UPGRADE_FD")) {
-      std::string first = loaded.errors.empty() ? "" : loaded.errors.front().to_string();
-      send_message(atoi(fd), {MsgType::ConfigRejected}, first);
-    }
-    fprintf(stderr, "%s: %zu error(s); %s\n", config_path.c_str(), loaded.errors.size(),
+    if (const char* fd = getenv("SHOAL_UPGRADE_FD")) send_message(atoi(fd), {MsgType::ConfigRejected}, problems.front());
+    fprintf(stderr, "%s: %zu error(s); %s\n", config_path.c_str(), problems.size(),
             test_only ? "test failed" : "not started");
     return 1;
   }
+  Config& config = *loaded.config;
   if (test_only) {
     printf("%s: ok\n", config_path.c_str());
     return 0;
-  }
-  Config& config = *loaded.config;
-  if (auto problem = identity_problem(config)) {
-    fprintf(stderr, "shoal: %s\n", problem->c_str());
-    return 1;
   }
   if (geteuid() != 0 && !config.server.user.empty() && config.server.uid != geteuid())
     fprintf(stderr, "shoal: warning: [server] user = \"%s\" is ignored: switching user needs root, and shoal runs "

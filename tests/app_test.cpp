@@ -235,10 +235,19 @@ TEST_F(AppTest, AnAppThatCrashesAtStartIsRetriedWithBackoffAndAMissingProgramIsN
   shoal_->signal(SIGTERM);
   ASSERT_TRUE(shoal_->wait_exit(10s));
 
+  // A program that is not there is refused before anything starts, as -t refuses it.
   AppKind missing{"missing", "command = [\"no-such-program-anywhere\"]\n", "/bin/sh", "dash"};
   write_app_config(missing, "workers = 1", "", "");
-  shoal_ = std::make_unique<ShoalProcess>(config_, dir_.path() + "/missing.log");
-  EXPECT_TRUE(shoal_->wait_for_log("\\[app\\] command: cannot execute 'no-such-program-anywhere': No such file or directory", 10s));
+  std::string out;
+  EXPECT_EQ(run_command({SHOAL_BINARY, "-c", config_}, out, 10s), 1) << out;
+  EXPECT_THAT(out, HasSubstr("[app] command: 'no-such-program-anywhere' is not an executable file in PATH"));
+  // One that is there but cannot run (its interpreter is missing) fails at exec, which is logged.
+  dir_.write("broken.sh", "#!/nonexistent/interpreter\n");
+  std::filesystem::permissions(dir_.path() + "/broken.sh", std::filesystem::perms::owner_all);
+  AppKind broken{"broken", "command = [\"./broken.sh\"]\n", "/bin/sh", "dash"};
+  write_app_config(broken, "workers = 1", "", "");
+  shoal_ = std::make_unique<ShoalProcess>(config_, dir_.path() + "/broken.log");
+  EXPECT_TRUE(shoal_->wait_for_log("\\[app\\] command: cannot execute './broken.sh': No such file or directory", 10s));
   shoal_->signal(SIGTERM);
   ASSERT_TRUE(shoal_->wait_exit(10s));
 }

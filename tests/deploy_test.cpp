@@ -214,6 +214,55 @@ TEST_F(Deploy, SocketActivationServesOnThePassedSocketWithoutBinding) {
   expect_clean_log();
 }
 
+// -t checks what a start checks, short of binding: who the workers run as, where the control
+// socket, pid file and log go, and that an [app] command exists. And the start agrees with it.
+TEST_F(Deploy, TestModeRefusesWhatAStartWouldRefuse) {
+  // A directory of its own that anybody may read, for an unprivileged run of -t.
+  std::string pub = dir_.path() + "/pub";
+  std::filesystem::create_directories(pub);
+  std::filesystem::permissions(dir_.path(), std::filesystem::perms::owner_all | std::filesystem::perms::others_exec |
+                                                std::filesystem::perms::group_exec);
+  std::filesystem::permissions(pub, std::filesystem::perms::all & ~std::filesystem::perms::others_write &
+                                        ~std::filesystem::perms::group_write);
+  auto write = [&](const std::string& text) {
+    std::string path = pub + "/t.toml";
+    std::ofstream(path) << text;
+    std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+                                           std::filesystem::perms::others_read | std::filesystem::perms::group_read);
+    return path;
+  };
+  // As a user who cannot write to / (nobody, when the tests run as root).
+  auto as_unprivileged = [&](std::vector<std::string> argv) {
+    if (geteuid() == 0) argv.insert(argv.begin(), {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"});
+    return argv;
+  };
+  std::string out;
+  std::string unwritable = write("[server]\nlisten = [\"127.0.0.1:0\"]\ncontrol_socket = \"/shoal-t.ctl\"\npid_file = "
+                                 "\"/shoal-t.pid\"\n[log]\nfile = \"/shoal-t.log\"\n");
+  EXPECT_EQ(run_command(as_unprivileged({SHOAL_BINARY, "-t", "-c", unwritable}), out, 10s), 1) << out;
+  EXPECT_THAT(out, HasSubstr("[server] control_socket: cannot create /shoal-t.ctl: its directory is not writable"));
+  EXPECT_THAT(out, HasSubstr("[server] pid_file: cannot create /shoal-t.pid"));
+  EXPECT_THAT(out, HasSubstr("[log] file: cannot create /shoal-t.log"));
+  EXPECT_THAT(out, HasSubstr("3 error(s); test failed"));
+  // The start refuses the same, with the same words, and binds nothing.
+  EXPECT_EQ(run_command(as_unprivileged({SHOAL_BINARY, "-c", unwritable}), out, 10s), 1) << out;
+  EXPECT_THAT(out, HasSubstr("[server] control_socket: cannot create /shoal-t.ctl"));
+  EXPECT_THAT(out, HasSubstr("3 error(s); not started"));
+
+  std::string app = write("[server]\n" + run_as_line() + "listen = [\"127.0.0.1:0\"]\ncontrol_socket = \"\"\n[app]\n"
+                          "command = [\"no-such-program-anywhere\"]\n");
+  EXPECT_EQ(run_command({SHOAL_BINARY, "-t", "-c", app}, out, 10s), 1) << out;
+  EXPECT_THAT(out, HasSubstr("[app] command: 'no-such-program-anywhere' is not an executable file in PATH"));
+
+  if (geteuid() == 0) {
+    std::string root = write("[server]\nlisten = [\"127.0.0.1:0\"]\ncontrol_socket = \"\"\n");
+    EXPECT_EQ(run_command({SHOAL_BINARY, "-t", "-c", root}, out, 10s), 1) << out;
+    EXPECT_THAT(out, HasSubstr("[server] user is not set, and shoal runs as root"));
+  }
+  std::string good = write("[server]\n" + run_as_line() + "listen = [\"127.0.0.1:0\"]\ncontrol_socket = \"\"\n");
+  EXPECT_EQ(run_command({SHOAL_BINARY, "-t", "-c", good}, out, 10s), 0) << out;
+}
+
 TEST_F(Deploy, CliReportsEachOutcomeWithItsOwnExitCode) {
   start("workers = 2", std::string(kInfoRoute) + "[reload]\nready_timeout = \"1s\"\n", "\"127.0.0.1:0\"",
         EXAMPLE_APP_BINARY);
