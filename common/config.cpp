@@ -97,6 +97,100 @@ std::vector<std::string> start_problems(const Config& config) {
   return out;
 }
 
+std::string effective_config(const Config& c) {
+  auto duration = [](Millis d) { return format_duration(d); };
+  auto strings = [](const std::vector<std::string>& items) {
+    toml::array out;
+    for (const auto& item : items) out.push_back(item);
+    return out;
+  };
+  toml::table root;
+  toml::array listen;
+  for (const ListenAddress& a : c.server.listen) {
+    static const char* kModes[] = {"off", "v1", "v2", "any"};
+    listen.push_back(toml::table{{"address", a.text}, {"proxy_protocol", kModes[static_cast<int>(a.proxy_protocol)]},
+                                 {"name", a.name}});
+  }
+  toml::table server{{"listen", listen},
+                     {"backlog", c.server.backlog},
+                     {"workers", c.server.workers},
+                     {"pid_file", c.server.pid_file},
+                     {"control_socket", c.server.control_socket},
+                     {"max_worker_rss", static_cast<int64_t>(c.server.max_worker_rss)}};
+  if (!c.server.user.empty()) server.insert("user", c.server.user);  // none: the master's own
+  if (!c.server.user.empty() && !c.server.group.empty()) server.insert("group", c.server.group);
+  if (c.server.cpu_affinity == CpuAffinity::List) {
+    toml::array cpus;
+    for (int cpu : c.server.cpu_list) cpus.push_back(cpu);
+    server.insert("cpu_affinity", cpus);
+  } else {
+    server.insert("cpu_affinity", c.server.cpu_affinity == CpuAffinity::Auto ? "auto" : "none");
+  }
+  if (!c.app) {
+    server.insert("heartbeat_timeout", duration(c.server.heartbeat_timeout));
+    server.insert("max_requests", static_cast<int64_t>(c.server.max_requests));
+    server.insert("max_requests_jitter", static_cast<int64_t>(c.server.max_requests_jitter));
+  }
+  root.insert("server", server);
+  toml::table shutdown{{"drain_delay", duration(c.shutdown.drain_delay)},
+                       {"timeout", duration(c.shutdown.timeout)},
+                       {"idle_grace", duration(c.shutdown.idle_grace)}};
+  if (!c.shutdown.hooks.empty()) {
+    toml::array hooks;
+    for (const HookConfig& h : c.shutdown.hooks)
+      hooks.push_back(toml::table{{"name", h.name}, {"command", strings(h.command)}, {"timeout", duration(h.timeout)}});
+    shutdown.insert("hook", hooks);
+  }
+  root.insert("shutdown", shutdown);
+  root.insert("reload", toml::table{{"ready_timeout", duration(c.reload.ready_timeout)}});
+  root.insert("log", toml::table{{"level", c.log.level}, {"file", c.log.file}, {"access_log", c.log.access_log}});
+  if (c.app) {
+    static const char* kReady[] = {"notify", "fd", "delay"};
+    toml::table env;
+    for (const auto& [name, value] : c.app->env) env.insert(name, value);
+    toml::table app{{"command", strings(c.app->command)}, {"cwd", c.app->cwd}, {"env", env},
+                    {"ready", kReady[static_cast<int>(c.app->ready)]}, {"drain_signal", c.app->drain_signal_name},
+                    {"watchdog", duration(c.app->watchdog)}};
+    if (c.app->ready == AppConfig::Ready::Delay) app.insert("ready_delay", duration(c.app->ready_delay));
+    root.insert("app", app);
+  } else {
+    toml::array proxies;
+    for (const Cidr& cidr : c.http.trusted_proxies) proxies.push_back(cidr.to_string());
+    root.insert("http", toml::table{{"max_header_bytes", static_cast<int64_t>(c.http.max_header_bytes)},
+                                    {"max_url_bytes", static_cast<int64_t>(c.http.max_url_bytes)},
+                                    {"max_header_fields", static_cast<int64_t>(c.http.max_header_fields)},
+                                    {"max_chunk_ext_bytes", static_cast<int64_t>(c.http.max_chunk_ext_bytes)},
+                                    {"max_body_bytes", static_cast<int64_t>(c.http.max_body_bytes)},
+                                    {"header_timeout", duration(c.http.header_timeout)},
+                                    {"keepalive_timeout", duration(c.http.keepalive_timeout)},
+                                    {"body_timeout", duration(c.http.body_timeout)},
+                                    {"send_timeout", duration(c.http.send_timeout)},
+                                    {"max_connections", c.http.max_connections},
+                                    {"trusted_proxies", proxies}});
+    root.insert("health", toml::table{{"liveness_path", c.health.liveness_path}, {"readiness_path", c.health.readiness_path}});
+    toml::array routes;
+    for (const RouteConfig& r : c.routes) {
+      toml::table route{{"path", r.path}};
+      switch (r.kind) {
+        case RouteConfig::Kind::Static: route.insert("root", r.root); break;
+        case RouteConfig::Kind::Echo: route.insert("handler", "echo"); break;
+        case RouteConfig::Kind::Info: route.insert("handler", "info"); break;
+        case RouteConfig::Kind::Fixed:
+          route.insert("status", r.status);
+          route.insert("body", r.body);
+          route.insert("content_type", r.content_type);
+          route.insert("delay", duration(r.delay));
+          break;
+      }
+      routes.push_back(route);
+    }
+    if (!routes.empty()) root.insert("route", routes);
+  }
+  std::ostringstream out;
+  out << "# " << c.file << " as shoal uses it: every default filled in, paths absolute (shoal -T)\n" << root << "\n";
+  return out.str();
+}
+
 std::optional<std::string> reload_refusal(const Config& running, const Config& next) {
   auto refuse = [](const char* key, const char* why) {
     return std::string(key) + " cannot change on reload (" + why + "); restart shoal to change it";

@@ -155,6 +155,10 @@ std::optional<std::string> identity_problem(const Config& config);
 // file (looked up in PATH as exec does). Empty: nothing. `shoal -t`, the start and every reload run it.
 std::vector<std::string> start_problems(const Config& config);
 
+// The config as shoal uses it, every default filled in, as a TOML file that reads back to the same
+// config (`shoal -T`, as nginx -T prints what nginx runs with). Paths are absolute.
+std::string effective_config(const Config& config);
+
 // Why `next` may not replace `running` on reload (what the master holds from its start), or
 // nothing: [server] pid_file, [server] control_socket and [log] file.
 std::optional<std::string> reload_refusal(const Config& running, const Config& next);

@@ -181,6 +181,12 @@ int bind_listener(const ListenAddress& address, int backlog, std::string& err) {
 
 namespace shoal {
 
+std::string Cidr::to_string() const {
+  char text[INET6_ADDRSTRLEN] = {};
+  inet_ntop(family, bytes, text, sizeof text);
+  return std::string(text) + "/" + std::to_string(prefix);
+}
+
 std::optional<Cidr> Cidr::parse(std::string_view text) {
   Cidr out;
   size_t slash = text.find('/');

@@ -37,6 +37,7 @@ struct Cidr {
   unsigned char bytes[16] = {};
   int prefix = 0;
   static std::optional<Cidr> parse(std::string_view text);
+  std::string to_string() const;  // "10.0.0.0/8", "::1/128"
   // An IPv4-mapped IPv6 address (::ffff:a.b.c.d) matches as the IPv4 address it carries.
   bool contains(int family, const unsigned char* address) const;
 };

@@ -28,6 +28,7 @@ constexpr const char* kUsage =
     "options:\n"
     "  -c, --config FILE  the config file (default: ./server.toml)\n"
     "  -t, --test         check the config, print 'FILE: ok' or every error, exit 0 or 1\n"
+    "  -T                 the same, then print the config as shoal uses it, every default filled in\n"
     "  -v, --version      print the version and exit\n"
     "  -h, --help         print this help and exit\n"
     "\n"
@@ -68,7 +69,7 @@ int usage_error(const std::string& what) {
 int run(int argc, char** argv, const Application& app) {
   proctitle::init(argc, argv);  // before anything holds a pointer into argv or the environment
   std::string config_path = "server.toml";
-  bool test_only = false;
+  bool test_only = false, print_config = false;
   std::string command;
   bool json = false;
   std::optional<Millis> wait;
@@ -95,6 +96,8 @@ int run(int argc, char** argv, const Application& app) {
       config_path = arg.substr(9);
     } else if (arg == "-t" || arg == "--test") {
       test_only = true;
+    } else if (arg == "-T") {
+      test_only = print_config = true;
     } else if (arg == "-v" || arg == "--version") {
       printf("shoal %s\n", SHOAL_VERSION);
       return 0;
@@ -123,6 +126,7 @@ int run(int argc, char** argv, const Application& app) {
   }
   Config& config = *loaded.config;
   if (test_only) {
+    if (print_config) fputs(effective_config(config).c_str(), stdout);
     printf("%s: ok\n", config_path.c_str());
     return 0;
   }

@@ -88,6 +88,33 @@ TEST(Config, EveryErrorCarriesItsLineAndColumn) {
   EXPECT_THAT(dir.errors[0].message, HasSubstr("is a directory, not a config file"));
 }
 
+// shoal -T prints the config as shoal uses it; that text is itself a config that reads back to the
+// same (printing it again gives the same text), for every shipped file and one with every kind of key.
+TEST(Config, TheEffectiveConfigReadsBackToItself) {
+  std::vector<std::string> files;
+  for (const char* file : {"server.toml", "conf/shoal.toml", "examples/node/shoal.toml", "examples/python/shoal.toml"})
+    files.push_back(std::string(SHOAL_SOURCE_DIR) + "/" + file);
+  for (const std::string& path : files) {
+    auto first = load_config_file(path);
+    ASSERT_TRUE(first.config) << path;
+    std::string printed = effective_config(*first.config);
+    auto again = parse_config(printed, path);
+    ASSERT_TRUE(again.config) << path << ": " << ::testing::PrintToString(error_lines(again)) << "\n" << printed;
+    EXPECT_EQ(effective_config(*again.config), printed) << path;
+    EXPECT_EQ(again.config->server.workers, first.config->server.workers);
+    EXPECT_EQ(again.config->routes.size(), first.config->routes.size());
+  }
+  auto odd = parse("[server]\nlisten = [{ address = \"127.0.0.1:0\", proxy_protocol = \"v2\", name = \"edge\" }]\n"
+                   "cpu_affinity = [0]\n[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n");
+  ASSERT_TRUE(odd.config) << ::testing::PrintToString(error_lines(odd));
+  std::string printed = effective_config(*odd.config);
+  EXPECT_THAT(printed, HasSubstr("proxy_protocol = 'v2'"));
+  EXPECT_THAT(printed, HasSubstr("'10.0.0.0/8'"));
+  auto again = parse_config(printed, "/tmp/test.toml");
+  ASSERT_TRUE(again.config) << ::testing::PrintToString(error_lines(again)) << "\n" << printed;
+  EXPECT_EQ(effective_config(*again.config), printed);
+}
+
 TEST(Config, ShippedConfigsAreValid) {
   for (const char* file : {"server.toml", "conf/shoal.toml", "examples/node/shoal.toml", "examples/python/shoal.toml"}) {
     auto result = load_config_file(std::string(SHOAL_SOURCE_DIR) + "/" + file);
