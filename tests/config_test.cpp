@@ -2,6 +2,7 @@
 // the unknown-key suggestion, and durations.
 #include <gmock/gmock.h>
 #include <filesystem>
+#include <regex>
 #include <gtest/gtest.h>
 
 #include "common/config.hpp"
@@ -113,6 +114,49 @@ TEST(Config, TheEffectiveConfigReadsBackToItself) {
   auto again = parse_config(printed, "/tmp/test.toml");
   ASSERT_TRUE(again.config) << ::testing::PrintToString(error_lines(again)) << "\n" << printed;
   EXPECT_EQ(effective_config(*again.config), printed);
+}
+
+// The shipped production files agree with each other: the config writes only where the unit lets
+// it, logrotate rotates what it logs and reopens the master the unit runs, systemd waits longer
+// than shoal's own deadline, and the unit's user is the config's.
+TEST(Config, TheProductionConfigTheUnitAndLogrotateAgree) {
+  auto slurp = [](const std::string& name) { return test::read_file(std::string(SHOAL_SOURCE_DIR) + "/conf/" + name); };
+  std::string config_text = slurp("server.production.toml"), unit = slurp("shoal.service"), rotate = slurp("shoal.logrotate");
+  ASSERT_FALSE(config_text.empty() || unit.empty() || rotate.empty());
+  // Read it as it would be in place: /run/shoal and /var/log/shoal exist then.
+  std::string root = std::filesystem::temp_directory_path() / ("shoal-prod-" + std::to_string(getpid()));
+  std::filesystem::create_directories(root + "/run/shoal");
+  std::filesystem::create_directories(root + "/var/log/shoal");
+  std::string staged = std::regex_replace(config_text, std::regex("\"/(run|var/log)/shoal/"), "\"" + root + "/$1/shoal/");
+  // The user shoal is made at install time; here, one that exists stands in for it.
+  std::smatch user;
+  ASSERT_TRUE(std::regex_search(config_text, user, std::regex(R"re(\nuser = "(\w+)")re")));
+  const std::string config_user = user[1];
+  staged = std::regex_replace(staged, std::regex(R"re(\nuser = "\w+")re"), "\nuser = \"nobody\"");
+  auto result = parse_config(staged, root + "/etc/shoal/server.toml");
+  std::filesystem::remove_all(root);
+  ASSERT_TRUE(result.config) << ::testing::PrintToString(error_lines(result));
+  const Config& c = *result.config;
+  auto unstaged = [&](const std::string& path) { return path.substr(root.size()); };
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(unit, m, std::regex(R"(\nReadWritePaths=([^\n]+))")));
+  std::string writable = m[1];
+  for (const std::string& path : {c.server.control_socket, c.server.pid_file, c.log.file, c.log.access_log}) {
+    std::string dir = std::filesystem::path(unstaged(path)).parent_path().string();
+    EXPECT_THAT(writable, HasSubstr(dir)) << path;
+  }
+  for (const std::string& path : {c.log.file, c.log.access_log}) {
+    EXPECT_EQ(std::filesystem::path(unstaged(path)).parent_path().string(), "/var/log/shoal") << path;
+    EXPECT_TRUE(path.ends_with(".log")) << path;
+  }
+  EXPECT_THAT(rotate, HasSubstr("/var/log/shoal/*.log {"));
+  EXPECT_THAT(unit, HasSubstr("\nExecStart=/usr/local/bin/shoal -c /etc/shoal/server.toml\n"));
+  EXPECT_THAT(unit, HasSubstr("\nExecReload=/usr/local/bin/shoal reload -c /etc/shoal/server.toml\n"));
+  EXPECT_THAT(rotate, HasSubstr("/usr/local/bin/shoal reopen -c /etc/shoal/server.toml"));
+  EXPECT_THAT(unit, HasSubstr("\nUser=" + config_user + "\n"));
+  ASSERT_TRUE(std::regex_search(unit, m, std::regex(R"(\nTimeoutStopSec=(\d+)s)")));
+  EXPECT_GT(std::stoi(m[1]) * 1000, c.shutdown.timeout.count());
+  EXPECT_EQ(unit.find("Documentation="), std::string::npos) << "it names a file nothing installs";
 }
 
 TEST(Config, ShippedConfigsAreValid) {
