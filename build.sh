@@ -17,10 +17,14 @@ case "$mode" in
 esac
 fuzz_seconds=${2:-60}
 
+# What building shoal (and its unit tests' binaries) needs; the test mode adds the tools the tests
+# drive from outside (HAProxy, wrk, varnishtest, h11, Node, uvicorn, clang for the fuzzers).
 packages=(cmake make g++ pkg-config
           libevent-dev libspdlog-dev libtomlplusplus-dev node-llhttp libsystemd-dev nlohmann-json3-dev
-          libgtest-dev libgmock-dev curl iproute2 haproxy wrk clang libclang-rt-14-dev
-          python3 python3-h11 varnish nodejs python3-uvicorn)
+          libgtest-dev libgmock-dev)
+if [ "$mode" = test ] || [ "$mode" = fuzz ]; then
+  packages+=(curl iproute2 haproxy wrk clang libclang-rt-14-dev python3 python3-h11 varnish nodejs python3-uvicorn)
+fi
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

@@ -36,7 +36,9 @@ if ((${#missing[@]})); then
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
   [ -n "$policy_added" ] && rm -f /usr/sbin/policy-rc.d
 fi
-BUILD_TYPE=Release ./build.sh >/dev/null
+./build.sh >/dev/null  # the Debian packages; the benchmark's own Release build goes beside ./build, not into it
+cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-bench -j"$(nproc)" --target shoal floor idle_conns micro_bench >/dev/null
 ulimit -n "$(ulimit -Hn)"  # 10,000 idle connections need more than the usual 1024
 
 work=$(mktemp -d)
@@ -90,7 +92,7 @@ http {
 CONF
 
 start_shoal() {
-  taskset -c $server_cpu ./build/shoal -c "$work/shoal.toml" > "$work/shoal.log" 2>&1 &
+  taskset -c $server_cpu ./build-bench/shoal -c "$work/shoal.toml" > "$work/shoal.log" 2>&1 &
   shoal_pid=$!
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$shoal_port/hello" && return; sleep 0.05; done
   echo "shoal did not start:"; cat "$work/shoal.log"; exit 1
@@ -102,7 +104,7 @@ start_nginx() {
   echo "nginx did not start:"; cat "$work/nginx/logs/error.log"; exit 1
 }
 start_floor() {
-  taskset -c $server_cpu ./build/floor $floor_port > "$work/floor.log" 2>&1 &
+  taskset -c $server_cpu ./build-bench/floor $floor_port > "$work/floor.log" 2>&1 &
   floor_pid=$!
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$floor_port/hello" && return; sleep 0.05; done
   echo "floor did not start:"; cat "$work/floor.log"; exit 1
@@ -151,7 +153,7 @@ stats() {  # median min max of a list
   tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {printf "%s %s %s", a[int((NR+1)/2)], a[1], a[NR]}'
 }
 
-echo "shoal $(./build/shoal --version | cut -d' ' -f2) vs $(/usr/sbin/nginx -v 2>&1 | cut -d: -f2 | tr -d ' '), $(nproc) CPUs:" \
+echo "shoal $(./build-bench/shoal --version | cut -d' ' -f2) vs $(/usr/sbin/nginx -v 2>&1 | cut -d: -f2 | tr -d ' '), $(nproc) CPUs:" \
      "servers pinned to CPU $server_cpu (1 worker each), wrk pinned to CPU $client_cpu (1 thread);" \
      "$rounds rounds of ${duration}s, A B A B"
 read -r -a scenarios <<<"${SCENARIOS:-ka64 ka256 close pipe16}"
@@ -219,7 +221,7 @@ for server in shoal nginx; do
   before=$(rss_kib "$worker")
   idle_worker[$server]=$before
   # exec: the coproc is the holder itself, so that killing it closes the connections.
-  coproc HOLD { exec taskset -c $client_cpu ./build/idle_conns "$port" "$conns"; }
+  coproc HOLD { exec taskset -c $client_cpu ./build-bench/idle_conns "$port" "$conns"; }
   read -r line <&"${HOLD[0]}"
   after=$(rss_kib "$worker")
   kill -TERM "$HOLD_PID"; wait "$HOLD_PID" 2>/dev/null || true
@@ -268,4 +270,4 @@ verdict "windows with a failed request (socket error or non-2xx)" "$failed" "<="
 # ---------------------------------------------------------------- micro benchmark
 echo
 echo "micro benchmark (one keep-alive request through the connection code, in-process):"
-./build/micro_bench --benchmark_min_time=1 2>/dev/null | grep '^BM_' | sed 's/^/  /'
+./build-bench/micro_bench --benchmark_min_time=1 2>/dev/null | grep '^BM_' | sed 's/^/  /'

@@ -31,11 +31,11 @@ while (($#)); do
   shift
 done
 [ -z "$app" ] || [ -z "$proxy" ] || { echo "fleet.sh: --proxy-v2 is for shoal's own workers, not --app" >&2; exit 2; }
-[ -z "$app" ] || command -v node >/dev/null || { echo "fleet.sh: node is missing: run ./build.sh (it installs nodejs)" >&2; exit 2; }
+[ -z "$app" ] || command -v node >/dev/null || { echo "fleet.sh: node is missing: run ./build.sh test (it installs nodejs)" >&2; exit 2; }
 # wrk paces each connection when WRK_DELAY_MS is set (bench/count_non2xx.lua's delay()).
 [ -z "$rate" ] || export WRK_DELAY_MS=$((1000 / rate))
 for tool in haproxy wrk curl ss; do
-  command -v $tool >/dev/null || { echo "fleet.sh: $tool is missing: run ./build.sh (it installs what the tests need)" >&2; exit 2; }
+  command -v $tool >/dev/null || { echo "fleet.sh: $tool is missing: run ./build.sh test (it installs what the tests need)" >&2; exit 2; }
 done
 # SHOAL_BUILD_DIR: which build's binary (ctest in build-asan passes its own).
 build_dir=${SHOAL_BUILD_DIR:-build}

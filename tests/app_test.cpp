@@ -50,7 +50,7 @@ class AppTest : public ServerTest {
   // Starts shoal with [app] `app` (plus `extra` app keys) and `sections`; waits for ready.
   void start_app(const AppKind& kind, const std::string& server = "workers = 2", const std::string& sections = "",
                  const std::string& extra = "") {
-    ASSERT_EQ(access(kind.binary, R_OK), 0) << kind.binary << " is missing: ./build.sh installs " << kind.install;
+    ASSERT_EQ(access(kind.binary, R_OK), 0) << kind.binary << " is missing: ./build.sh test installs " << kind.install;
     write_app_config(kind, server, sections, extra);
     shoal_ = std::make_unique<ShoalProcess>(config_, dir_.path() + "/shoal-" + std::to_string(++starts_) + ".log");
     ASSERT_TRUE(shoal_->wait_ready(20s)) << "not ready";

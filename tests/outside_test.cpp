@@ -32,7 +32,7 @@ std::string demo_config(const std::string& source_dir) {
 }
 
 TEST_F(OutsideClients, H11AcceptsEveryResponseShapeOfTheDemoConfig) {
-  ASSERT_EQ(access("/usr/bin/python3", X_OK), 0) << "/usr/bin/python3 is missing: ./build.sh installs python3";
+  ASSERT_EQ(access("/usr/bin/python3", X_OK), 0) << "/usr/bin/python3 is missing: ./build.sh test installs python3";
   std::string config = demo_config(SHOAL_SOURCE_DIR);
   ASSERT_THAT(config, HasSubstr("listen = [\"127.0.0.1:0\"]"));
   std::string path = dir_.write("demo.toml", config);
@@ -48,7 +48,7 @@ TEST_F(OutsideClients, H11AcceptsEveryResponseShapeOfTheDemoConfig) {
 }
 
 TEST_F(OutsideClients, VarnishtestScriptsOnFramingAndSmugglingPass) {
-  ASSERT_EQ(access("/usr/bin/varnishtest", X_OK), 0) << "varnishtest is missing: ./build.sh installs varnish";
+  ASSERT_EQ(access("/usr/bin/varnishtest", X_OK), 0) << "varnishtest is missing: ./build.sh test installs varnish";
   start("workers = 1");
   std::vector<std::string> argv = {"/usr/bin/varnishtest", "-q", "-j", "1", "-D",
                                    "shoal=127.0.0.1:" + std::to_string(port_)};
@@ -95,7 +95,7 @@ struct Haproxy {
 class BehindHaproxy : public ServerTest, public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(BehindHaproxy, TheAccessLogShowsTheClient) {
-  ASSERT_EQ(access("/usr/sbin/haproxy", X_OK), 0) << "haproxy is missing: ./build.sh installs it";
+  ASSERT_EQ(access("/usr/sbin/haproxy", X_OK), 0) << "haproxy is missing: ./build.sh test installs it";
   std::string version = GetParam();  // "v1" or "v2"
   start("workers = 1", "[log]\naccess_log = \"access.log\"\n",
         "{ address = \"127.0.0.1:0\", proxy_protocol = \"" + version + "\" }");
@@ -131,7 +131,7 @@ INSTANTIATE_TEST_SUITE_P(OutsideClients, BehindHaproxy, ::testing::Values("v1", 
 
 // curl --haproxy-protocol sends a v1 header; without one, a v1 listener answers nothing.
 TEST_F(OutsideClients, CurlsProxyV1HeaderIsAcceptedAndItsAbsenceIsNot) {
-  ASSERT_EQ(access("/usr/bin/curl", X_OK), 0) << "curl is missing: ./build.sh installs it";
+  ASSERT_EQ(access("/usr/bin/curl", X_OK), 0) << "curl is missing: ./build.sh test installs it";
   start("workers = 1", "", R"({ address = "127.0.0.1:0", proxy_protocol = "v1" })");
   std::string url = "http://127.0.0.1:" + std::to_string(port_) + "/hello", out;
   EXPECT_EQ(run_command({"/usr/bin/curl", "-sS", "--haproxy-protocol", url}, out, 10s), 0) << out;
@@ -145,7 +145,7 @@ TEST_F(OutsideClients, CurlsProxyV1HeaderIsAcceptedAndItsAbsenceIsNot) {
 // timeout changed): a request to a backend that does not answer in time is retried only if it is safe
 // to repeat. The access log counts what reached shoal: one POST, and the GET 1 + `retries` times.
 TEST_F(OutsideClients, TheShippedHaproxyConfigNeverReplaysAPost) {
-  ASSERT_EQ(access("/usr/sbin/haproxy", X_OK), 0) << "haproxy is missing: ./build.sh installs it";
+  ASSERT_EQ(access("/usr/sbin/haproxy", X_OK), 0) << "haproxy is missing: ./build.sh test installs it";
   start("workers = 1", "[log]\naccess_log = \"access.log\"\n" + slow_route("/slow", "1s"));
   int lb_port = unused_port(), stats_port = unused_port();
   std::string cfg = read_file(std::string(SHOAL_SOURCE_DIR) + "/conf/haproxy.cfg");

@@ -13,7 +13,7 @@ import sys
 try:
     import h11
 except ImportError:
-    print("h11_check: python3-h11 is missing (./build.sh installs it)", file=sys.stderr)
+    print("h11_check: python3-h11 is missing (./build.sh test installs it)", file=sys.stderr)
     sys.exit(2)
 
 PORT = int(sys.argv[1])
