@@ -14,9 +14,12 @@
 #                             instead of as many as it can
 #
 # Prints, per scenario, the clients' totals (wrk: requests, non-2xx, each kind of socket error,
-# for keep-alive clients and for one connection per request) and HAProxy's own counters from its
-# stats (5xx sent to clients, retries, redispatches, connection errors, each server's downtime).
-# Exits 1 if a real scenario (not the control) saw any non-2xx, socket error or 5xx.
+# for keep-alive clients and for one connection per request), HAProxy's own counters from its
+# stats (5xx sent to clients, retries, redispatches, connection errors, each server's downtime),
+# and, for shoal's own workers, a stream of POSTs that each carry an id: how many were answered
+# 2xx and how many reached the instances twice (found twice in their access logs).
+# Exits 1 if a real scenario (not the control) saw any non-2xx, socket error, 5xx, failed POST or
+# POST delivered twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 instances=3 seconds=12 proxy="" app="" rate=""
@@ -83,6 +86,7 @@ drain_delay = "$2"
 timeout = "10s"
 [log]
 file = "s$i.log"
+access_log = "s$i.access.log"
 TOML
   if [ -n "$app" ]; then
     cat >> "$work/s$i.toml" <<TOML
@@ -176,15 +180,30 @@ for i in $(seq 1 $instances); do wait_up "$i"; done
 failed=0
 scenario() {  # scenario NAME ACTION [control]
   local name=$1 action=$2 control=${3:-}
+  local name_id=${name//[^a-z]/}
   local before; before=$(stats)
   wrk -t1 -c16 -d"${seconds}s" -s bench/count_non2xx.lua "http://127.0.0.1:$lb_port/hello" > "$work/ka.out" 2>&1 &
   local ka=$!
   wrk -t1 -c8 -d"${seconds}s" -s bench/count_non2xx.lua -H "Connection: close" "http://127.0.0.1:$lb_port/hello" \
     > "$work/close.out" 2>&1 &
   local close=$!
+  # POSTs, which HAProxy must never replay: each carries its own id, and every instance's access log
+  # is searched for it afterwards (shoal's own workers only: the Node example keeps no access log).
+  local posts=""
+  if [ -z "$app" ]; then
+    : > "$work/posts.out"
+    ( for n in $(seq 1 2000); do
+        [ -e "$work/posts.stop" ] && break
+        code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' -X POST --data-binary "charge=1" \
+               "http://127.0.0.1:$lb_port/hello?post=$name_id-$n" || true)
+        echo "$n $code" >> "$work/posts.out"
+      done ) &
+    posts=$!
+  fi
   sleep 1  # the load is running before the first instance is touched
   for i in $(seq 1 $instances); do $action "$i"; done
   wait $ka $close
+  if [ -n "$posts" ]; then touch "$work/posts.stop"; wait "$posts"; rm -f "$work/posts.stop"; fi
   local after; after=$(stats)
   delta() { echo $(( $(column "$after" "$1" "$2" "$3") - $(column "$before" "$1" "$2" "$3") )); }
   local fe5xx retries redispatches econ downtime=""
@@ -197,12 +216,26 @@ scenario() {  # scenario NAME ACTION [control]
   printf '%-28s per-request:  %s\n' "" "$(grep '^requests=' "$work/close.out")"
   printf '%-28s haproxy: 5xx=%s retries=%s redispatches=%s conn_errors=%s downtime: %s\n' "" "$fe5xx" "$retries" \
     "$redispatches" "$econ" "$downtime"
+  local post_errors=0
+  if [ -n "$posts" ]; then
+    # Every buffered access-log line is written once shoal reopen returns.
+    for i in $(seq 1 $instances); do "$build_dir/shoal" reopen -c "$work/s$i.toml" > /dev/null || true; done
+    local sent answered delivered duplicates
+    sent=$(wc -l < "$work/posts.out")
+    answered=$(awk '$2 ~ /^2/' "$work/posts.out" | wc -l)
+    cat "$work"/s*.access.log* 2>/dev/null | grep -o "POST /hello?post=$name_id-[0-9]* " | sort > "$work/delivered"
+    delivered=$(uniq < "$work/delivered" | wc -l)
+    duplicates=$(uniq -d < "$work/delivered" | wc -l)
+    printf '%-28s POST:  sent=%s 2xx=%s delivered=%s delivered-twice=%s\n' "" "$sent" "$answered" "$delivered" "$duplicates"
+    # An answered POST that no access log shows would mean the count itself cannot be trusted.
+    post_errors=$((sent - answered + duplicates + (answered > delivered ? answered - delivered : 0)))
+  fi
   local errors
   # Each line is "requests=N non2xx=N connect=N read=N write=N timeout=N p50_us=N p99_us=N": count the error fields.
   errors=$(cat "$work/ka.out" "$work/close.out" |
            awk '/^requests=/ { for (i = 2; i <= 6; i++) { split($i, kv, "="); sum += kv[2] } } END { print sum + 0 }')
-  if [ -z "$control" ] && { [ "$errors" -ne 0 ] || [ "$fe5xx" -ne 0 ]; }; then
-    echo "  FAILED: $errors client error(s), $fe5xx 5xx from the balancer"
+  if [ -z "$control" ] && { [ "$errors" -ne 0 ] || [ "$fe5xx" -ne 0 ] || [ "$post_errors" -ne 0 ]; }; then
+    echo "  FAILED: $errors client error(s), $fe5xx 5xx from the balancer, $post_errors POST(s) failed or delivered twice"
     failed=1
   fi
 }
