@@ -141,6 +141,12 @@ std::string effective_config(const Config& c) {
       hooks.push_back(toml::table{{"name", h.name}, {"command", strings(h.command)}, {"timeout", duration(h.timeout)}});
     shutdown.insert("hook", hooks);
   }
+  if (!c.shutdown.server_hooks.empty()) {
+    toml::array hooks;
+    for (const HookConfig& h : c.shutdown.server_hooks)
+      hooks.push_back(toml::table{{"name", h.name}, {"command", strings(h.command)}, {"timeout", duration(h.timeout)}});
+    shutdown.insert("server_hook", hooks);
+  }
   root.insert("shutdown", shutdown);
   root.insert("reload", toml::table{{"ready_timeout", duration(c.reload.ready_timeout)}});
   root.insert("log", toml::table{{"level", c.log.level}, {"file", c.log.file}, {"access_log", c.log.access_log}});
@@ -544,31 +550,33 @@ class Loader {
 
   void load_shutdown(const toml::table& t, Config::Shutdown& s) {
     const std::string where = "[shutdown]";
-    check_keys(t, where, {"drain_delay", "timeout", "idle_grace", "hook"});
+    check_keys(t, where, {"drain_delay", "timeout", "idle_grace", "hook", "server_hook"});
     read_duration(t, where, "drain_delay", Millis(0), Millis(3'600'000), s.drain_delay);
     read_duration(t, where, "timeout", Millis(1), Millis(3'600'000), s.timeout);
     read_duration(t, where, "idle_grace", Millis(0), Millis(60'000), s.idle_grace);
-    load_hooks(t, s);
+    load_hooks(t, "hook", s.hooks);
+    load_hooks(t, "server_hook", s.server_hooks);
   }
 
-  void load_hooks(const toml::table& shutdown, Config::Shutdown& s) {
-    const toml::node* node = shutdown.get("hook");
+  // [[shutdown.hook]] (each worker's) or [[shutdown.server_hook]] (the master's, once).
+  void load_hooks(const toml::table& shutdown, const std::string& key, std::vector<HookConfig>& hooks) {
+    const toml::node* node = shutdown.get(key);
     if (!node) return;
+    const std::string kind = "[[shutdown." + key + "]]";
     const toml::array* list = node->as_array();
     if (!list || !list->is_array_of_tables()) {
-      error(node->source(), "[shutdown] hook must be written as [[shutdown.hook]] tables, one per hook");
+      error(node->source(), "[shutdown] " + key + " must be written as " + kind + " tables, one per hook");
       return;
     }
-    Millis total{0};
     for (const toml::node& item : *list) {
       const toml::table& t = *item.as_table();
       HookConfig hook;
       hook.line = static_cast<int>(t.source().begin.line);
-      std::string where = "[[shutdown.hook]] at line " + std::to_string(hook.line);
+      std::string where = kind + " at line " + std::to_string(hook.line);
       check_keys(t, where, {"name", "command", "timeout"});
       read_string(t, where, "name", hook.name);
       if (hook.name.empty()) error(t.source(), where + ": name is missing (it names the hook in the log)");
-      for (const HookConfig& other : s.hooks)
+      for (const HookConfig& other : hooks)
         if (!hook.name.empty() && other.name == hook.name)
           error(t.get("name")->source(), where + ": duplicate hook name '" + hook.name + "' (first declared at line " +
                                              std::to_string(other.line) + ")");
@@ -584,7 +592,7 @@ class Loader {
         }
       }
       read_duration(t, where, "timeout", Millis(1), Millis(3'600'000), hook.timeout);
-      s.hooks.push_back(std::move(hook));
+      hooks.push_back(std::move(hook));
     }
   }
 

@@ -89,7 +89,10 @@ struct Config {
     Millis drain_delay{0};
     Millis timeout{30'000};
     Millis idle_grace{250};
-    std::vector<HookConfig> hooks;  // in file order; run in reverse
+    std::vector<HookConfig> hooks;  // each worker's, after its drain: in file order; run in reverse
+    // The master's, once, when the server really stops (not at a reload, a worker's replacement
+    // or an upgrade's hand-over), after the last worker exited: in file order.
+    std::vector<HookConfig> server_hooks;
   } shutdown;
 
   struct Reload {

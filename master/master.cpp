@@ -127,6 +127,7 @@ Master::Master(std::string config_path, Config config, const Application& app, i
       argv_(std::move(argv)) {}
 
 Master::~Master() {
+  server_hooks_.reset();  // its events, before the base goes
   workers_.clear();  // frees each channel's event before the base goes
   for (auto& [number, files] : generations_)
     if (files.access_log_fd >= 0) ::close(files.access_log_fd);
@@ -302,6 +303,7 @@ void Master::carry_out(const core::Action& action) {
         if (log::parse_level(a.level, level)) spdlog::default_logger()->set_level(level);
       },
       [&](const core::ReopenLogs& a) { reopen_logs(a); },
+      [&](const core::RunServerHooks& a) { run_server_hooks(a); },
       [&](const core::Exit& a) {
         exit_code_ = a.code;
         handed_over_ = a.handed_over;
@@ -614,7 +616,18 @@ void Master::probe_worker(const core::ProbeWorker& a) {
   inbox_.push_back(core::WorkerProbed{a.key, doing, process_state(a.pid)});
 }
 
+void Master::run_server_hooks(const core::RunServerHooks& a) {
+  std::vector<CleanupHook> hooks;
+  for (const HookConfig& hook : a.config->shutdown.server_hooks)
+    hooks.push_back(command_hook(hook.name, hook.command, hook.timeout, log_fd_, -1, 0));
+  server_hooks_ = std::make_unique<HookRunner>(base_, std::move(hooks), [this](int failures) {
+    feed(core::ServerHooksDone{static_cast<size_t>(failures)});
+  });
+  server_hooks_->start();
+}
+
 void Master::reap() {
+  if (server_hooks_) return;  // only the hooks' own processes are left, and their runner reaps them
   for (;;) {
     int status = 0;
     pid_t pid = waitpid(-1, &status, WNOHANG);

@@ -18,6 +18,7 @@
 #include "master/core/supervisor.hpp"
 #include "master/listeners.hpp"
 #include "worker/app.hpp"
+#include "worker/hooks.hpp"
 
 namespace shoal {
 
@@ -82,6 +83,7 @@ class Master {
   void tell_predecessor();
   void reopen_logs(const core::ReopenLogs& a);
   void close_successor_channel();
+  void run_server_hooks(const core::RunServerHooks& a);
 
   // inputs
   void reap();
@@ -122,6 +124,10 @@ class Master {
   event* successor_ev_ = nullptr;
   // Upgrade, as the new master: where to tell the old one that we are ready.
   int predecessor_fd_ = -1;
+
+  // [[shutdown.server_hook]]s, run once at the very end; their processes are reaped by the runner
+  // (pidfd), not by reap(), while it runs.
+  std::unique_ptr<HookRunner> server_hooks_;
 
   bool pid_file_written_ = false;
   bool handed_over_ = false;

@@ -159,6 +159,25 @@ TEST(Config, TheProductionConfigTheUnitAndLogrotateAgree) {
   EXPECT_EQ(unit.find("Documentation="), std::string::npos) << "it names a file nothing installs";
 }
 
+TEST(Config, ServerHooksAreReadApartFromEachWorkersHooks) {
+  auto result = parse(std::string(kMinimal) +
+                      "[[shutdown.hook]]\nname = \"pool\"\ncommand = [\"a\"]\n"
+                      "[[shutdown.server_hook]]\nname = \"deregister\"\ncommand = [\"b\", \"--host\"]\ntimeout = \"3s\"\n"
+                      "[[shutdown.server_hook]]\nname = \"pool\"\ncommand = [\"c\"]\n");  // its own namespace of names
+  ASSERT_TRUE(result.config) << ::testing::PrintToString(error_lines(result));
+  ASSERT_EQ(result.config->shutdown.hooks.size(), 1u);
+  ASSERT_EQ(result.config->shutdown.server_hooks.size(), 2u);
+  EXPECT_EQ(result.config->shutdown.server_hooks[0].name, "deregister");
+  EXPECT_EQ(result.config->shutdown.server_hooks[0].timeout, Millis(3000));
+  auto bad = error_lines(parse(std::string(kMinimal) + "[shutdown]\nserver_hook = \"x\"\n"));
+  ASSERT_EQ(bad.size(), 1u);
+  EXPECT_THAT(bad[0], HasSubstr(":4:15: [shutdown] server_hook must be written as [[shutdown.server_hook]] tables"));
+  auto twice = error_lines(parse(std::string(kMinimal) + "[[shutdown.server_hook]]\nname = \"a\"\ncommand = [\"x\"]\n"
+                                                          "[[shutdown.server_hook]]\nname = \"a\"\ncommand = [\"y\"]\n"));
+  ASSERT_EQ(twice.size(), 1u);
+  EXPECT_THAT(twice[0], HasSubstr("[[shutdown.server_hook]] at line 6: duplicate hook name 'a' (first declared at line 3)"));
+}
+
 TEST(Config, ShippedConfigsAreValid) {
   for (const char* file : {"server.toml", "conf/shoal.toml", "examples/node/shoal.toml", "examples/python/shoal.toml"}) {
     auto result = load_config_file(std::string(SHOAL_SOURCE_DIR) + "/" + file);

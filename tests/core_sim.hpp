@@ -82,6 +82,7 @@ class Simulation {
   bool was_shutting_down_ = false;
   bool ever_running_ = false;
   std::set<Pid> counted_;
+  int server_hook_runs_ = 0;
   std::map<std::pair<uint64_t, int>, std::vector<Time>> forks_by_slot_;
   size_t seen_actions_ = 0;
   SimResult result_;
@@ -119,6 +120,7 @@ class Simulation {
       std::string rest = "[shutdown]\ntimeout = \"" + std::to_string(timeout.count()) + "ms\"\ndrain_delay = \"" +
                          std::to_string(delay.count()) + "ms\"\n[reload]\nready_timeout = \"" +
                          std::to_string(random_duration().count()) + "ms\"\n";
+      if (chance(0.2)) rest += "[[shutdown.server_hook]]\nname = \"deregister\"\ncommand = [\"true\"]\n";
       if (app) {
         static const char* signals[] = {"SIGTERM", "SIGQUIT", "SIGUSR2"};
         static const char* modes[] = {"notify", "fd", "delay"};
@@ -297,6 +299,12 @@ class Simulation {
           for (const auto& g : views) match = match || g.desired == said;
           check(match, "a reported size matches no generation: " + l->text);
         }
+      } else if (std::get_if<core::RunServerHooks>(&a)) {
+        check(++server_hook_runs_ == 1, "the server hooks ran twice");
+        size_t live = 0;
+        for (auto& [pid, c] : children_) live += !c.dead;
+        check(live == 0, "the server hooks ran while a worker was still alive");
+        check(phase == core::Phase::ShuttingDown || phase == core::Phase::Exited, "the server hooks ran while not shutting down");
       } else if (auto* x = std::get_if<core::Exit>(&a)) {
         handed_over_ = x->handed_over;
       }
@@ -538,6 +546,9 @@ class Simulation {
     int expect = quit_seen_ || unclean_end_ ? 1 : 0;
     check(h_->exit_code == expect, "exit code " + std::to_string(h_->exit_code) + ", expected " + std::to_string(expect));
     if (ever_running_) check(h_->count<core::StartControl>() == 1, "the control socket was never started");
+    bool hooks = !config_->shutdown.server_hooks.empty();
+    check(server_hook_runs_ == (hooks && !handed_over_ ? 1 : 0),
+          "server hooks ran " + std::to_string(server_hook_runs_) + " time(s) at a " + (handed_over_ ? "hand-over" : "stop"));
   }
 };
 

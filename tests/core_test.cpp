@@ -104,6 +104,54 @@ TEST(Core, AsANewMasterItWritesThePidFileAndTellsThePredecessorOnceReady) {
   EXPECT_TRUE(h.logged("took over from the previous master", ready));
 }
 
+// ---------------------------------------------------------------- server hooks
+
+constexpr const char* kServerHooks =
+    "[shutdown]\ntimeout = \"10s\"\n[[shutdown.server_hook]]\nname = \"deregister\"\ncommand = [\"true\"]\n";
+
+TEST(Core, ServerHooksRunOnceWhenTheServerStopsAfterItsLastWorker) {
+  CoreHarness h(core_config("workers = 2", kServerHooks));
+  h.boot_ready();
+  h.command(1, "reload");
+  for (const auto& key : h.generation_workers(2)) h.ready(key);  // generation 1 drains: no hook
+  for (const auto& key : h.generation_workers(1)) h.exit(h.pids[key], 0);
+  h.signal(SIGTTOU);
+  EXPECT_EQ(h.count<core::RunServerHooks>(), 0u);
+  h.command(2, "stop");
+  auto workers = h.generation_workers(2);
+  ASSERT_FALSE(workers.empty());
+  for (size_t i = 0; i + 1 < workers.size(); ++i) h.exit(h.pids[workers[i]], 0);
+  EXPECT_EQ(h.count<core::RunServerHooks>(), 0u);  // a worker is still there
+  auto last = h.exit(h.pids[workers.back()], 0);
+  ASSERT_EQ(h.count<core::RunServerHooks>(last), 1u);
+  EXPECT_TRUE(h.logged("every worker is gone: running 1 server hook(s)", last));
+  EXPECT_TRUE(h.exited);  // the harness answers at once: the exit follows the hooks
+  EXPECT_EQ(h.exit_code, 0);
+  ASSERT_EQ(h.replies_to(2).size(), 1u);
+  EXPECT_EQ(reply_code(h.replies_to(2)[0]), 0);
+}
+
+TEST(Core, AFailedServerHookMakesTheStopUnclean) {
+  CoreHarness h(core_config("workers = 1", kServerHooks));
+  h.server_hook_failures = 1;
+  h.boot_ready();
+  h.signal(SIGTERM);
+  h.exit(h.pids[{1, 0, 0}], 0);
+  EXPECT_TRUE(h.exited);
+  EXPECT_EQ(h.exit_code, 1);
+  EXPECT_TRUE(h.logged("1 server hook(s) failed"));
+}
+
+TEST(Core, AnUpgradesHandOverRunsNoServerHook) {
+  CoreHarness h(core_config("workers = 1", kServerHooks));
+  h.boot_ready();
+  h.command(1, "upgrade");
+  h.input(core::SuccessorReady{"0.2.0"});
+  h.exit(h.pids[{1, 0, 0}], 0);
+  EXPECT_TRUE(h.exited);
+  EXPECT_EQ(h.count<core::RunServerHooks>(), 0u);  // the server goes on, under the new master
+}
+
 // ---------------------------------------------------------------- reopen
 
 TEST(Core, ReopenIsAnsweredOnceEveryWorkerTookTheFiles) {

@@ -77,6 +77,33 @@ TEST_F(Shutdown, StoppingIdleWorkersIsQuiet) {
   EXPECT_THAT(log, Not(HasSubstr("cleanup hooks finished")));
 }
 
+// A worker's hook runs whenever a worker drains; a server hook once, when the server stops: after
+// a reload, a SIGTTOU and a stop of 2 workers, the first ran 4 times and the second once. A failing server hook is named and makes the exit code 1.
+TEST_F(Shutdown, ServerHooksRunOnceAtTheStopWorkerHooksAtEveryDrain) {
+  start("workers = 2",
+        "[shutdown]\ntimeout = \"10s\"\n"
+        "[[shutdown.hook]]\nname = \"close-pool\"\ncommand = [\"sh\", \"-c\", \"echo $SHOAL_WORKER_PID >> worker-hooks.out\"]\n"
+        "[[shutdown.server_hook]]\nname = \"deregister\"\ncommand = [\"sh\", \"-c\", \"echo $SHOAL_WORKER_INDEX >> server-hooks.out\"]\n"
+        "[[shutdown.server_hook]]\nname = \"flush-queue\"\ncommand = [\"sh\", \"-c\", \"exit 3\"]\ntimeout = \"2s\"\n");
+  shoal_->signal(SIGHUP);
+  ASSERT_TRUE(shoal_->wait_for_log("generation 1 drained", 10s));
+  shoal_->signal(SIGTTOU);
+  ASSERT_TRUE(shoal_->wait_for_log("worker 1 pid=\\d+ of generation 2 exited", 10s));
+  EXPECT_EQ(read_file(dir_.path() + "/server-hooks.out"), "");  // the server still serves
+  shoal_->signal(SIGTERM);
+  auto exit = shoal_->wait_exit(15s);
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->code, 1);
+  EXPECT_EQ(read_file(dir_.path() + "/server-hooks.out"), "-1\n");
+  EXPECT_EQ(occurrences(read_file(dir_.path() + "/worker-hooks.out"), "\n"), 4u);  // 2 at the reload, 1 at SIGTTOU, 1 at the stop
+  std::string log = shoal_->log();
+  EXPECT_THAT(log, HasSubstr("every worker is gone: running 2 server hook(s)"));
+  EXPECT_THAT(log, ::testing::ContainsRegex("cleanup hook 'flush-queue' failed after [0-9]+ ms: exited with code 3"));
+  EXPECT_THAT(log, HasSubstr("1 server hook(s) failed"));
+  // After the last worker's exit, not before.
+  EXPECT_LT(log.rfind("of generation 2 exited"), log.find("running 2 server hook(s)"));
+}
+
 TEST_F(Shutdown, ReadinessIs503DuringDrainDelayThenNewConnectionsAreRefused) {
   start("workers = 2", "[shutdown]\ndrain_delay = \"1s\"\n");
   ASSERT_EQ(get(port_, "/readyz").status, 200);

@@ -443,6 +443,14 @@ void Supervisor::reopen(std::optional<uint64_t> reply_id) {
   out_.push_back(std::move(reopen));
 }
 
+void Supervisor::on(const ServerHooksDone& e) {
+  if (server_hooks_ != ServerHooks::Running) return;
+  server_hooks_ = ServerHooks::Done;
+  if (e.failures == 0) return;
+  unclean_ = true;
+  outcomes_.push_back(cat(e.failures, " server hook(s) failed"));
+}
+
 void Supervisor::on(const LogsReopened& e) {
   for (const auto& error : e.errors) log(Level::Error, "SIGUSR1: " + error);
   log(Level::Info, say::reopened(e.told.size()));
@@ -579,6 +587,7 @@ void Supervisor::enter_shutdown(const std::string& why, Time drain_delay, std::o
   }
   answer_waiters_abandoned(why);
   const Generation* g = serving_ ? generation(*serving_) : nullptr;
+  final_config_ = g ? g->config : initial_config_;
   Time timeout = g ? g->config->shutdown.timeout : initial_config_->shutdown.timeout;
   phase_ = Phase::ShuttingDown;
   shutdown_at_ = now_;
@@ -602,6 +611,8 @@ void Supervisor::quit(const std::string& why) {
   log(Level::Warn, say::stopping_now(why, live_workers()));
   unclean_ = true;
   if (phase_ != Phase::ShuttingDown) {
+    const Generation* g = serving_ ? generation(*serving_) : nullptr;
+    final_config_ = g ? g->config : initial_config_;
     answer_waiters_abandoned(why);
     shutdown_at_ = now_;
     shutdown_timeout_ = timing_.stop_grace;
@@ -1131,6 +1142,19 @@ std::string Supervisor::status_json() const {
 bool Supervisor::finish() {
   if (phase_ != Phase::ShuttingDown || live_workers() != 0 || successor_starting_) return false;
   if (successor_pid_ && !handed_over_) return false;
+  // The server really stops (not a hand-over to a new master): its server hooks run, once, now
+  // that no worker is left, and the exit waits for them.
+  if (!handed_over_ && server_hooks_ != ServerHooks::Done) {
+    if (server_hooks_ == ServerHooks::Running) return false;
+    std::shared_ptr<const Config> config = final_config_ ? final_config_ : initial_config_;
+    if (!config->shutdown.server_hooks.empty()) {
+      server_hooks_ = ServerHooks::Running;
+      log(Level::Info, say::running_server_hooks(config->shutdown.server_hooks.size()));
+      out_.push_back(RunServerHooks{config});
+      return true;
+    }
+    server_hooks_ = ServerHooks::Done;
+  }
   std::string outcomes;
   for (const auto& o : outcomes_) outcomes += (outcomes.empty() ? "" : "; ") + o;
   bool clean = !unclean_;

@@ -163,6 +163,7 @@ class Supervisor {
   void on(const PidFileWritten&);
   void on(const PredecessorTold&);
   void on(const LogsReopened&);
+  void on(const ServerHooksDone&);
   void on(const TimerFired&) {}
 
   // commands and signals
@@ -247,6 +248,8 @@ class Supervisor {
   bool unclean_ = false;
   std::vector<std::string> outcomes_;
   std::vector<uint64_t> stop_replies_;
+  std::shared_ptr<const Config> final_config_;  // the serving one's when the shutdown began: its server hooks run
+  enum class ServerHooks { NotRun, Running, Done } server_hooks_ = ServerHooks::NotRun;
 
   // status
   std::vector<uint64_t> status_replies_;

@@ -257,6 +257,9 @@ inline std::string reopen_reply(size_t confirmed, size_t told, size_t gone, cons
   for (const auto& e : errors) text += "; " + e;
   return text;
 }
+inline std::string running_server_hooks(size_t count) {
+  return cat("every worker is gone: running ", count, " server hook(s)");
+}
 inline std::string reopened(size_t told) {
   return cat("SIGUSR1: reopened the log files; ", told, " worker(s) told to do the same");
 }

@@ -88,13 +88,16 @@ struct PredecessorTold { bool ok; std::string error; };
 // The master reopened its files (errors: those it could not) and sent them to `told`, each of which
 // answers WorkerMessage Reopened once it took them.
 struct LogsReopened { std::vector<WorkerKey> told; std::vector<std::string> errors; };
+// The [[shutdown.server_hook]]s ran (the shell runs each with its timeout; all run, each logged
+// by name): how many failed.
+struct ServerHooksDone { size_t failures = 0; };
 struct TimerFired {};  // only time passed (the shell's one timer, at next_deadline())
 
 using Event = std::variant<Boot, SignalReceived, CommandReceived, ConfigLoaded, ConfigRejected, GenerationPrepared,
                            GenerationPrepareFailed, WorkerForked, WorkerForkFailed, WorkerMessage, AppStatusReported, SendFailed,
                            ChannelClosed, ChildExited, RssSampled, WorkerProbed, SuccessorStarted,
                            SuccessorStartFailed, SuccessorReady, SuccessorConfigRejected, SuccessorChannelClosed,
-                           PidFileWritten, PredecessorTold, LogsReopened, TimerFired>;
+                           PidFileWritten, PredecessorTold, LogsReopened, ServerHooksDone, TimerFired>;
 
 // ---------------------------------------------------------------- actions (the core -> the shell)
 
@@ -134,12 +137,14 @@ struct Log { Level level; std::string text; };
 struct SetLogIdentity { uint64_t generation; };
 struct SetLogLevel { std::string level; };
 struct ReopenLogs { std::vector<WorkerKey> workers; };  // answer: LogsReopened
+// Run config's [[shutdown.server_hook]]s, in file order, once, after the last worker exited. Answer: ServerHooksDone.
+struct RunServerHooks { std::shared_ptr<const Config> config; };
 struct Exit { int code; bool handed_over; };
 
 using Action = std::variant<LoadConfig, PrepareGeneration, ReleaseGeneration, CloseUnusedListeners, CloseListeners,
                             ReleaseListeners, ForkWorker, SendToWorker, Kill, SampleRss, ProbeWorker, StartSuccessor,
                             CloseSuccessorChannel, TellPredecessor, WritePidFile, StartControl, PauseControl, Reply,
-                            Notify, Log, SetLogIdentity, SetLogLevel, ReopenLogs, Exit>;
+                            Notify, Log, SetLogIdentity, SetLogLevel, ReopenLogs, RunServerHooks, Exit>;
 
 // "SIGTERM", for logs.
 std::string signal_name(int signo);

@@ -51,6 +51,7 @@ class CoreHarness {
   std::function<std::string(uint64_t)> prepare_fails = [](uint64_t) { return std::string(); };
   std::function<bool(const core::SendToWorker&)> send_fails = [](const core::SendToWorker&) { return false; };
   std::string successor_fails;  // non-empty: StartSuccessor fails with it
+  size_t server_hook_failures = 0;  // what the next RunServerHooks answers
 
   Time now{0};
   std::vector<Action> actions;  // everything the core did, in order
@@ -199,6 +200,8 @@ class CoreHarness {
       fifo.push_back(core::PidFileWritten{true});
     } else if (std::get_if<core::TellPredecessor>(&a)) {
       fifo.push_back(core::PredecessorTold{true, ""});
+    } else if (std::get_if<core::RunServerHooks>(&a)) {
+      fifo.push_back(core::ServerHooksDone{server_hook_failures});
     } else if (auto* x = std::get_if<core::ReopenLogs>(&a)) {
       fifo.push_back(core::LogsReopened{x->workers, {}});
     } else if (auto* x = std::get_if<core::Exit>(&a)) {
