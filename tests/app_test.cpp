@@ -45,8 +45,18 @@ AppKind python_app() {
           "/usr/lib/python3/dist-packages/uvicorn/__init__.py", "python3-uvicorn"};
 }
 
+// A Python script of the test's own, run by Debian's python3; `extra` adds [app] keys.
+AppKind python_script(const char* name, const std::string& file, const std::string& extra = "") {
+  return {name, "command = [\"/usr/bin/python3\", \"" + file + "\"]\n" + extra, "/usr/bin/python3", "python3"};
+}
+
 class AppTest : public ServerTest {
  protected:
+  // Writes the config and starts shoal without waiting for it (the test decides what to wait for).
+  void launch(const AppKind& kind, const std::string& server, const std::string& sections, const std::string& log_name) {
+    write_app_config(kind, server, sections, "");
+    shoal_ = std::make_unique<ShoalProcess>(config_, dir_.path() + "/" + log_name);
+  }
   // Starts shoal with [app] `app` (plus `extra` app keys) and `sections`; waits for ready.
   void start_app(const AppKind& kind, const std::string& server = "workers = 2", const std::string& sections = "",
                  const std::string& extra = "") {
@@ -226,8 +236,7 @@ TEST_F(AppTest, ANewGenerationThatNeverSaysReadyIsStoppedAndTheOldOneServesOn) {
 TEST_F(AppTest, AnAppThatCrashesAtStartIsRetriedWithBackoffAndAMissingProgramIsNamed) {
   dir_.write("crash.sh", "echo 'starting, about to fail' >&2\nexit 3\n");
   AppKind crash{"crash", "command = [\"/bin/sh\", \"crash.sh\"]\n", "/bin/sh", "dash"};
-  ASSERT_NO_FATAL_FAILURE(write_app_config(crash, "workers = 1", "", ""));
-  shoal_ = std::make_unique<ShoalProcess>(config_, dir_.path() + "/crash.log");
+  launch(crash, "workers = 1", "", "crash.log");
   ASSERT_TRUE(shoal_->wait_for_log("failed at start-up 4 time\\(s\\) in a row; next start in 800ms", 10s));
   // 100 + 200 + 400 ms apart: 4 starts in about 0.7 s, not a fork loop.
   EXPECT_LE(occurrences(shoal_->log(), "spawned worker 0"), 5u);
@@ -245,8 +254,7 @@ TEST_F(AppTest, AnAppThatCrashesAtStartIsRetriedWithBackoffAndAMissingProgramIsN
   dir_.write("broken.sh", "#!/nonexistent/interpreter\n");
   std::filesystem::permissions(dir_.path() + "/broken.sh", std::filesystem::perms::owner_all);
   AppKind broken{"broken", "command = [\"./broken.sh\"]\n", "/bin/sh", "dash"};
-  write_app_config(broken, "workers = 1", "", "");
-  shoal_ = std::make_unique<ShoalProcess>(config_, dir_.path() + "/broken.log");
+  launch(broken, "workers = 1", "", "broken.log");
   EXPECT_TRUE(shoal_->wait_for_log("\\[app\\] command: cannot execute './broken.sh': No such file or directory", 10s));
   shoal_->signal(SIGTERM);
   ASSERT_TRUE(shoal_->wait_exit(10s));
@@ -260,7 +268,7 @@ TEST_F(AppTest, AnAppThatIgnoresItsDrainSignalIsKilledAtTheDeadlineAndShoalExits
              "listener = socket.socket(fileno=3)\n"
              "os.write(int(os.environ['SHOAL_READY_FD']), b'READY=1\\n')\n"
              "while True: time.sleep(1)\n");
-  AppKind stubborn{"stubborn", "command = [\"/usr/bin/python3\", \"stubborn.py\"]\nready = \"fd\"\n", "/usr/bin/python3", "python3"};
+  AppKind stubborn = python_script("stubborn", "stubborn.py", "ready = \"fd\"\n");
   start_app(stubborn, "workers = 1", "[shutdown]\ntimeout = \"1500ms\"\n");
   auto started = Clock::now();
   shoal_->signal(SIGTERM);
@@ -325,8 +333,7 @@ TEST_F(AppTest, TheProgramRunsAsTheConfiguredUser) {
 TEST_F(AppTest, ReadyDelayIsALoggedGuessAndTheWatchdogReplacesASilentApp) {
   AppKind mute{"mute", "command = [\"/bin/sh\", \"-c\", \"exec sleep 60\"]\nready = \"delay\"\nready_delay = \"300ms\"\n",
                "/bin/sh", "dash"};
-  write_app_config(mute, "workers = 1", "", "");
-  shoal_ = std::make_unique<ShoalProcess>(config_, dir_.path() + "/mute.log");
+  launch(mute, "workers = 1", "", "mute.log");
   ASSERT_TRUE(shoal_->wait_for_log("worker 0 pid=\\d+ of generation 1 ready in \\d+ ms \\(assumed: ready = \"delay\" "
                                    "takes it for ready after 300ms; it did not say\\)", 5s));
   ASSERT_TRUE(shoal_->wait_ready(1s));
@@ -339,7 +346,7 @@ TEST_F(AppTest, ReadyDelayIsALoggedGuessAndTheWatchdogReplacesASilentApp) {
              "print('watchdog', os.environ['WATCHDOG_USEC'], flush=True)\n"
              "shoal_notify.ready()\n"
              "time.sleep(60)  # and never WATCHDOG=1\n");
-  AppKind quiet{"quiet", "command = [\"/usr/bin/python3\", \"quiet.py\"]\nwatchdog = \"1s\"\n", "/usr/bin/python3", "python3"};
+  AppKind quiet = python_script("quiet", "quiet.py", "watchdog = \"1s\"\n");
   start_app(quiet, "workers = 1");
   EXPECT_TRUE(shoal_->wait_for_log("\\] watchdog 1000000", 1s));
   pid_t first = *pids_of(1).begin();
@@ -360,9 +367,7 @@ TEST_F(AppTest, OnlyTheAppsOwnProcessCanSayItIsReady) {
              "    time.sleep(0.01)\n"
              "shoal_notify.ready()\n"
              "time.sleep(60)\n");
-  AppKind patient{"patient", "command = [\"/usr/bin/python3\", \"patient.py\"]\n", "/usr/bin/python3", "python3"};
-  write_app_config(patient, "workers = 1", "", "");
-  shoal_ = std::make_unique<ShoalProcess>(config_, dir_.path() + "/patient.log");
+  launch(python_script("patient", "patient.py"), "workers = 1", "", "patient.log");
   auto name = shoal_->wait_for_log("\\] notify @(\\S+)", 10s);
   ASSERT_TRUE(name);
   // An impostor (this test's own process) sends READY=1 to the app's socket.
@@ -405,9 +410,7 @@ TEST_F(AppTest, TheProgramGetsTheSocketAtFdThreeAndNothingElseAndItsOutputIsLogg
              "    print('answered a request', flush=True)\n"
              "    conn.sendall(b'HTTP/1.1 200 OK\\r\\ncontent-length: 3\\r\\nconnection: close\\r\\n\\r\\nok\\n')\n"
              "    conn.close()\n");
-  AppKind probe{"probe", "command = [\"/usr/bin/python3\", \"probe.py\"]\n", "/usr/bin/python3", "python3"};
-  write_app_config(probe, "workers = 1", "[log]\nfile = \"shoal.log\"\n", "");
-  shoal_ = std::make_unique<ShoalProcess>(config_, dir_.path() + "/stderr.log");
+  launch(python_script("probe", "probe.py"), "workers = 1", "[log]\nfile = \"shoal.log\"\n", "stderr.log");
   const std::string log_path = dir_.path() + "/shoal.log";
   ASSERT_TRUE(wait_until([&] { return read_file(log_path).find("generation 1 ready: 1 worker") != std::string::npos; }, 20s));
   std::smatch m;

@@ -284,35 +284,28 @@ const RouteEntry* HttpServer::route(std::string_view path) const {
   return nullptr;
 }
 
-std::string_view HttpServer::date() {
+std::string_view HttpServer::format_second(SecondText& cache, bool local, const char* format) {
   timeval now;
   event_base_gettimeofday_cached(base_, &now);
-  if (now.tv_sec != date_second_) {
-    date_second_ = now.tv_sec;
-    tm utc;
-    gmtime_r(&now.tv_sec, &utc);
-    date_length_ = strftime(date_, sizeof date_, "%a, %d %b %Y %H:%M:%S GMT", &utc);
+  if (now.tv_sec != cache.second) {
+    cache.second = now.tv_sec;
+    tm parts;
+    if (local) localtime_r(&now.tv_sec, &parts);
+    else gmtime_r(&now.tv_sec, &parts);
+    cache.length = strftime(cache.text, sizeof cache.text, format, &parts);
   }
-  return {date_, date_length_};
+  return {cache.text, cache.length};
 }
 
-std::string_view HttpServer::log_time() {
-  timeval now;
-  event_base_gettimeofday_cached(base_, &now);
-  if (now.tv_sec != log_time_second_) {
-    log_time_second_ = now.tv_sec;
-    tm local;
-    localtime_r(&now.tv_sec, &local);
-    log_time_length_ = strftime(log_time_, sizeof log_time_, "%d/%b/%Y:%H:%M:%S %z", &local);
-  }
-  return {log_time_, log_time_length_};
-}
+std::string_view HttpServer::date() { return format_second(date_, false, "%a, %d %b %Y %H:%M:%S GMT"); }
+
+std::string_view HttpServer::log_time() { return format_second(log_time_, true, "%d/%b/%Y:%H:%M:%S %z"); }
 
 std::string_view HttpServer::rendered(const RouteEntry& route, bool keep_alive, bool head) {
   std::string_view today = date();
   RenderedResponse& r = route.rendered;
-  if (r.date_second != date_second_) {
-    r.date_second = date_second_;
+  if (r.date_second != date_.second) {
+    r.date_second = date_.second;
     r.keep_alive.replace(r.keep_alive_date_at, today.size(), today);
     r.close.replace(r.close_date_at, today.size(), today);
   }

@@ -166,12 +166,14 @@ class HttpServer {
   std::string access_buffer_;
   event* access_flush_timer_ = nullptr;
 
-  time_t date_second_ = -1;
-  char date_[40] = {};
-  size_t date_length_ = 0;
-  time_t log_time_second_ = -1;
-  char log_time_[40] = {};
-  size_t log_time_length_ = 0;
+  // A second formatted once, for every response and log line of that second.
+  struct SecondText {
+    time_t second = -1;
+    char text[40] = {};
+    size_t length = 0;
+  };
+  std::string_view format_second(SecondText& cache, bool local, const char* format);
+  SecondText date_, log_time_;
 
   const timeval* header_tv_;
   const timeval* keepalive_tv_;
