@@ -21,6 +21,13 @@
 #include "common/sys.hpp"
 
 namespace shoal {
+namespace {
+
+// listen entries' proxy_protocol, as written in the config and printed by -T.
+constexpr std::pair<const char*, ProxyProtocol> kProxyModes[] = {
+    {"off", ProxyProtocol::Off}, {"v1", ProxyProtocol::V1}, {"v2", ProxyProtocol::V2}, {"any", ProxyProtocol::Any}};
+
+}  // namespace
 
 std::string ConfigError::to_string() const {
   if (line == 0) return file + ": " + message;
@@ -107,8 +114,9 @@ std::string effective_config(const Config& c) {
   toml::table root;
   toml::array listen;
   for (const ListenAddress& a : c.server.listen) {
-    static const char* kModes[] = {"off", "v1", "v2", "any"};
-    listen.push_back(toml::table{{"address", a.text}, {"proxy_protocol", kModes[static_cast<int>(a.proxy_protocol)]},
+    const char* mode = std::find_if(std::begin(kProxyModes), std::end(kProxyModes),
+                                    [&](const auto& m) { return m.second == a.proxy_protocol; })->first;
+    listen.push_back(toml::table{{"address", a.text}, {"proxy_protocol", mode},
                                  {"name", a.name}});
   }
   toml::table server{{"listen", listen},
@@ -151,11 +159,10 @@ std::string effective_config(const Config& c) {
   root.insert("reload", toml::table{{"ready_timeout", duration(c.reload.ready_timeout)}});
   root.insert("log", toml::table{{"level", c.log.level}, {"file", c.log.file}, {"access_log", c.log.access_log}});
   if (c.app) {
-    static const char* kReady[] = {"notify", "fd", "delay"};
     toml::table env;
     for (const auto& [name, value] : c.app->env) env.insert(name, value);
     toml::table app{{"command", strings(c.app->command)}, {"cwd", c.app->cwd}, {"env", env},
-                    {"ready", kReady[static_cast<int>(c.app->ready)]}, {"drain_signal", c.app->drain_signal_name},
+                    {"ready", ready_name(c.app->ready)}, {"drain_signal", c.app->drain_signal_name},
                     {"watchdog", duration(c.app->watchdog)}};
     if (c.app->ready == AppConfig::Ready::Delay) app.insert("ready_delay", duration(c.app->ready_delay));
     root.insert("app", app);
@@ -408,12 +415,10 @@ class Loader {
             continue;
           }
           if (const toml::node* mode = entry->get("proxy_protocol")) {
-            static const std::pair<const char*, ProxyProtocol> kModes[] = {
-                {"off", ProxyProtocol::Off}, {"v1", ProxyProtocol::V1}, {"v2", ProxyProtocol::V2}, {"any", ProxyProtocol::Any}};
             auto* name = mode->as_string();
-            auto found = std::find_if(std::begin(kModes), std::end(kModes),
+            auto found = std::find_if(std::begin(kProxyModes), std::end(kProxyModes),
                                       [&](const auto& m) { return name && name->get() == m.first; });
-            if (found == std::end(kModes)) {
+            if (found == std::end(kProxyModes)) {
               error(mode->source(), "[server] listen: proxy_protocol must be \"off\", \"v1\", \"v2\" or \"any\"");
               continue;
             }

@@ -67,7 +67,6 @@ int usage_error(const std::string& what) {
 }  // namespace
 
 int run(int argc, char** argv, const Application& app) {
-  proctitle::init(argc, argv);  // before anything holds a pointer into argv or the environment
   std::string config_path = "server.toml";
   bool test_only = false, print_config = false;
   std::string command;
@@ -145,6 +144,7 @@ int run(int argc, char** argv, const Application& app) {
   log::setup({"master", -1, 1}, level, log_fd);
   if (log_fd != STDERR_FILENO) log::echo_errors_to_stderr(true);  // until the first generation is ready
   log::capture_libevent();
+  proctitle::init(argc, argv);  // only a master needs a title; nothing holds a pointer into argv or environ
   Master master(config_path, std::move(config), app, log_fd, std::vector<std::string>(argv, argv + argc));
   return master.run();
 }

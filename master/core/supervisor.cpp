@@ -301,6 +301,11 @@ void Supervisor::on(const AppStatusReported& e) {
   w->app_status = e.status;
 }
 
+std::shared_ptr<const Config> Supervisor::current_config() {
+  const Generation* g = serving_ ? generation(*serving_) : nullptr;
+  return g ? g->config : initial_config_;
+}
+
 std::optional<Time> Supervisor::silence_limit(const Generation& g) {
   if (const AppConfig* app = app_of(g)) return app->watchdog > Time(0) ? std::optional<Time>(app->watchdog) : std::nullopt;
   return g.config->server.heartbeat_timeout;
@@ -586,9 +591,8 @@ void Supervisor::enter_shutdown(const std::string& why, Time drain_delay, std::o
     return log(Level::Info, say::already_stopping(why, left));
   }
   answer_waiters_abandoned(why);
-  const Generation* g = serving_ ? generation(*serving_) : nullptr;
-  final_config_ = g ? g->config : initial_config_;
-  Time timeout = g ? g->config->shutdown.timeout : initial_config_->shutdown.timeout;
+  final_config_ = current_config();
+  Time timeout = final_config_->shutdown.timeout;
   phase_ = Phase::ShuttingDown;
   shutdown_at_ = now_;
   shutdown_why_ = why;
@@ -611,8 +615,7 @@ void Supervisor::quit(const std::string& why) {
   log(Level::Warn, say::stopping_now(why, live_workers()));
   unclean_ = true;
   if (phase_ != Phase::ShuttingDown) {
-    const Generation* g = serving_ ? generation(*serving_) : nullptr;
-    final_config_ = g ? g->config : initial_config_;
+    final_config_ = current_config();
     answer_waiters_abandoned(why);
     shutdown_at_ = now_;
     shutdown_timeout_ = timing_.stop_grace;

@@ -202,6 +202,8 @@ class Supervisor {
   // How long a ready worker may stay silent before it is probed and killed, if at all: [server]
   // heartbeat_timeout for shoal's workers, [app] watchdog (0: never) for an app's.
   static std::optional<Time> silence_limit(const Generation& g);
+  // The serving generation's config, or the first one's before anything serves.
+  std::shared_ptr<const Config> current_config();
   // When an [app] worker with ready = "delay" is taken for ready, if it is one.
   static std::optional<Time> assumed_ready_at(const Generation& g, const Worker& w);
   void failed_at_start(Generation& g, int slot);
