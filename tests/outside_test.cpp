@@ -146,7 +146,9 @@ TEST_F(OutsideClients, CurlsProxyV1HeaderIsAcceptedAndItsAbsenceIsNot) {
 // to repeat. The access log counts what reached shoal: one POST, and the GET 1 + `retries` times.
 TEST_F(OutsideClients, TheShippedHaproxyConfigNeverReplaysAPost) {
   ASSERT_EQ(access("/usr/sbin/haproxy", X_OK), 0) << "haproxy is missing: ./build.sh test installs it";
-  start("workers = 1", "[log]\naccess_log = \"access.log\"\n" + slow_route("/slow", "1s"));
+  // The backend takes 5 s, far past 4 attempts of 300 ms even on a loaded machine under ASan (with
+  // 1 s, one such run had an attempt answered).
+  start("workers = 1", "[log]\naccess_log = \"access.log\"\n" + slow_route("/slow", "5s"));
   int lb_port = unused_port(), stats_port = unused_port();
   std::string cfg = read_file(std::string(SHOAL_SOURCE_DIR) + "/conf/haproxy.cfg");
   ASSERT_THAT(cfg, HasSubstr("retry-on conn-failure empty-response response-timeout"));
@@ -172,7 +174,7 @@ TEST_F(OutsideClients, TheShippedHaproxyConfigNeverReplaysAPost) {
   ASSERT_TRUE(wait_until([&] {
     log = read_file(dir_.path() + "/access.log");
     return occurrences(log, "\"GET /slow") >= 4;
-  }, 10s)) << log;
+  }, 20s)) << log;
   EXPECT_EQ(occurrences(log, "\"POST /slow"), 1u) << log;
   EXPECT_EQ(occurrences(log, "\"GET /slow"), 4u) << log;  // retries 3
 }
