@@ -5,6 +5,8 @@
 #   ./build.sh test       that, then every check CI runs: the test suite in ./build; the same suite
 #                         built with AddressSanitizer + UndefinedBehaviorSanitizer in ./build-asan;
 #                         the libFuzzer targets (clang) in ./build-fuzz, each run for 60 s
+#   ./build.sh package    shoal, then its Debian package: build/shoal_<version>_amd64.deb
+#                         (apt install ./build/shoal_*.deb installs it with what it needs)
 #   ./build.sh fuzz [S]   only the fuzz targets, each run for S seconds (default 60)
 #   ./build.sh sim [N]    the master core's seeded simulation on N random seeds (default 10000);
 #                         ./build.sh sim --seed S replays one seed with a trace
@@ -12,19 +14,22 @@ set -euo pipefail
 cd "$(dirname "$0")"
 mode=${1:-build}
 case "$mode" in
-  build|test|fuzz|sim) ;;
-  *) echo "build.sh: unknown mode '$mode' (build, test, fuzz or sim)" >&2; exit 2 ;;
+  build|test|package|fuzz|sim) ;;
+  *) echo "build.sh: unknown mode '$mode' (build, test, package, fuzz or sim)" >&2; exit 2 ;;
 esac
 fuzz_seconds=${2:-60}
 
-# What building shoal (and its unit tests' binaries) needs; the test mode adds the tools the tests
-# drive from outside (HAProxy, wrk, varnishtest, h11, Node, uvicorn, clang for the fuzzers).
-packages=(cmake make g++ pkg-config
+# What building shoal (and its unit tests' binaries, and its man page) needs; the test mode adds the
+# tools the tests drive from outside (HAProxy, wrk, varnishtest, h11, Node, uvicorn, clang for the
+# fuzzers; dpkg-dev, logrotate and systemd for the install test); the package mode dpkg-dev.
+packages=(cmake make g++ pkg-config go-md2man
           libevent-dev libspdlog-dev libtomlplusplus-dev node-llhttp libsystemd-dev nlohmann-json3-dev
           libgtest-dev libgmock-dev)
 if [ "$mode" = test ] || [ "$mode" = fuzz ]; then
-  packages+=(curl iproute2 haproxy wrk clang libclang-rt-14-dev python3 python3-h11 varnish nodejs python3-uvicorn)
+  packages+=(curl iproute2 haproxy wrk clang libclang-rt-14-dev python3 python3-h11 varnish nodejs python3-uvicorn
+             dpkg-dev logrotate systemd)
 fi
+[ "$mode" != package ] || packages+=(dpkg-dev)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
@@ -52,6 +57,10 @@ if [ "$mode" != fuzz ]; then
   cmake --build build -j"$jobs"
 fi
 [ "$mode" = build ] && exit 0
+if [ "$mode" = package ]; then
+  (cd build && cpack -G DEB)
+  exit 0
+fi
 if [ "$mode" = sim ]; then
   if [ "${2:-}" = --seed ]; then exec build/tests/core_sim --seed "$3" --trace; fi
   exec build/tests/core_sim "${2:-10000}"

@@ -22,7 +22,7 @@ check_app() {  # check_app BINARY: it is shoal with the example's handlers
 }
 
 echo "library check: find_package(shoal) after cmake --install"
-cmake --install "$build" --prefix "$work/prefix" > /dev/null
+cmake --install "$build" --prefix "$work/prefix" --component Development > /dev/null
 mkdir -p "$work/installed"
 cp "$work/main.cpp" "$work/installed/"
 cat > "$work/installed/CMakeLists.txt" <<'CMAKE'
