@@ -29,6 +29,12 @@ enum class MsgType : uint8_t {
   Reopened = 12,   // worker -> master: it took the files a Reopen brought (`shoal reopen` waits for it)
 };
 
+// The channel's protocol: this list of messages and their meanings. Bumped whenever one changes
+// meaning; a master adopts the workers of an upgrade in place only if it speaks their protocol,
+// which the new program says beforehand (`shoal -t --can-adopt N`).
+constexpr uint32_t kChannelProtocol = 1;
+inline bool speaks_channel_protocol(uint32_t protocol) { return protocol == 1; }
+
 // Reopen's value: which files come attached, in this order.
 constexpr uint32_t kReopenLog = 1, kReopenAccessLog = 2;
 

@@ -124,7 +124,8 @@ std::string effective_config(const Config& c) {
                      {"workers", c.server.workers},
                      {"pid_file", c.server.pid_file},
                      {"control_socket", c.server.control_socket},
-                     {"max_worker_rss", static_cast<int64_t>(c.server.max_worker_rss)}};
+                     {"max_worker_rss", static_cast<int64_t>(c.server.max_worker_rss)},
+                     {"upgrade", c.server.upgrade == Config::Server::Upgrade::InPlace ? "in-place" : "new-master"}};
   if (!c.server.user.empty()) server.insert("user", c.server.user);  // none: the master's own
   if (!c.server.user.empty() && !c.server.group.empty()) server.insert("group", c.server.group);
   if (c.server.cpu_affinity == CpuAffinity::List) {
@@ -394,7 +395,7 @@ class Loader {
   void load_server(const toml::table& t, Config::Server& s) {
     const std::string where = "[server]";
     check_keys(t, where, {"listen", "backlog", "workers", "cpu_affinity", "pid_file", "control_socket", "user", "group",
-                          "heartbeat_timeout", "max_requests", "max_requests_jitter", "max_worker_rss"});
+                          "heartbeat_timeout", "max_requests", "max_requests_jitter", "max_worker_rss", "upgrade"});
     if (const toml::node* node = t.get("listen")) {
       const toml::array* list = node->as_array();
       if (!list) {
@@ -514,6 +515,13 @@ class Loader {
     read_int(t, where, "max_requests", 0, int64_t{1} << 40, s.max_requests);
     read_int(t, where, "max_requests_jitter", 0, int64_t{1} << 40, s.max_requests_jitter);
     read_int(t, where, "max_worker_rss", 0, int64_t{1} << 44, s.max_worker_rss);
+    if (const toml::node* node = t.get("upgrade")) {
+      const auto* text = node->as_string();
+      if (text && text->get() == "new-master") s.upgrade = Config::Server::Upgrade::NewMaster;
+      else if (text && text->get() == "in-place") s.upgrade = Config::Server::Upgrade::InPlace;
+      else error(node->source(), "[server] upgrade: expected \"new-master\" or \"in-place\", got " +
+                                     (text ? "\"" + text->get() + "\"" : std::string(type_name(*node))));
+    }
     if (s.max_worker_rss > 0 && s.max_worker_rss < (1u << 20))
       error(t.get("max_worker_rss")->source(), "[server] max_worker_rss: " + std::to_string(s.max_worker_rss) +
                                                    " bytes is below 1 MiB, less than an idle worker needs");

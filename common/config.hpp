@@ -83,6 +83,10 @@ struct Config {
     uint64_t max_requests = 0;         // a worker that served this many is replaced gracefully; 0 = never
     uint64_t max_requests_jitter = 0;  // plus a random 0..jitter per worker, so they do not all recycle at once
     uint64_t max_worker_rss = 0;       // bytes; a worker above it is replaced gracefully; 0 = never
+    // How SIGUSR2 / `shoal upgrade` starts the new program: beside this master, as a new master
+    // process that takes over and lets this one exit (NewMaster); or in this very process
+    // (InPlace: the master re-executes itself, keeps its pid and adopts its running workers).
+    enum class Upgrade { NewMaster, InPlace } upgrade = Upgrade::NewMaster;
   } server;
 
   struct Shutdown {

@@ -64,6 +64,17 @@ bool ControlReply::Client::write_some() {
 
 bool ControlReply::pending() const { return client_ && !client_->answered && client_->fd >= 0; }
 
+int ControlReply::fd() const { return pending() ? client_->fd : -1; }
+
+ControlReply ControlServer::adopt_client(int fd) {
+  set_cloexec(fd);
+  auto client = std::make_shared<ControlReply::Client>();
+  client->fd = fd;
+  client->base = base_;
+  client->handler = &handler_;
+  return ControlReply(client);
+}
+
 ControlServer::~ControlServer() { close(false); }
 
 bool ControlServer::bind(const std::string& path, std::string& err) {

@@ -20,6 +20,8 @@ class ControlReply {
  public:
   void send(const std::string& json_line) const;
   bool pending() const;
+  // The connection, for an upgrade in place to keep across the exec (-1 once answered or gone).
+  int fd() const;
 
  private:
   friend class ControlServer;
@@ -40,6 +42,9 @@ class ControlServer {
   bool bind(const std::string& path, std::string& err);
   // Uses an inherited socket (a previous master's).
   void adopt(int fd, const std::string& path);
+  // A connection whose command the previous image of this master read, kept across an upgrade in
+  // place: its answer is still owed.
+  ControlReply adopt_client(int fd);
   void start();   // accept commands
   void pause();   // stop accepting (the socket stays: its queue waits for whoever accepts next)
   int fd() const { return fd_; }

@@ -38,6 +38,7 @@ class ListenerSet {
   // Closes without unlinking unix socket files: a successor master holds the same sockets.
   void release_all();
   bool empty() const { return by_address_.empty(); }
+  bool has(const ListenAddress& address) const { return by_address_.count(key(address)) > 0; }
 
  private:
   static std::string key(const ListenAddress& address);

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -83,6 +84,36 @@ std::string process_state(pid_t pid) {
   }
 }
 
+// Whatever a pipe holds now (the writer has exited), at most 64 KiB.
+std::string read_available(int fd) {
+  std::string out;
+  char buf[4096];
+  evutil_make_socket_nonblocking(fd);
+  while (out.size() < 65536) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+// What `shoal -t` printed, for one log line: its errors, not its "FILE: ok".
+std::string check_output(const std::string& printed) {
+  std::string out;
+  size_t start = 0;
+  while (start < printed.size()) {
+    size_t end = printed.find('\n', start);
+    if (end == std::string::npos) end = printed.size();
+    std::string line = printed.substr(start, end - start);
+    start = end + 1;
+    if (line.empty() || line.ends_with(": ok") || line.ends_with("; test failed")) continue;
+    out += (out.empty() ? "" : "; ") + line;
+  }
+  if (out.size() > 1000) out.resize(1000);
+  return out;
+}
+
 constexpr int kHandledSignals[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD,
                                    SIGUSR1, SIGUSR2, SIGWINCH, SIGTTIN, SIGTTOU};
 
@@ -119,12 +150,13 @@ Master::WorkerChannel::~WorkerChannel() {
 }
 
 Master::Master(std::string config_path, Config config, const Application& app, int log_fd,
-               std::vector<std::string> argv)
+               std::vector<std::string> argv, std::optional<Handover> handover)
     : config_path_(std::move(config_path)),
       initial_config_(std::make_shared<const Config>(std::move(config))),
       app_(app),
       log_fd_(log_fd),
-      argv_(std::move(argv)) {}
+      argv_(std::move(argv)),
+      handover_(std::move(handover)) {}
 
 Master::~Master() {
   server_hooks_.reset();  // its events, before the base goes
@@ -137,6 +169,8 @@ Master::~Master() {
     if (ev) event_free(ev);
   if (successor_channel_ >= 0) ::close(successor_channel_);
   if (predecessor_fd_ >= 0) ::close(predecessor_fd_);
+  if (check_fd_ >= 0) ::close(check_fd_);
+  if (check_pid_ > 0) kill(check_pid_, SIGKILL), waitpid(check_pid_, nullptr, 0);  // every child is reaped
   if (handed_over_) listeners_.release_all();
   else listeners_.close_all();
   if (base_) event_base_free(base_);
@@ -157,19 +191,32 @@ int Master::run() {
   if (auto fd = take_env_number("SHOAL_UPGRADE_FD")) predecessor_fd_ = static_cast<int>(*fd), set_cloexec(predecessor_fd_);
   if (auto next = take_env_number("SHOAL_GENERATION"); next && *next > 0) identity.first_generation = static_cast<uint64_t>(*next);
   identity.has_predecessor = predecessor_fd_ >= 0;
-  log::set_identity({"master", -1, identity.first_generation});
   std::vector<int> inherited;
   int inherited_control = -1;
   for (const auto& socket : systemd::inherited_sockets()) {
     if (socket.name == kControlFdName) inherited_control = socket.fd;
     else inherited.push_back(socket.fd);
   }
-  if (predecessor_fd_ < 0 && !check_pid_file()) return 1;
-  listeners_.adopt(inherited, *initial_config_);
   std::string err;
-  if (!listeners_.bind_missing(*initial_config_, err)) {
-    spdlog::critical("{}", err);
-    return 1;
+  if (handover_) {
+    // The new image of an upgrade in place: the same pid, the same sockets; the pid file already
+    // names this process. The new config's addresses are bound when its generation is prepared.
+    identity.takeover = handover_->takeover;
+    const core::AdoptedGeneration* serving = nullptr;
+    for (const auto& g : handover_->takeover.generations)
+      if (g.serving) serving = &g;
+    log::set_identity({"master", -1, serving ? serving->number : 0});
+    listeners_.adopt(handover_->listeners, serving ? *serving->config : *initial_config_);
+    inherited_control = handover_->control;
+    pid_file_written_ = !initial_config_->server.pid_file.empty();
+  } else {
+    log::set_identity({"master", -1, identity.first_generation});
+    if (predecessor_fd_ < 0 && !check_pid_file()) return 1;
+    listeners_.adopt(inherited, *initial_config_);
+    if (!listeners_.bind_missing(*initial_config_, err)) {
+      spdlog::critical("{}", err);
+      return 1;
+    }
   }
   base_ = event_base_new();
   if (!base_) {
@@ -192,7 +239,7 @@ int Master::run() {
     }
   }
   // On upgrade, the pid file still names the old master until this one is ready.
-  if (predecessor_fd_ < 0 && !write_pid_file()) return 1;
+  if (predecessor_fd_ < 0 && !handover_ && !write_pid_file()) return 1;
 
   signal(SIGPIPE, SIG_IGN);
   for (int signo : kHandledSignals) {
@@ -216,7 +263,16 @@ int Master::run() {
   }
 
   core_ = std::make_unique<core::Supervisor>(identity, initial_config_, std::random_device{}());
+  if (handover_) adopt_handover();
   feed(core::Boot{});
+  // An upgrade in place blocked these across its exec, so that none was lost or took its default
+  // action before the handlers above were in place; any that came meanwhile is delivered now.
+  sigset_t handled;
+  sigemptyset(&handled);
+  for (int signo : kHandledSignals) sigaddset(&handled, signo);
+  sigprocmask(SIG_UNBLOCK, &handled, nullptr);
+  if (handover_) reap();  // adopted workers that exited during the exec
+  handover_.reset();
   if (!core_ || core_->phase() != core::Phase::Exited) event_base_dispatch(base_);
 
   if (handed_over_) {
@@ -242,6 +298,10 @@ void Master::feed(core::Event event) {
     for (const core::Action& action : core_->step(next, now())) carry_out(action);
   }
   stepping_ = false;
+  if (exec_due_) {
+    exec_due_ = false;
+    return exec_in_place();  // returns only if the exec failed, having fed ExecFailed
+  }
   if (auto deadline = core_->next_deadline()) {
     timeval tv = to_timeval(std::max(Millis(0), *deadline - now()));
     evtimer_add(timer_, &tv);
@@ -281,6 +341,8 @@ void Master::carry_out(const core::Action& action) {
       [&](const core::SampleRss& a) { inbox_.push_back(core::RssSampled{a.key, resident_bytes(a.pid)}); },
       [&](const core::ProbeWorker& a) { probe_worker(a); },
       [&](const core::StartSuccessor& a) { start_successor(a); },
+      [&](const core::CheckProgram&) { check_program(); },
+      [&](const core::ExecInPlace&) { exec_due_ = true; },  // once every answer is in: see feed()
       [&](const core::CloseSuccessorChannel&) { close_successor_channel(); },
       [&](const core::TellPredecessor&) { tell_predecessor(); },
       [&](const core::WritePidFile&) { inbox_.push_back(core::PidFileWritten{write_pid_file()}); },
@@ -418,11 +480,7 @@ void Master::fork_worker(const core::ForkWorker& a) {
   worker->pid = pid;
   worker->fd = channel[0];
   worker->board = board;
-  worker->ev = event_new(base_, channel[0], EV_READ | EV_PERSIST, [](evutil_socket_t, short, void* w) {
-    auto* worker = static_cast<WorkerChannel*>(w);
-    worker->master->on_worker_channel(*worker);
-  }, worker.get());
-  event_add(worker->ev, nullptr);
+  watch_worker(*worker, false);
   by_pid_[pid] = a.key;
   workers_[a.key] = std::move(worker);
   inbox_.push_back(core::WorkerForked{a.key, pid});
@@ -479,25 +537,40 @@ void Master::fork_app_worker(const core::ForkWorker& a, const GenerationFiles& f
     return;  // worker's destructor closes the notify socket
   }
   worker->pid = pid;
-  WorkerChannel* w = worker.get();
-  if (worker->fd >= 0) {
-    worker->ev = event_new(base_, worker->fd, EV_READ | EV_PERSIST, [](evutil_socket_t, short, void* p) {
+  worker->control_fd = control[0];
+  for (int stream : {0, 1}) worker->output[stream].fd = pipes[stream][0];
+  watch_worker(*worker, app.ready == AppConfig::Ready::Fd);  // the ready line comes on the control socket
+  by_pid_[pid] = a.key;
+  workers_[a.key] = std::move(worker);
+  inbox_.push_back(core::WorkerForked{a.key, pid});
+}
+
+void Master::watch_worker(WorkerChannel& worker, bool read_ready_line) {
+  WorkerChannel* w = &worker;
+  if (!worker.app) {
+    worker.ev = event_new(base_, worker.fd, EV_READ | EV_PERSIST, [](evutil_socket_t, short, void* p) {
+      auto* w = static_cast<WorkerChannel*>(p);
+      w->master->on_worker_channel(*w);
+    }, w);
+    event_add(worker.ev, nullptr);
+    return;
+  }
+  if (worker.fd >= 0) {
+    worker.ev = event_new(base_, worker.fd, EV_READ | EV_PERSIST, [](evutil_socket_t, short, void* p) {
       auto* w = static_cast<WorkerChannel*>(p);
       w->master->on_app_notify(*w);
     }, w);
-    event_add(worker->ev, nullptr);
+    event_add(worker.ev, nullptr);
   }
-  worker->control_fd = control[0];
-  if (app.ready == AppConfig::Ready::Fd) {  // the ready line comes on the control socket
-    worker->control_ev = event_new(base_, worker->control_fd, EV_READ | EV_PERSIST, [](evutil_socket_t, short, void* p) {
+  if (read_ready_line && worker.control_fd >= 0) {
+    worker.control_ev = event_new(base_, worker.control_fd, EV_READ | EV_PERSIST, [](evutil_socket_t, short, void* p) {
       auto* w = static_cast<WorkerChannel*>(p);
       w->master->on_app_control(*w);
     }, w);
-    event_add(worker->control_ev, nullptr);
+    event_add(worker.control_ev, nullptr);
   }
-  for (int stream : {0, 1}) {
-    auto& out = worker->output[stream];
-    out.fd = pipes[stream][0];
+  for (auto& out : worker.output) {
+    if (out.fd < 0) continue;
     evutil_make_socket_nonblocking(out.fd);
     out.ev = event_new(base_, out.fd, EV_READ | EV_PERSIST, [](evutil_socket_t fd, short, void* p) {
       auto* w = static_cast<WorkerChannel*>(p);
@@ -505,9 +578,6 @@ void Master::fork_app_worker(const core::ForkWorker& a, const GenerationFiles& f
     }, w);
     event_add(out.ev, nullptr);
   }
-  by_pid_[pid] = a.key;
-  workers_[a.key] = std::move(worker);
-  inbox_.push_back(core::WorkerForked{a.key, pid});
 }
 
 void Master::on_app_notify(WorkerChannel& worker) {
@@ -644,6 +714,14 @@ void Master::reap() {
     }
     if (pid == successor_pid_) successor_pid_ = -1;
     bool exited = WIFEXITED(status);
+    if (pid == check_pid_) {
+      check_pid_ = -1;
+      std::string output = read_available(check_fd_);
+      ::close(check_fd_);
+      check_fd_ = -1;
+      feed(core::ProgramChecked{exited ? WEXITSTATUS(status) : 128 + WTERMSIG(status), check_output(output)});
+      continue;
+    }
     feed(core::ChildExited{pid, exited, exited ? WEXITSTATUS(status) : WTERMSIG(status),
                            !exited && WCOREDUMP(status)});
   }
@@ -740,6 +818,142 @@ void Master::start_successor(const core::StartSuccessor& a) {
   }, this);
   event_add(successor_ev_, nullptr);
   inbox_.push_back(core::SuccessorStarted{pid, exe, passed});
+}
+
+// ---------------------------------------------------------------- upgrade in place
+
+// The new program's own verdict, before this image gives itself up: its -t on this config, and
+// whether it speaks the channel protocol of the workers it would adopt.
+void Master::check_program() {
+  std::string exe = executable_path();
+  if (exe.empty() || access(exe.c_str(), X_OK) != 0) {
+    inbox_.push_back(core::ProgramChecked{127, "cannot execute " + (exe.empty() ? "/proc/self/exe" : exe) + ": " +
+                                                   errno_text(errno)});
+    return;
+  }
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) {
+    inbox_.push_back(core::ProgramChecked{127, "pipe() failed: " + errno_text(errno)});
+    return;
+  }
+  std::vector<std::string> args = {exe, "-t", "-c", config_path_, "--can-adopt", std::to_string(kChannelProtocol)};
+  pid_t pid = fork_child();
+  if (pid == 0) {
+    for (int signo = 1; signo < NSIG; ++signo) signal(signo, SIG_DFL);
+    dup2(out[1], STDOUT_FILENO);
+    dup2(out[1], STDERR_FILENO);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  int fork_errno = errno;
+  ::close(out[1]);
+  if (pid < 0) {
+    ::close(out[0]);
+    inbox_.push_back(core::ProgramChecked{127, "fork() failed: " + errno_text(fork_errno)});
+    return;
+  }
+  check_pid_ = pid;
+  check_fd_ = out[0];  // read once it has exited (reap): -t prints a few lines, well within a pipe
+}
+
+// Every fd the new image adopts loses FD_CLOEXEC, its numbers go into the hand-over, and this
+// process becomes the program now at its executable's path. The handled signals stay blocked
+// across the exec (the mask survives it) until the new image has its handlers.
+void Master::exec_in_place() {
+  std::optional<core::Takeover> takeover = core_->takeover();
+  if (!takeover) return;
+  Handover h;
+  h.protocol = kChannelProtocol;
+  h.takeover = *takeover;
+  h.listeners = listeners_.all_fds();
+  h.control = control_->fd();
+  for (auto& [key, w] : workers_)
+    h.workers.push_back({key, w->app, w->fd, w->control_fd, w->output[0].fd, w->output[1].fd});
+  for (uint64_t id : takeover->connections())
+    if (auto it = replies_.find(id); it != replies_.end() && it->second.fd() >= 0) h.replies.emplace_back(id, it->second.fd());
+  std::string exe = executable_path();
+  std::string text = encode_handover(h);
+  int memfd = memfd_create("shoal-handover", MFD_CLOEXEC);
+  std::string error;
+  if (memfd < 0 || ::write(memfd, text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    error = "writing the hand-over failed: " + errno_text(errno);
+  std::vector<int> keep = h.all_fds();
+  keep.push_back(memfd);
+  sigset_t handled, previous;
+  sigemptyset(&handled);
+  for (int signo : kHandledSignals) sigaddset(&handled, signo);
+  if (error.empty()) {
+    for (int fd : keep) fcntl(fd, F_SETFD, 0);
+    setenv("SHOAL_TAKEOVER_FD", std::to_string(memfd).c_str(), 1);
+    std::vector<std::string> args = argv_;
+    args[0] = exe;
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    sigprocmask(SIG_BLOCK, &handled, &previous);
+    spdlog::default_logger()->flush();
+    execv(exe.c_str(), argv.data());
+    error = "execv(" + exe + ") failed: " + errno_text(errno);
+    sigprocmask(SIG_SETMASK, &previous, nullptr);
+    unsetenv("SHOAL_TAKEOVER_FD");
+    for (int fd : keep) set_cloexec(fd);
+  }
+  if (memfd >= 0) ::close(memfd);
+  feed(core::ExecFailed{error});
+}
+
+// The new image: the hand-over's generations get their files (the serving one its sockets, for
+// the workers it may still respawn), its workers their channels, and the waiting commands their
+// connections, before the core boots from the same hand-over.
+void Master::adopt_handover() {
+  std::string err;
+  for (const core::AdoptedGeneration& g : handover_->takeover.generations) {
+    GenerationFiles files;
+    files.config = g.config;
+    if (g.serving) {
+      bool bound = true;
+      for (const auto& address : g.config->server.listen) bound = bound && listeners_.has(address);
+      if (bound) files.listen_fds = listeners_.fds_for(*g.config);
+      else spdlog::error("generation {}: a listening socket was not handed over; it cannot start workers", g.number);
+    }
+    if (!g.config->log.access_log.empty() && (files.access_log_fd = log::open_append(g.config->log.access_log, err)) < 0)
+      spdlog::error("generation {}: [log] access_log: {}", g.number, err);
+    generations_[g.number] = std::move(files);
+  }
+  for (const Handover::WorkerFds& fds : handover_->workers) {
+    const core::AdoptedWorker* adopted = nullptr;
+    for (const auto& w : handover_->takeover.workers)
+      if (w.key == fds.key) adopted = &w;
+    if (!adopted) continue;
+    auto worker = std::make_unique<WorkerChannel>();
+    worker->master = this;
+    worker->key = fds.key;
+    worker->pid = adopted->pid;
+    worker->app = fds.app;
+    worker->fd = fds.channel;
+    worker->control_fd = fds.control;
+    worker->output[0].fd = fds.out;
+    worker->output[1].fd = fds.err;
+    for (int fd : {fds.channel, fds.control, fds.out, fds.err})
+      if (fd >= 0) set_cloexec(fd);
+    const auto files = generations_.find(fds.key.generation);
+    const Config* config = files != generations_.end() ? files->second.config.get() : nullptr;
+    bool ready_line = fds.app && config && config->app && config->app->ready == AppConfig::Ready::Fd &&
+                      adopted->state == core::AdoptedWorker::State::Starting;
+    watch_worker(*worker, ready_line);
+    by_pid_[adopted->pid] = fds.key;
+    workers_[fds.key] = std::move(worker);
+  }
+  for (const auto& [id, fd] : handover_->replies) {
+    replies_.emplace(id, control_->adopt_client(fd));
+    next_reply_ = std::max(next_reply_, id + 1);
+  }
 }
 
 void Master::on_successor_channel() {

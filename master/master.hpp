@@ -17,6 +17,7 @@
 #include "master/control.hpp"
 #include "master/core/supervisor.hpp"
 #include "master/listeners.hpp"
+#include "master/takeover.hpp"
 #include "worker/app.hpp"
 #include "worker/hooks.hpp"
 
@@ -25,8 +26,10 @@ namespace shoal {
 class Master {
  public:
   // config was read from config_path (re-read on reload); argv re-executes this program on
-  // upgrade. log_fd is open, close-on-exec, and handed to every worker.
-  Master(std::string config_path, Config config, const Application& app, int log_fd, std::vector<std::string> argv);
+  // upgrade. log_fd is open, close-on-exec, and handed to every worker. handover: this process
+  // is the new image of an upgrade in place, and adopts what it lists.
+  Master(std::string config_path, Config config, const Application& app, int log_fd, std::vector<std::string> argv,
+         std::optional<Handover> handover = std::nullopt);
   ~Master();
   Master(const Master&) = delete;
   Master& operator=(const Master&) = delete;
@@ -80,6 +83,12 @@ class Master {
   void send_to_worker(const core::SendToWorker& a);
   void probe_worker(const core::ProbeWorker& a);
   void start_successor(const core::StartSuccessor& a);
+  void check_program();
+  void exec_in_place();
+  void adopt_handover();
+  // The events of a worker's fds: its channel, or an app's notify socket, control socket (when
+  // its ready line is still to come) and output.
+  void watch_worker(WorkerChannel& worker, bool read_ready_line);
   void tell_predecessor();
   void reopen_logs(const core::ReopenLogs& a);
   void close_successor_channel();
@@ -124,6 +133,12 @@ class Master {
   event* successor_ev_ = nullptr;
   // Upgrade, as the new master: where to tell the old one that we are ready.
   int predecessor_fd_ = -1;
+  // Upgrade in place: the new program's -t running in a child, and what it prints; then the
+  // exec, carried out once every answer is in. As the new image: what the old one handed over.
+  pid_t check_pid_ = -1;
+  int check_fd_ = -1;
+  bool exec_due_ = false;
+  std::optional<Handover> handover_;
 
   // [[shutdown.server_hook]]s, run once at the very end; their processes are reaped by the runner
   // (pidfd), not by reap(), while it runs.

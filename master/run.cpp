@@ -72,6 +72,7 @@ int run(int argc, char** argv, const Application& app) {
   std::string command;
   bool json = false;
   std::optional<Millis> wait;
+  std::optional<uint32_t> can_adopt;  // -t --can-adopt N: an upgrade in place asks whether this program speaks protocol N
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (i == 1 && is_cli_command(arg)) {
@@ -93,6 +94,12 @@ int run(int argc, char** argv, const Application& app) {
       config_path = argv[++i];
     } else if (arg.starts_with("--config=")) {
       config_path = arg.substr(9);
+    } else if (arg == "--can-adopt") {
+      char* end = nullptr;
+      unsigned long n = i + 1 < argc ? strtoul(argv[i + 1], &end, 10) : 0;
+      if (i + 1 >= argc || end == argv[i + 1] || *end != '\0') return usage_error("--can-adopt needs a protocol number");
+      can_adopt = static_cast<uint32_t>(n);
+      ++i;
     } else if (arg == "-t" || arg == "--test") {
       test_only = true;
     } else if (arg == "-T") {
@@ -109,12 +116,41 @@ int run(int argc, char** argv, const Application& app) {
   }
 
   if (!command.empty()) return run_cli(command, json, config_path, wait);
+  if (can_adopt && !test_only) return usage_error("--can-adopt goes with -t");
 
   ConfigResult loaded = load_config_file(config_path);
   std::vector<std::string> problems;
   for (const ConfigError& error : loaded.errors) problems.push_back(error.to_string());
   // -t checks what a start checks, short of binding the ports; the start checks it first.
   if (loaded.config) problems = start_problems(*loaded.config);
+
+  // Re-executed by an upgrade in place: this process already supervises workers, and must go on
+  // doing so even if the config cannot be used now (edited since the check): the generation it
+  // adopts serves on with its own config, and the upgrade is reported as failed.
+  std::string handover_error;
+  std::optional<std::string> handover_text = take_handover_text(handover_error);
+  std::optional<Handover> handover;
+  std::vector<std::string> handover_warnings;
+  if (handover_text) {
+    auto current = loaded.config && problems.empty() ? std::make_shared<const Config>(*loaded.config) : nullptr;
+    handover = decode_handover(*handover_text, config_path, current, &handover_warnings, handover_error);
+  }
+  if (!handover_error.empty()) {
+    fprintf(stderr, "shoal: upgrade in place: %s; the adopted workers drain and exit by themselves\n", handover_error.c_str());
+    return 1;
+  }
+  if (handover && !problems.empty()) {
+    const core::AdoptedGeneration* serving = nullptr;
+    for (const auto& g : handover->takeover.generations)
+      if (g.serving && g.config) serving = &g;
+    if (serving) {
+      std::string all;
+      for (const auto& problem : problems) all += (all.empty() ? "" : "; ") + problem;
+      handover->takeover.config_error = "the new program cannot use the config: " + all;
+      loaded.config = *serving->config;
+      problems.clear();
+    }
+  }
   if (!problems.empty()) {
     for (const auto& problem : problems) fprintf(stderr, "%s\n", problem.c_str());
     // Started by an upgrade: the old master keeps serving and reports this as an invalid config.
@@ -125,6 +161,11 @@ int run(int argc, char** argv, const Application& app) {
   }
   Config& config = *loaded.config;
   if (test_only) {
+    if (can_adopt && !speaks_channel_protocol(*can_adopt)) {
+      fprintf(stderr, "shoal %s cannot adopt workers that speak channel protocol %u (it speaks %u)\n", SHOAL_VERSION,
+              *can_adopt, kChannelProtocol);
+      return 2;
+    }
     if (print_config) fputs(effective_config(config).c_str(), stdout);
     printf("%s: ok\n", config_path.c_str());
     return 0;
@@ -145,7 +186,9 @@ int run(int argc, char** argv, const Application& app) {
   if (log_fd != STDERR_FILENO) log::echo_errors_to_stderr(true);  // until the first generation is ready
   log::capture_libevent();
   proctitle::init(argc, argv);  // only a master needs a title; nothing holds a pointer into argv or environ
-  Master master(config_path, std::move(config), app, log_fd, std::vector<std::string>(argv, argv + argc));
+  for (const auto& warning : handover_warnings) spdlog::warn("upgrade in place: {}", warning);
+  Master master(config_path, std::move(config), app, log_fd, std::vector<std::string>(argv, argv + argc),
+                std::move(handover));
   return master.run();
 }
 

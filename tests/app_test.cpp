@@ -159,6 +159,57 @@ TEST_P(AppKinds, ReloadUnderLoadFailsNoRequestAndTheNewGenerationIsReadyFirst) {
   expect_clean_log();
 }
 
+// An upgrade in place under load: the master re-executes itself and adopts the running app
+// processes with their notify sockets, control sockets and output pipes; its own generation is
+// ready before they get their drain signal; nothing fails, and the master's pid stays.
+TEST_P(AppKinds, AnUpgradeInPlaceUnderLoadAdoptsTheAppsAndFailsNoRequest) {
+  start_app(GetParam(), "workers = 2\nupgrade = \"in-place\"", "[shutdown]\ndrain_delay = \"300ms\"\n");
+  const pid_t master = shoal_->pid();
+  LoadTally tally;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  auto until = Clock::now() + 60s;  // bound; `stop` ends it sooner
+  for (int i = 0; i < 4; ++i)
+    clients.emplace_back([&, keep_alive = i < 3] {
+      LoadTally mine;
+      while (!stop && Clock::now() < until) client_loop(port_, keep_alive, std::min(until, Clock::now() + 200ms), mine);
+      tally.ok += mine.ok, tally.non_200 += mine.non_200, tally.refused += mine.refused;
+      tally.reset_or_lost += mine.reset_or_lost, tally.retries += mine.retries;
+    });
+  for (uint64_t g = 2; g <= 3; ++g) {
+    std::string out;
+    ASSERT_EQ(cli("upgrade", &out), 0) << out;
+    EXPECT_THAT(out, HasSubstr("upgrade ok: master " + std::to_string(master) + " in place"));
+    ASSERT_TRUE(shoal_->wait_for_log("generation " + std::to_string(g - 1) + " drained", 30s)) << g;
+    auto [pid, generation] = who(get(port_, "/after"));
+    EXPECT_EQ(generation, g);
+  }
+  stop = true;
+  for (auto& t : clients) t.join();
+  std::cerr << GetParam().name << " under 2 upgrades in place: " << tally.ok << " ok, " << tally.non_200 << " non-200, "
+            << tally.refused << " refused, " << tally.reset_or_lost << " reset or lost, " << tally.retries << " retried\n";
+  EXPECT_GT(tally.ok, 100);
+  EXPECT_EQ(tally.non_200, 0);
+  EXPECT_EQ(tally.refused, 0);
+  EXPECT_EQ(tally.reset_or_lost, 0);
+  EXPECT_EQ(tally.retries, 0);
+  EXPECT_TRUE(process_exists(master));
+  // Each old app process was signalled and reaped by the new image, and what it wrote while it
+  // drained still reached the log through its adopted pipe.
+  std::string log = shoal_->log();
+  size_t took_over = log.find("upgrade in place: took over");
+  ASSERT_NE(took_over, std::string::npos);
+  for (pid_t old : pids_of(1)) {
+    size_t drain = log.find("pid=" + std::to_string(old) + ": sent SIGTERM (drain)");
+    EXPECT_GT(drain, took_over) << old;
+    EXPECT_NE(log.find("[worker", took_over), std::string::npos);
+    EXPECT_NE(log.find("pid=" + std::to_string(old) + " gen=1] ", took_over), std::string::npos)
+        << "no output of pid " << old << " after the exec";
+    EXPECT_NE(log.find("pid=" + std::to_string(old) + " of generation 1 exited with code 0", took_over), std::string::npos);
+  }
+  expect_clean_log();
+}
+
 // SIGTERM under load, with slow requests in flight: readiness turns 503 at once, every request
 // sent during the drain delay (as a load balancer that polls readiness would, before it stops
 // sending) is answered 200, every in-flight request completes, and shoal exits 0 once every app

@@ -85,6 +85,7 @@ class Simulation {
   int server_hook_runs_ = 0;
   std::map<std::pair<uint64_t, int>, std::vector<Time>> forks_by_slot_;
   size_t seen_actions_ = 0;
+  int execs_seen_ = 0;
   SimResult result_;
 
   int64_t uniform(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng_); }
@@ -116,6 +117,7 @@ class Simulation {
       if (!app && chance(0.3)) server += "max_requests = " + std::to_string(uniform(10, 1000)) + "\n";
       if (!app && chance(0.5)) server += "heartbeat_timeout = \"" + std::to_string(uniform(1, 30)) + "s\"\n";
       if (chance(0.2)) server += "max_worker_rss = " + std::to_string(uniform(2, 64) << 20) + "\n";
+      if (chance(0.4)) server += "upgrade = \"in-place\"\n";  // the master re-executes itself and adopts its children
       Time timeout = random_duration(), delay = chance(0.5) ? Time(0) : random_duration();
       std::string rest = "[shutdown]\ntimeout = \"" + std::to_string(timeout.count()) + "ms\"\ndrain_delay = \"" +
                          std::to_string(delay.count()) + "ms\"\n[reload]\nready_timeout = \"" +
@@ -149,6 +151,7 @@ class Simulation {
                                               : std::string();
     };
     h_->successor_fails = "";
+    h_->program_check_pending = true;  // the world answers the check (after_input), sometimes late
     next_input_ = Time(uniform(0, 2000));
   }
 
@@ -179,6 +182,10 @@ class Simulation {
   }
 
   void random_input() {
+    // An upgrade in place may find its exec failing, or a new image that cannot read the config.
+    h_->exec_fails = faults_ && chance(0.1) ? "execv(/usr/bin/shoal) failed: Exec format error" : "";
+    if (faults_ && chance(0.1)) h_->next_config_errors = {"server.toml:1:1: unknown key 'x'"};
+    else h_->next_config_errors.clear();
     // Shutdowns are rare (about 1 input in 70), so that most episodes reach the liveness phase.
     int pick = static_cast<int>(uniform(0, 199));
     if (pick < 60) return input(core::SignalReceived{SIGHUP});
@@ -279,6 +286,13 @@ class Simulation {
         auto it = commands_.find(r->reply_id);
         check(it != commands_.end(), "a reply to a command never sent");
         if (it != commands_.end()) check(++it->second == 1, "command " + std::to_string(r->reply_id) + " answered twice");
+      } else if (std::get_if<core::CheckProgram>(&a)) {
+        // The new program's -t: quick or slow (past its 2 s deadline), accepting or refusing.
+        int code = faults_ && chance(0.2) ? (chance(0.5) ? 1 : 64) : 0;
+        Time takes = faults_ ? Time(uniform(1, 3000)) : Time(uniform(1, 100));
+        at(now + takes, [this, code] { input(core::ProgramChecked{code, code ? "x:1:1: bad" : ""}); });
+      } else if (std::get_if<core::ExecInPlace>(&a)) {
+        check(h_->execs > execs_seen_ || !h_->exec_fails.empty(), "an exec that neither happened nor failed");
       } else if (std::get_if<core::StartSuccessor>(&a)) {
         if (h_->successor > 0 && !children_.count(h_->successor)) start_successor(h_->successor);
       } else if (auto* c = std::get_if<core::CloseUnusedListeners>(&a)) {
@@ -333,7 +347,11 @@ class Simulation {
       }
     }
     check(starting <= 1, "more than one generation starting");
-    check(h_->count<core::StartControl>() <= 1, "the control socket started twice");
+    check(h_->count<core::StartControl>() <= 1 + static_cast<size_t>(h_->execs), "the control socket started twice in one image");
+    // Every child the world still runs is the core's, across every exec too.
+    for (auto& [pid, c] : children_)
+      if (!c.dead) check(by_pid.count(pid) > 0, "pid " + std::to_string(pid) + " runs but the core does not know it");
+    execs_seen_ = h_->execs;
     if (auto d = h_->core().next_deadline()) check(*d > now || phase == core::Phase::Exited, "a deadline already due");
     if (phase == core::Phase::Exited || h_->exited) check(phase == core::Phase::Exited && h_->exited, "exit mismatch");
     if (!was_shutting_down_ && phase == core::Phase::ShuttingDown) was_shutting_down_ = true;
@@ -545,7 +563,8 @@ class Simulation {
       if (l.text.find(": stopping now, without draining") != std::string::npos) quit_seen_ = true;
     int expect = quit_seen_ || unclean_end_ ? 1 : 0;
     check(h_->exit_code == expect, "exit code " + std::to_string(h_->exit_code) + ", expected " + std::to_string(expect));
-    if (ever_running_) check(h_->count<core::StartControl>() == 1, "the control socket was never started");
+    if (ever_running_)
+      check(h_->count<core::StartControl>() == 1 + static_cast<size_t>(h_->execs), "the control socket was not started once per image");
     bool hooks = !config_->shutdown.server_hooks.empty();
     check(server_hook_runs_ == (hooks && !handed_over_ ? 1 : 0),
           "server hooks ran " + std::to_string(server_hook_runs_) + " time(s) at a " + (handed_over_ ? "hand-over" : "stop"));

@@ -126,6 +126,136 @@ TEST_F(Deploy, UpgradeWithAnInvalidConfigIsReportedAsSuch) {
   EXPECT_EQ(get(port_, "/hello").status, 200);
 }
 
+// ---- upgrade in place: the master re-executes itself; a supervisor that watches the pid it
+// started (runit, s6, supervisord, this test) sees nothing but the same process, serving.
+
+std::string exe_of(pid_t pid) {
+  std::error_code ec;
+  return std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec).string();
+}
+
+TEST_F(Deploy, UpgradeInPlaceUnderLoadKeepsThePidAndDropsNothing) {
+  std::string binary = dir_.path() + "/shoal";
+  deploy_binary(SHOAL_BINARY, binary);
+  start("workers = 2\npid_file = \"shoal.pid\"\nupgrade = \"in-place\"", kInfoRoute, "\"127.0.0.1:0\"", binary);
+  const pid_t master = shoal_->pid();
+  const size_t fds_before = fd_count(master);
+  LoadTally tally;
+  auto until = Clock::now() + 3s;
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 3; ++i) clients.emplace_back(client_loop, port_, true, until, std::ref(tally));
+  for (int i = 0; i < 2; ++i) clients.emplace_back(client_loop, port_, false, until, std::ref(tally));
+  ASSERT_TRUE(wait_until([&] { return tally.ok > 1000; }, 5s));
+  for (int g = 2; g <= 3; ++g) {
+    auto old_workers = children_of(master);
+    deploy_binary(SHOAL_BINARY, binary);  // a new inode: the running image's file is deleted
+    ASSERT_THAT(exe_of(master), HasSubstr("(deleted)"));
+    auto result = cli({"upgrade", "-c", dir_.path() + "/shoal.toml"});
+    ASSERT_EQ(result.code, 0) << result.output;
+    EXPECT_THAT(result.output, HasSubstr("upgrade ok: master " + std::to_string(master) + " in place, shoal "));
+    EXPECT_THAT(result.output, HasSubstr("generation " + std::to_string(g) + " ready (2 workers"));
+    EXPECT_EQ(exe_of(master), binary);  // the new file, not the deleted one: the exec happened
+    // The old generation was adopted and drained by the new image, which reaped it.
+    for (pid_t pid : old_workers) EXPECT_TRUE(wait_until([&] { return !process_exists(pid); }, 5s)) << pid;
+    ASSERT_TRUE(shoal_->wait_for_log("generation " + std::to_string(g - 1) + " drained", 5s));
+  }
+  for (auto& t : clients) t.join();
+  std::cerr << "2 upgrades in place under load: " << tally.ok << " ok, " << tally.non_200 << " non-200, "
+            << tally.refused << " refused, " << tally.reset_or_lost << " reset or lost, " << tally.retries << " retried\n";
+  EXPECT_EQ(tally.non_200, 0);
+  EXPECT_EQ(tally.refused, 0);
+  EXPECT_EQ(tally.reset_or_lost, 0);
+  EXPECT_EQ(tally.retries, 0);
+  EXPECT_TRUE(process_exists(master));  // the process this test started, still
+  EXPECT_EQ(read_pid_file(dir_.path() + "/shoal.pid"), master);
+  EXPECT_EQ(fd_count(master), fds_before);  // nothing leaked across two execs
+  auto info = get(port_, "/info");
+  EXPECT_THAT(info.body, HasSubstr(" generation=3 "));
+  EXPECT_EQ(children_of(master).size(), 2u);
+  auto status = cli({"status", "--json", "-c", dir_.path() + "/shoal.toml"});
+  ASSERT_EQ(status.code, 0) << status.output;
+  EXPECT_EQ(nlohmann::json::parse(status.output)["master"]["pid"].get<int>(), master);
+  EXPECT_GE(nlohmann::json::parse(status.output)["master"]["uptime_s"].get<int>(), 2);  // the master's, across the execs
+  shoal_->signal(SIGTERM);
+  auto exit = shoal_->wait_exit(10s);
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->code, 0);
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/shoal.pid"));
+  expect_clean_log();
+}
+
+// The new program is asked first (-t on the running config, and whether it speaks the workers'
+// channel protocol): one that cannot say yes is never executed.
+TEST_F(Deploy, UpgradeInPlaceToAProgramThatRefusesChangesNothing) {
+  std::string binary = dir_.path() + "/shoal";
+  deploy_binary(SHOAL_BINARY, binary);
+  start("workers = 2\npid_file = \"shoal.pid\"\nupgrade = \"in-place\"", "", "\"127.0.0.1:0\"", binary);
+  const pid_t master = shoal_->pid();
+  auto workers = children_of(master);
+  // An older shoal, which knows no --can-adopt.
+  dir_.write("older", "#!/bin/sh\necho \"shoal: unknown argument '--can-adopt' (shoal -h for help)\" >&2\nexit 64\n");
+  deploy_binary(dir_.path() + "/older", binary);
+  auto result = cli({"upgrade", "-c", dir_.path() + "/shoal.toml"});
+  EXPECT_EQ(result.code, 2) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("the new program's check (-t) exited 64: shoal: unknown argument '--can-adopt'"));
+  EXPECT_THAT(result.output, HasSubstr("master " + std::to_string(master) + " keeps serving"));
+  // A config that the new program refuses.
+  deploy_binary(SHOAL_BINARY, binary);
+  std::string good = read_file(dir_.path() + "/shoal.toml");
+  dir_.write("shoal.toml", good + "[http]\nmax_body = 3\n");
+  result = cli({"upgrade", "-c", dir_.path() + "/shoal.toml"});
+  EXPECT_EQ(result.code, 1) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("unknown key 'max_body' in [http]"));
+  dir_.write("shoal.toml", good);
+  EXPECT_EQ(children_of(master), workers);
+  EXPECT_EQ(get(port_, "/hello").status, 200);
+  EXPECT_EQ(read_pid_file(dir_.path() + "/shoal.pid"), master);
+  EXPECT_THAT(exe_of(master), HasSubstr("(deleted)"));  // never executed: still the first image
+  EXPECT_EQ(cli({"upgrade", "-c", dir_.path() + "/shoal.toml"}).code, 0);  // and the next one goes through
+}
+
+// The new image may still fail: here its generation cannot bind an address the config gained.
+// It supervises the adopted generation, which serves on, and says so.
+TEST_F(Deploy, UpgradeInPlaceWhoseGenerationFailsKeepsTheAdoptedOneServing) {
+  std::string binary = dir_.path() + "/shoal";
+  deploy_binary(SHOAL_BINARY, binary);
+  start("workers = 2\nupgrade = \"in-place\"", kInfoRoute, "\"127.0.0.1:0\"", binary);
+  const pid_t master = shoal_->pid();
+  auto workers = children_of(master);
+  // An address that -t accepts and the bind refuses: a port this test holds.
+  int held = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(held, 1), 0);
+  socklen_t len = sizeof addr;
+  getsockname(held, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::string config = read_file(dir_.path() + "/shoal.toml");
+  std::string listen_line = "listen = [\"127.0.0.1:" + std::to_string(port_) + "\"";
+  size_t at = config.find("listen = [");
+  ASSERT_NE(at, std::string::npos);
+  size_t end = config.find('\n', at);
+  dir_.write("shoal.toml", config.substr(0, at) + listen_line + ", \"127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) +
+                               "\"]" + config.substr(end));
+  auto result = cli({"upgrade", "-c", dir_.path() + "/shoal.toml"});
+  ::close(held);
+  EXPECT_EQ(result.code, 2) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("Address already in use"));
+  EXPECT_THAT(result.output, HasSubstr("generation 1 serves on, supervised by master " + std::to_string(master)));
+  EXPECT_EQ(children_of(master), workers);
+  EXPECT_THAT(get(port_, "/info").body, HasSubstr(" generation=1 "));
+  // The adopted workers are this image's now: a crashed one is replaced, and SIGTERM drains them.
+  ::kill(workers[0], SIGKILL);
+  ASSERT_TRUE(wait_until([&] { return children_of(master).size() == 2 && children_of(master) != workers; }, 5s));
+  dir_.write("shoal.toml", config);
+  EXPECT_EQ(cli({"reload", "-c", dir_.path() + "/shoal.toml"}).code, 0);
+  shoal_->signal(SIGTERM);
+  auto exit = shoal_->wait_exit(10s);
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->code, 0);
+}
+
 class NotifySocket {
  public:
   explicit NotifySocket(const std::string& path) : path_(path) {

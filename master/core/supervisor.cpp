@@ -86,6 +86,12 @@ std::vector<Action> Supervisor::step(const Event& event, Time now) {
   now_ = std::max(now_, now);  // time never runs backwards here, whatever the caller's clock does
   std::visit([this](const auto& e) { on(e); }, event);
   reconcile();
+  // The re-exec waits for a `status` or `reopen` round to be answered, and is the step's last action.
+  if (exec_due_ && phase_ == Phase::Upgrading && !status_deadline_ && !reopen_deadline_) {
+    exec_due_ = false;
+    exec_sent_ = true;
+    out_.push_back(ExecInPlace{});
+  }
   return std::move(out_);
 }
 
@@ -122,7 +128,122 @@ size_t Supervisor::live_workers() const {
 
 void Supervisor::on(const Boot&) {
   started_at_ = now_;
+  if (identity_.takeover) return adopt(*identity_.takeover);
   start_generation(initial_config_);
+}
+
+// The new image of an upgrade in place: the old image's children become this core's, exactly as
+// it left them, and a generation of this config starts beside them as in a reload (phase
+// Reloading, answered as the upgrade). If it cannot start, the adopted generation serves on.
+void Supervisor::adopt(const Takeover& t) {
+  started_at_ = now_ - t.uptime;
+  busy_since_ = now_ - t.busy_for;
+  last_generation_ = std::max(last_generation_, t.last_generation);
+  for (const AdoptedGeneration& a : t.generations) {
+    Generation g;
+    g.number = a.number;
+    g.config = a.config;
+    g.state = a.serving ? GState::Serving : GState::Draining;
+    g.failed = a.failed;
+    g.desired = a.desired;
+    g.started_at = now_ - a.age;
+    if (a.draining_for) g.drain_started_at = now_ - *a.draining_for;
+    else if (!a.serving) g.drain_started_at = now_;
+    for (const AdoptedSlot& slot : a.slots) {
+      Slot& s = g.slots[slot.slot];
+      s.incarnations = slot.incarnations;
+      s.failures = slot.failures;
+      if (slot.respawn_in) s.respawn_at = now_ + *slot.respawn_in;
+    }
+    if (a.serving) serving_ = a.number;
+    generations_.push_back(std::move(g));
+  }
+  for (const AdoptedWorker& a : t.workers) {
+    Generation* g = generation(a.key.generation);
+    if (!g) continue;
+    Worker w;
+    w.key = a.key;
+    w.pid = a.pid;
+    w.cpu = a.cpu;
+    w.state = a.state == AdoptedWorker::State::Starting ? WState::Starting
+              : a.state == AdoptedWorker::State::Ready  ? WState::Ready
+                                                        : WState::Draining;
+    w.told = a.told;
+    w.culled = a.culled;
+    w.killed = a.killed;
+    w.replaces = a.replaces;
+    w.replace_reason = a.replace_reason;
+    w.forked_at = now_ - a.age;
+    w.ready_at = now_ - a.ready_for;
+    w.last_heard = now_;  // the exec took its time: a full heartbeat window from here
+    if (a.kill_in) w.kill_at = now_ + *a.kill_in, w.kill_deadline = a.kill_deadline;
+    Slot& s = g->slots[a.key.slot];
+    s.incarnations = std::max(s.incarnations, a.key.incarnation + 1);
+    g->workers.push_back(std::move(w));
+  }
+  control_started_ = true;
+  out_.push_back(StartControl{});
+  upgrade_replies_ = t.replies;
+  for (const auto& w : t.drain_waiters) drain_waiters_.push_back({w.generation, w.message, w.replies});
+  from_version_ = t.from_version;
+  if (!serving_) {  // nothing served: the old image cannot have sent this; start afresh
+    log(Level::Error, "upgrade in place: the hand-over names no serving generation");
+    return start_generation(initial_config_);
+  }
+  log(Level::Info, say::adopted(t.from_version, *serving_, t.workers.size(), t.generations.size()));
+  phase_ = Phase::Reloading;
+  in_place_ = true;
+  if (!t.config_error.empty()) return fail_reload(t.config_error, Outcome::ConfigInvalid);
+  if (auto refused = reload_refusal(*generation(*serving_)->config, *initial_config_))
+    return fail_reload(*refused, Outcome::ConfigInvalid);
+  start_generation(initial_config_);
+}
+
+std::optional<Takeover> Supervisor::takeover() const {
+  if (!exec_sent_ || phase_ != Phase::Upgrading) return std::nullopt;
+  Takeover t;
+  t.pid = identity_.pid;
+  t.from_version = identity_.version;
+  t.last_generation = last_generation_;
+  t.uptime = now_ - started_at_;
+  t.busy_for = now_ - busy_since_;
+  t.replies = upgrade_replies_;
+  for (const auto& w : drain_waiters_) t.drain_waiters.push_back({w.old_generation, w.message, w.replies});
+  for (const Generation& g : generations_) {
+    if (g.state == GState::Preparing) continue;  // never in Upgrading: a reload is not under way
+    AdoptedGeneration a;
+    a.number = g.number;
+    a.config = g.config;
+    a.serving = serving_ == g.number;
+    a.failed = g.failed;
+    a.desired = g.desired;
+    a.age = now_ - g.started_at;
+    if (g.drain_started_at) a.draining_for = now_ - *g.drain_started_at;
+    for (const auto& [number, slot] : g.slots)
+      a.slots.push_back({number, slot.incarnations, slot.failures,
+                         slot.respawn_at ? std::optional<Time>(std::max(Time(0), *slot.respawn_at - now_)) : std::nullopt});
+    t.generations.push_back(std::move(a));
+    for (const Worker& w : g.workers) {
+      if (w.pid <= 0 || w.state == WState::Forking || w.state == WState::Exited) continue;
+      AdoptedWorker aw;
+      aw.key = w.key;
+      aw.pid = w.pid;
+      aw.cpu = w.cpu;
+      aw.state = w.state == WState::Starting ? AdoptedWorker::State::Starting
+                 : w.state == WState::Ready  ? AdoptedWorker::State::Ready
+                                             : AdoptedWorker::State::Draining;
+      aw.told = w.told;
+      aw.culled = w.culled;
+      aw.killed = w.killed;
+      aw.replaces = w.replaces;
+      aw.replace_reason = w.replace_reason;
+      aw.age = now_ - w.forked_at;
+      aw.ready_for = now_ - w.ready_at;
+      if (w.kill_at) aw.kill_in = *w.kill_at - now_, aw.kill_deadline = w.kill_deadline;  // past, if it was due
+      t.workers.push_back(std::move(aw));
+    }
+  }
+  return t;
 }
 
 void Supervisor::on(const SignalReceived& e) {
@@ -487,8 +608,12 @@ bool Supervisor::answer_reopen() {
 std::string Supervisor::busy_reason() const {
   switch (phase_) {
     case Phase::Booting: return say::busy_booting(starting_.value_or(last_generation_));
-    case Phase::Reloading: return say::busy_reloading(starting_.value_or(last_generation_ + 1), now_ - busy_since_);
-    case Phase::Upgrading: return say::busy_upgrading(successor_pid_.value_or(0), now_ - busy_since_);
+    case Phase::Reloading:
+      if (in_place_) return say::busy_in_place(now_ - busy_since_);
+      return say::busy_reloading(starting_.value_or(last_generation_ + 1), now_ - busy_since_);
+    case Phase::Upgrading:
+      if (!successor_pid_) return say::busy_in_place(now_ - busy_since_);
+      return say::busy_upgrading(*successor_pid_, now_ - busy_since_);
     case Phase::ShuttingDown:
     case Phase::Exited: return say::busy_shutting_down(now_ - shutdown_at_);
     case Phase::Running: break;
@@ -547,8 +672,33 @@ void Supervisor::upgrade(std::optional<uint64_t> reply_id) {
   phase_ = Phase::Upgrading;
   busy_since_ = now_;
   if (reply_id) upgrade_replies_.push_back(*reply_id);
+  if (current_config()->server.upgrade == Config::Server::Upgrade::InPlace) {
+    // The new program must accept this config and these workers before this image gives itself up.
+    checking_program_ = true;
+    successor_deadline_ = now_ + timing_.upgrade_startup;
+    log(Level::Info, say::checking_program(identity_.config_path));
+    out_.push_back(CheckProgram{});
+    return;
+  }
   successor_starting_ = true;
   out_.push_back(StartSuccessor{last_generation_ + 1});
+}
+
+void Supervisor::on(const ProgramChecked& e) {
+  if (!checking_program_ || phase_ != Phase::Upgrading) return;  // abandoned meanwhile
+  checking_program_ = false;
+  successor_deadline_.reset();
+  if (e.exit_code != 0)
+    return fail_upgrade(say::program_check_failed(e.exit_code, e.output),
+                        e.exit_code == 1 ? Outcome::ConfigInvalid : Outcome::StartFailed);
+  log(Level::Info, say::re_executing(identity_.pid));
+  exec_due_ = true;
+}
+
+void Supervisor::on(const ExecFailed& e) {
+  if (!exec_sent_) return;
+  exec_sent_ = false;
+  fail_upgrade(say::exec_failed(e.error), Outcome::StartFailed);
 }
 
 void Supervisor::status(uint64_t reply_id) {
@@ -638,9 +788,12 @@ void Supervisor::answer_waiters_abandoned(const std::string& why) {
     loading_config_ = false;
     uint64_t number = starting_.value_or(last_generation_ + 1);
     std::string message = say::reload_abandoned(why, number);
-    last_reload_ = {number, Outcome::ShuttingDown, message, now_};
-    for (uint64_t id : reload_replies_) reply(id, Outcome::ShuttingDown, message);
+    if (in_place_) message = "upgrade abandoned: " + message.substr(sizeof "reload abandoned: " - 1);
+    else last_reload_ = {number, Outcome::ShuttingDown, message, now_};
+    for (uint64_t id : in_place_ ? upgrade_replies_ : reload_replies_) reply(id, Outcome::ShuttingDown, message);
     reload_replies_.clear();
+    upgrade_replies_.clear();
+    in_place_ = false;
     if (Generation* g = starting_ ? generation(*starting_) : nullptr) {
       log(Level::Warn, say::reload_abandoned_log(why, g->number));
       g->failed = true;
@@ -649,6 +802,7 @@ void Supervisor::answer_waiters_abandoned(const std::string& why) {
     phase_ = Phase::Running;
   }
   if (phase_ == Phase::Upgrading) {
+    checking_program_ = exec_due_ = exec_sent_ = false;
     std::string message = say::upgrade_abandoned(why, successor_pid_.value_or(0));
     log(Level::Warn, message);
     for (uint64_t id : upgrade_replies_) reply(id, Outcome::ShuttingDown, message);
@@ -745,8 +899,17 @@ void Supervisor::fail_reload(const std::string& reason, Outcome outcome) {
   uint64_t number = starting_.value_or(last_generation_ + 1);
   uint64_t serving = serving_.value_or(0);
   std::string message = say::reload_failed_reply(reason, serving);
-  last_reload_ = {number, outcome, message, now_};
-  log(Level::Error, say::reload_failed_log(reason, serving));
+  if (in_place_) {
+    // The new image supervises the old generation from now on: the upgrade failed, the server did not.
+    message = say::in_place_failed(reason, serving, identity_.pid, identity_.version);
+    log(Level::Error, message);
+    for (uint64_t id : upgrade_replies_) reply(id, outcome, message);
+    upgrade_replies_.clear();
+    in_place_ = false;
+  } else {
+    last_reload_ = {number, outcome, message, now_};
+    log(Level::Error, say::reload_failed_log(reason, serving));
+  }
   out_.push_back(Notify{"READY=1\nSTATUS=" + message});
   for (uint64_t id : reload_replies_) reply(id, outcome, message);
   reload_replies_.clear();
@@ -771,6 +934,7 @@ void Supervisor::end_reload() {
 
 void Supervisor::fail_upgrade(const std::string& reason, Outcome outcome) {
   if (phase_ != Phase::Upgrading) return;
+  checking_program_ = exec_due_ = exec_sent_ = false;
   out_.push_back(CloseSuccessorChannel{});
   successor_deadline_.reset();
   // Still running (not ready in time): it drains what its workers accepted, without delay. It is
@@ -921,8 +1085,9 @@ bool Supervisor::expire_deadlines() {
   }
   if (successor_deadline_ && *successor_deadline_ <= now_) {
     const Generation* serving = generation(*serving_);
-    fail_upgrade(say::successor_not_ready(successor_pid_.value_or(0),
-                                          serving->config->reload.ready_timeout + timing_.upgrade_startup),
+    fail_upgrade(checking_program_ ? say::program_check_slow(timing_.upgrade_startup)
+                                   : say::successor_not_ready(successor_pid_.value_or(0),
+                                                              serving->config->reload.ready_timeout + timing_.upgrade_startup),
                  Outcome::NotReady);
     changed = true;
   }
@@ -990,12 +1155,22 @@ bool Supervisor::promote() {
   out_.push_back(SetLogIdentity{g->number});
   out_.push_back(SetLogLevel{g->config->log.level});
   Time took = now_ - busy_since_;
-  std::string message = say::reload_ok(g->number, ready, took);
-  last_reload_ = {g->number, Outcome::Done, message, now_};
-  log(Level::Info, say::reload_succeeded(g->number, ready, took, old_number));
-  out_.push_back(Notify{"READY=1\nSTATUS=" + message});
-  // "reload ok" is answered once the old generation has drained, with how long that took.
-  drain_waiters_.push_back({old_number, message, std::move(reload_replies_)});
+  if (in_place_) {
+    // As an upgrade by a new master, answered once the new program's workers are ready.
+    std::string message = say::in_place_ok(identity_.pid, from_version_, identity_.version, g->number, ready, took);
+    log(Level::Info, cat(message, "; generation ", old_number, " drains"));
+    out_.push_back(Notify{"READY=1\nSTATUS=" + message});
+    for (uint64_t id : upgrade_replies_) reply(id, Outcome::Done, message);
+    upgrade_replies_.clear();
+    in_place_ = false;
+  } else {
+    std::string message = say::reload_ok(g->number, ready, took);
+    last_reload_ = {g->number, Outcome::Done, message, now_};
+    log(Level::Info, say::reload_succeeded(g->number, ready, took, old_number));
+    out_.push_back(Notify{"READY=1\nSTATUS=" + message});
+    // "reload ok" is answered once the old generation has drained, with how long that took.
+    drain_waiters_.push_back({old_number, message, std::move(reload_replies_)});
+  }
   reload_replies_.clear();
   // The new generation already accepts from the same queues: no drain_delay for the old one.
   if (old) retire(*old, MsgType::Drain, Time(0), old->config->shutdown.timeout, timing_.stop_grace);

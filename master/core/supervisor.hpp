@@ -46,6 +46,9 @@ struct Identity {
   std::string config_path;
   bool has_predecessor = false;  // started by an upgrade: tell the old master once ready
   uint64_t first_generation = 1;
+  // Re-executed by an upgrade in place: adopt these children, then start a generation of this
+  // config beside them as a reload does.
+  std::optional<Takeover> takeover;
 };
 
 class Supervisor {
@@ -78,6 +81,8 @@ class Supervisor {
   bool control_started() const { return control_started_; }
   std::optional<Pid> successor_pid() const { return successor_pid_; }
   bool listeners_closed() const { return listeners_closed_; }
+  // After ExecInPlace: what the new image adopts. Nothing once the exec is no longer due.
+  std::optional<Takeover> takeover() const;
 
  private:
   enum class WState { Forking, Starting, Ready, Draining, Exited };
@@ -164,7 +169,10 @@ class Supervisor {
   void on(const PredecessorTold&);
   void on(const LogsReopened&);
   void on(const ServerHooksDone&);
+  void on(const ProgramChecked&);
+  void on(const ExecFailed&);
   void on(const TimerFired&) {}
+  void adopt(const Takeover& t);
 
   // commands and signals
   void reload(std::optional<uint64_t> reply);
@@ -271,6 +279,11 @@ class Supervisor {
   bool successor_starting_ = false;  // StartSuccessor emitted, no answer yet
   std::optional<Time> successor_deadline_;
   std::vector<uint64_t> upgrade_replies_;
+  // upgrade in place, as the old image: the check runs, then the exec is due, then sent
+  bool checking_program_ = false, exec_due_ = false, exec_sent_ = false;
+  // as the new image, until its generation is ready (phase Reloading) or failed
+  bool in_place_ = false;
+  std::string from_version_;
   // as the new master
   bool told_predecessor_ = false;
   bool control_started_ = false;

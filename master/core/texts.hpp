@@ -219,6 +219,32 @@ inline std::string upgrade_abandoned(const std::string& why, Pid successor) {
 inline std::string took_over(bool pid_file_ok) {
   return cat("took over from the previous master", pid_file_ok ? "" : " (the pid file could not be written)");
 }
+// in place
+inline std::string checking_program(const std::string& config) {
+  return "upgrade in place: checking the new program with -t on " + config;
+}
+inline std::string program_check_failed(int code, const std::string& output) {
+  return cat("the new program's check (-t) exited ", code, output.empty() ? "" : ": ", output);
+}
+inline std::string program_check_slow(Time limit) { return cat("the new program's check (-t) did not end within ", duration(limit)); }
+inline std::string re_executing(Pid self) {
+  return cat("upgrade in place: the new program accepts the config; re-executing as it (pid ", self, " stays)");
+}
+inline std::string exec_failed(const std::string& error) { return "the re-exec failed: " + error; }
+inline std::string adopted(const std::string& from, uint64_t serving, size_t workers, size_t generations) {
+  return cat("upgrade in place: took over from shoal ", from, ": generation ", serving, " serving, ", workers,
+             " worker(s) in ", generations, " generation(s) adopted");
+}
+inline std::string in_place_ok(Pid self, const std::string& from, const std::string& to, uint64_t n, size_t workers,
+                               Time took) {
+  return cat("upgrade ok: master ", self, " in place, shoal ", from, " -> ", to, "; generation ", n, " ready (",
+             workers, " workers, ", took, " ms)");
+}
+inline std::string in_place_failed(const std::string& reason, uint64_t serving, Pid self, const std::string& version) {
+  return cat("upgrade failed: ", reason, "; generation ", serving, " serves on, supervised by master ", self,
+             " now running shoal ", version);
+}
+inline std::string busy_in_place(Time since) { return cat("an upgrade in place is in progress (since ", seconds(since), ")"); }
 inline std::string upgraded_status(Pid self, uint64_t n) {
   return cat("MAINPID=", self, "\nREADY=1\nSTATUS=serving: generation ", n, " (upgraded)");
 }

@@ -46,6 +46,66 @@ int exit_code(Outcome outcome);
 
 enum class Level { Debug, Info, Warn, Error, Critical };
 
+// ---------------------------------------------------------------- an upgrade in place
+// `[server] upgrade = "in-place"`: the master re-executes itself as the new program and keeps its
+// pid. What the old image knew of its children goes across the exec (Supervisor::takeover(),
+// serialized by the shell), and the new image's core starts from it (Identity::takeover): every
+// generation and worker as the old core left them, times given relative to the hand-over.
+struct AdoptedWorker {
+  WorkerKey key;
+  Pid pid = -1;
+  int cpu = -1;
+  enum class State { Starting, Ready, Draining } state = State::Ready;
+  MsgType told = MsgType::Ready;  // Ready: not told to go; Drain or Stop
+  bool culled = false, killed = false;
+  std::optional<WorkerKey> replaces;  // a graceful replacement under way: the incumbent
+  std::string replace_reason;
+  Time age{0}, ready_for{0};          // since its fork, since it was ready
+  std::optional<Time> kill_in;        // its kill deadline, from the hand-over (negative: it was due)
+  std::string kill_deadline;
+};
+struct AdoptedSlot {
+  int slot = 0;
+  uint32_t incarnations = 0;  // keys are never reused within one master, across the exec too
+  int failures = 0;
+  std::optional<Time> respawn_in;
+};
+struct AdoptedGeneration {
+  uint64_t number = 0;
+  std::shared_ptr<const Config> config;  // the config it was started with
+  bool serving = false;                  // else draining
+  bool failed = false;
+  int desired = 1;
+  Time age{0};
+  std::optional<Time> draining_for;
+  std::vector<AdoptedSlot> slots;
+};
+struct Takeover {
+  Pid pid = 0;               // the master's, which the exec keeps
+  std::string from_version;  // the old program's
+  uint64_t last_generation = 0;
+  Time uptime{0}, busy_for{0};   // the master's, and the upgrade's so far
+  std::vector<AdoptedGeneration> generations;
+  std::vector<AdoptedWorker> workers;
+  std::vector<uint64_t> replies;  // `upgrade` commands waiting for the outcome
+  // `reload` commands answered once an old generation has drained (with this message).
+  struct DrainWaiter {
+    uint64_t generation = 0;
+    std::string message;
+    std::vector<uint64_t> replies;
+  };
+  std::vector<DrainWaiter> drain_waiters;
+  // Every command whose connection crosses the exec.
+  std::vector<uint64_t> connections() const {
+    std::vector<uint64_t> ids = replies;
+    for (const auto& w : drain_waiters) ids.insert(ids.end(), w.replies.begin(), w.replies.end());
+    return ids;
+  }
+  // Set by the new image: it cannot use the config file (edited since the check): it supervises
+  // the old generation and reports this as the upgrade's failure.
+  std::string config_error;
+};
+
 // ---------------------------------------------------------------- events (the shell -> the core)
 
 struct Boot {};  // the shell bound the sockets of the first config; start generation 1
@@ -84,6 +144,10 @@ struct SuccessorReady { std::string version; };
 struct SuccessorConfigRejected { std::string error; };
 struct SuccessorChannelClosed {};
 struct PidFileWritten { bool ok; };
+// The new program's `-t` on this config (CheckProgram): its exit code (0: it accepts the config
+// and can adopt these workers) and what it printed.
+struct ProgramChecked { int exit_code; std::string output; };
+struct ExecFailed { std::string error; };  // the re-exec failed: this image runs on
 struct PredecessorTold { bool ok; std::string error; };
 // The master reopened its files (errors: those it could not) and sent them to `told`, each of which
 // answers WorkerMessage Reopened once it took them.
@@ -97,7 +161,8 @@ using Event = std::variant<Boot, SignalReceived, CommandReceived, ConfigLoaded, 
                            GenerationPrepareFailed, WorkerForked, WorkerForkFailed, WorkerMessage, AppStatusReported, SendFailed,
                            ChannelClosed, ChildExited, RssSampled, WorkerProbed, SuccessorStarted,
                            SuccessorStartFailed, SuccessorReady, SuccessorConfigRejected, SuccessorChannelClosed,
-                           PidFileWritten, PredecessorTold, LogsReopened, ServerHooksDone, TimerFired>;
+                           PidFileWritten, PredecessorTold, LogsReopened, ServerHooksDone, ProgramChecked, ExecFailed,
+                           TimerFired>;
 
 // ---------------------------------------------------------------- actions (the core -> the shell)
 
@@ -127,6 +192,12 @@ struct SampleRss { WorkerKey key; Pid pid; };     // answer: RssSampled
 struct ProbeWorker { WorkerKey key; Pid pid; };   // answer: WorkerProbed
 struct StartSuccessor { uint64_t first_generation; };  // answer: SuccessorStarted or SuccessorStartFailed
 struct CloseSuccessorChannel {};
+// An upgrade in place, first: run the program now at the executable's path with `-t` on this
+// config and `--can-adopt` this channel protocol, in a child. Answer: ProgramChecked.
+struct CheckProgram {};
+// Then: once every answer is in, take takeover() and re-execute this process as that program.
+// Answer on failure only: ExecFailed.
+struct ExecInPlace {};
 struct TellPredecessor {};  // answer: PredecessorTold
 struct WritePidFile {};     // answer: PidFileWritten
 struct StartControl {};     // accept commands on the control socket (once)
@@ -143,7 +214,7 @@ struct Exit { int code; bool handed_over; };
 
 using Action = std::variant<LoadConfig, PrepareGeneration, ReleaseGeneration, CloseUnusedListeners, CloseListeners,
                             ReleaseListeners, ForkWorker, SendToWorker, Kill, SampleRss, ProbeWorker, StartSuccessor,
-                            CloseSuccessorChannel, TellPredecessor, WritePidFile, StartControl, PauseControl, Reply,
+                            CloseSuccessorChannel, CheckProgram, ExecInPlace, TellPredecessor, WritePidFile, StartControl, PauseControl, Reply,
                             Notify, Log, SetLogIdentity, SetLogLevel, ReopenLogs, RunServerHooks, Exit>;
 
 // "SIGTERM", for logs.

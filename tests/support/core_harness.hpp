@@ -41,7 +41,8 @@ class CoreHarness {
  public:
   explicit CoreHarness(std::shared_ptr<const Config> config, bool has_predecessor = false, uint64_t seed = 1,
                        core::Timing timing = {})
-      : config_(config), core_(identity(has_predecessor), config, seed, timing) {}
+      : config_(config), seed_(seed), timing_(timing),
+        core_(std::make_unique<core::Supervisor>(identity(has_predecessor), config, seed, timing)) {}
 
   // What the next LoadConfig answers.
   std::shared_ptr<const Config> next_config;
@@ -51,6 +52,15 @@ class CoreHarness {
   std::function<std::string(uint64_t)> prepare_fails = [](uint64_t) { return std::string(); };
   std::function<bool(const core::SendToWorker&)> send_fails = [](const core::SendToWorker&) { return false; };
   std::string successor_fails;  // non-empty: StartSuccessor fails with it
+  // An upgrade in place: what the new program's -t answers (exit code, output), and whether the
+  // exec fails (non-empty: ExecFailed with it). The new image reads next_config (or, with
+  // next_config_errors, cannot: it then runs with the adopted serving generation's config).
+  bool program_check_pending = false;  // true: CheckProgram goes unanswered; the test answers it
+  int program_check_exit = 0;
+  std::string program_check_output;
+  std::string exec_fails;
+  std::string new_version = "test2";
+  int execs = 0;  // images this master re-executed into
   size_t server_hook_failures = 0;  // what the next RunServerHooks answers
 
   Time now{0};
@@ -62,19 +72,23 @@ class CoreHarness {
   int exit_code = -1;
   int steps = 0;
 
-  core::Supervisor& core() { return core_; }
+  core::Supervisor& core() { return *core_; }
 
   // One input, then every answer it causes, in order. Returns the actions of this input alone.
   std::vector<Action> input(Event e) {
     size_t first = actions.size();
     std::vector<Event> fifo{std::move(e)};
+    bool exec = false;
     for (size_t i = 0; i < fifo.size(); ++i) {
       ++steps;
-      for (Action& a : core_.step(fifo[i], now)) {
+      for (Action& a : core_->step(fifo[i], now)) {
+        exec = exec || std::holds_alternative<core::ExecInPlace>(a);
         answer(a, fifo);
         actions.push_back(std::move(a));
       }
     }
+    // As the shell: the exec once every answer is in.
+    if (exec) exec_in_place();
     return {actions.begin() + static_cast<std::ptrdiff_t>(first), actions.end()};
   }
   std::vector<Action> boot() { return input(core::Boot{}); }
@@ -96,7 +110,7 @@ class CoreHarness {
   // libevent timer would.
   void advance_to(Time until) {
     for (int guard = 0; guard < 100000; ++guard) {
-      auto next = core_.next_deadline();
+      auto next = core_->next_deadline();
       if (!next || *next > until) break;
       now = std::max(now, *next);
       input(core::TimerFired{});
@@ -196,6 +210,8 @@ class CoreHarness {
         successor = next_pid_++;
         fifo.push_back(core::SuccessorStarted{successor, "/usr/bin/shoal", 1});
       }
+    } else if (std::get_if<core::CheckProgram>(&a)) {
+      if (!program_check_pending) fifo.push_back(core::ProgramChecked{program_check_exit, program_check_output});
     } else if (std::get_if<core::WritePidFile>(&a)) {
       fifo.push_back(core::PidFileWritten{true});
     } else if (std::get_if<core::TellPredecessor>(&a)) {
@@ -214,8 +230,31 @@ class CoreHarness {
   uint64_t rss_bytes = 0;
 
  private:
+  // The same process, a new image: a new core from the old one's takeover(), booted.
+  void exec_in_place() {
+    if (!exec_fails.empty()) {
+      input(core::ExecFailed{exec_fails});
+      return;
+    }
+    std::optional<core::Takeover> t = core_->takeover();
+    if (!t) return;
+    std::shared_ptr<const Config> config = next_config ? next_config : config_;
+    if (!next_config_errors.empty()) {
+      t->config_error = "the new program cannot use the config: " + next_config_errors.front();
+      for (const auto& g : t->generations)
+        if (g.serving) config = g.config;
+    }
+    core::Identity id = identity(false);
+    id.version = new_version;
+    id.takeover = std::move(*t);
+    core_ = std::make_unique<core::Supervisor>(std::move(id), config, seed_ + static_cast<uint64_t>(++execs), timing_);
+    input(core::Boot{});
+  }
+
   std::shared_ptr<const Config> config_;
-  core::Supervisor core_;
+  uint64_t seed_;
+  core::Timing timing_;
+  std::unique_ptr<core::Supervisor> core_;
   Pid next_pid_ = 1000;
 };
 
