@@ -84,6 +84,25 @@ std::string process_state(pid_t pid) {
   }
 }
 
+// execv's argv for `args`, which must outlive it.
+std::vector<char*> argv_of(std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  return argv;
+}
+
+// In a child the master forked (signals blocked, fork_child): the program, with every signal
+// unblocked; 127 if it cannot be executed.
+[[noreturn]] void exec_child(const std::string& exe, std::vector<std::string> args) {
+  std::vector<char*> argv = argv_of(args);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  execv(exe.c_str(), argv.data());
+  _exit(127);
+}
+
 // Whatever a pipe holds now (the writer has exited), at most 64 KiB.
 std::string read_available(int fd) {
   std::string out;
@@ -795,14 +814,7 @@ void Master::start_successor(const core::StartSuccessor& a) {
     setenv("LISTEN_FDNAMES", names.c_str(), 1);
     setenv("SHOAL_UPGRADE_FD", std::to_string(3 + passed).c_str(), 1);
     setenv("SHOAL_GENERATION", std::to_string(a.first_generation).c_str(), 1);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    execv(exe.c_str(), argv.data());
-    _exit(127);
+    exec_child(exe, args);
   }
   int fork_errno = errno;
   ::close(channel[1]);
@@ -842,14 +854,7 @@ void Master::check_program() {
     for (int signo = 1; signo < NSIG; ++signo) signal(signo, SIG_DFL);
     dup2(out[1], STDOUT_FILENO);
     dup2(out[1], STDERR_FILENO);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    execv(exe.c_str(), argv.data());
-    _exit(127);
+    exec_child(exe, args);
   }
   int fork_errno = errno;
   ::close(out[1]);
@@ -893,9 +898,7 @@ void Master::exec_in_place() {
     setenv("SHOAL_TAKEOVER_FD", std::to_string(memfd).c_str(), 1);
     std::vector<std::string> args = argv_;
     args[0] = exe;
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
+    std::vector<char*> argv = argv_of(args);
     sigprocmask(SIG_BLOCK, &handled, &previous);
     spdlog::default_logger()->flush();
     execv(exe.c_str(), argv.data());

@@ -90,6 +90,20 @@ class AppTest : public ServerTest {
       out.insert(std::stoi((*it)[1]));
     return out;
   }
+  // Load until `stop` (or `until`): keep_alive clients on one connection each, per_request ones
+  // on a new connection per request; each thread adds its counts to `tally` as it ends.
+  std::vector<std::thread> load(int keep_alive, int per_request, Clock::time_point until, std::atomic<bool>& stop,
+                                LoadTally& tally) {
+    std::vector<std::thread> clients;
+    for (int i = 0; i < keep_alive + per_request; ++i)
+      clients.emplace_back([&, until, keep = i < keep_alive] {
+        LoadTally mine;
+        while (!stop && Clock::now() < until) client_loop(port_, keep, std::min(until, Clock::now() + 200ms), mine);
+        tally.ok += mine.ok, tally.non_200 += mine.non_200, tally.refused += mine.refused;
+        tally.reset_or_lost += mine.reset_or_lost, tally.retries += mine.retries;
+      });
+    return clients;
+  }
   // "pid=N generation=G path=P": the app's own answer.
   static std::pair<pid_t, uint64_t> who(const HttpResponse& r) {
     std::smatch m;
@@ -108,15 +122,8 @@ TEST_P(AppKinds, ReloadUnderLoadFailsNoRequestAndTheNewGenerationIsReadyFirst) {
   start_app(GetParam(), "workers = 2", "[shutdown]\ndrain_delay = \"300ms\"\n");
   LoadTally tally;
   std::atomic<bool> stop{false};
-  std::vector<std::thread> clients;
   auto until = Clock::now() + 60s;  // bound; `stop` ends it sooner
-  for (int i = 0; i < 6; ++i)
-    clients.emplace_back([&, keep_alive = i < 4] {
-      LoadTally mine;
-      while (!stop && Clock::now() < until) client_loop(port_, keep_alive, std::min(until, Clock::now() + 200ms), mine);
-      tally.ok += mine.ok, tally.non_200 += mine.non_200, tally.refused += mine.refused;
-      tally.reset_or_lost += mine.reset_or_lost, tally.retries += mine.retries;
-    });
+  std::vector<std::thread> clients = load(4, 2, until, stop, tally);
   // A load balancer's health check, on a fresh connection each time: a hand-over to a new
   // generation never makes the instance look unready (shoal tells the old one drain_delay_ms=0).
   std::atomic<long> checks{0}, unready{0};
@@ -167,15 +174,8 @@ TEST_P(AppKinds, AnUpgradeInPlaceUnderLoadAdoptsTheAppsAndFailsNoRequest) {
   const pid_t master = shoal_->pid();
   LoadTally tally;
   std::atomic<bool> stop{false};
-  std::vector<std::thread> clients;
   auto until = Clock::now() + 60s;  // bound; `stop` ends it sooner
-  for (int i = 0; i < 4; ++i)
-    clients.emplace_back([&, keep_alive = i < 3] {
-      LoadTally mine;
-      while (!stop && Clock::now() < until) client_loop(port_, keep_alive, std::min(until, Clock::now() + 200ms), mine);
-      tally.ok += mine.ok, tally.non_200 += mine.non_200, tally.refused += mine.refused;
-      tally.reset_or_lost += mine.reset_or_lost, tally.retries += mine.retries;
-    });
+  std::vector<std::thread> clients = load(3, 1, until, stop, tally);
   for (uint64_t g = 2; g <= 3; ++g) {
     std::string out;
     ASSERT_EQ(cli("upgrade", &out), 0) << out;

@@ -18,6 +18,20 @@ namespace {
 // contract; the shell static_asserts that the two agree.
 constexpr int kWorkerFatalExit = 2;
 
+// A worker's state as it crosses an upgrade in place, in either direction: what the core's Worker
+// and the hand-over's AdoptedWorker both hold as it is (times and states differ, and are converted).
+template <class From, class To>
+void copy_what_both_name(const From& from, To& to) {
+  to.key = from.key;
+  to.pid = from.pid;
+  to.cpu = from.cpu;
+  to.told = from.told;
+  to.culled = from.culled;
+  to.killed = from.killed;
+  to.replaces = from.replaces;
+  to.replace_reason = from.replace_reason;
+}
+
 }  // namespace
 
 int exit_code(Outcome outcome) {
@@ -162,17 +176,10 @@ void Supervisor::adopt(const Takeover& t) {
     Generation* g = generation(a.key.generation);
     if (!g) continue;
     Worker w;
-    w.key = a.key;
-    w.pid = a.pid;
-    w.cpu = a.cpu;
     w.state = a.state == AdoptedWorker::State::Starting ? WState::Starting
               : a.state == AdoptedWorker::State::Ready  ? WState::Ready
                                                         : WState::Draining;
-    w.told = a.told;
-    w.culled = a.culled;
-    w.killed = a.killed;
-    w.replaces = a.replaces;
-    w.replace_reason = a.replace_reason;
+    copy_what_both_name(a, w);
     w.forked_at = now_ - a.age;
     w.ready_at = now_ - a.ready_for;
     w.last_heard = now_;  // the exec took its time: a full heartbeat window from here
@@ -226,17 +233,10 @@ std::optional<Takeover> Supervisor::takeover() const {
     for (const Worker& w : g.workers) {
       if (w.pid <= 0 || w.state == WState::Forking || w.state == WState::Exited) continue;
       AdoptedWorker aw;
-      aw.key = w.key;
-      aw.pid = w.pid;
-      aw.cpu = w.cpu;
       aw.state = w.state == WState::Starting ? AdoptedWorker::State::Starting
                  : w.state == WState::Ready  ? AdoptedWorker::State::Ready
                                              : AdoptedWorker::State::Draining;
-      aw.told = w.told;
-      aw.culled = w.culled;
-      aw.killed = w.killed;
-      aw.replaces = w.replaces;
-      aw.replace_reason = w.replace_reason;
+      copy_what_both_name(w, aw);
       aw.age = now_ - w.forked_at;
       aw.ready_for = now_ - w.ready_at;
       if (w.kill_at) aw.kill_in = *w.kill_at - now_, aw.kill_deadline = w.kill_deadline;  // past, if it was due
