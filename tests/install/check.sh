@@ -65,13 +65,22 @@ if [ -z "$inside" ]; then
 
   cp "$deb" "$work/shoal.deb"
   step "dpkg -i and the unit's life, in namespaces over an overlay of this machine's root"
-  exec unshare --mount --net --pid --fork --propagation private "$0" --inside "$work"
+  # Mounts made inside must never reach this machine: private propagation. Where / is no mount
+  # point (a chroot, as on a fresh CI machine) it cannot be changed; every mount there is private
+  # already, which the inside checks before it mounts anything else.
+  propagation=private
+  unshare --mount --propagation private true 2> /dev/null || propagation=unchanged
+  exec unshare --mount --net --pid --fork --propagation "$propagation" "$0" --inside "$work"
 fi
 
 # ---- inside the namespaces: pid 1 of a pid namespace, so every process started here dies with it
 root="$work/ns/root"
 mkdir -p "$work/ns"
 mount -t tmpfs tmpfs "$work/ns"     # the overlay's upper layer may not live on the root it covers
+if [ "$(findmnt -n -o PROPAGATION "$work/ns")" != private ]; then
+  umount "$work/ns"
+  fail "mounts made here would propagate to this machine (propagation $(findmnt -n -o PROPAGATION /)): not run"
+fi
 mkdir -p "$work/ns/upper" "$work/ns/work" "$root"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$work/ns/upper,workdir=$work/ns/work" "$root"
 mount -t proc proc "$root/proc"
