@@ -86,6 +86,8 @@ class Simulation {
   std::map<std::pair<uint64_t, int>, std::vector<Time>> forks_by_slot_;
   size_t seen_actions_ = 0;
   int execs_seen_ = 0;
+  int start_controls_ = 0;
+  std::set<Pid> live_;  // forked and not reaped
   SimResult result_;
 
   int64_t uniform(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng_); }
@@ -347,10 +349,10 @@ class Simulation {
       }
     }
     check(starting <= 1, "more than one generation starting");
-    check(h_->count<core::StartControl>() <= 1 + static_cast<size_t>(h_->execs), "the control socket started twice in one image");
+    start_controls_ += h_->count<core::StartControl>(out);
+    check(start_controls_ <= 1 + h_->execs, "the control socket started twice in one image");
     // Every child the world still runs is the core's, across every exec too.
-    for (auto& [pid, c] : children_)
-      if (!c.dead) check(by_pid.count(pid) > 0, "pid " + std::to_string(pid) + " runs but the core does not know it");
+    for (Pid pid : live_) check(by_pid.count(pid) > 0, "pid " + std::to_string(pid) + " runs but the core does not know it");
     execs_seen_ = h_->execs;
     if (auto d = h_->core().next_deadline()) check(*d > now || phase == core::Phase::Exited, "a deadline already due");
     if (phase == core::Phase::Exited || h_->exited) check(phase == core::Phase::Exited && h_->exited, "exit mismatch");
@@ -429,6 +431,7 @@ class Simulation {
       c.drain_exit = chance(0.1) ? 1 : 0;
     }
     children_[pid] = c;
+    live_.insert(pid);
     int fate = faults_ ? static_cast<int>(uniform(0, 99)) : 99;
     const bool delay = config.app && config.app->ready == AppConfig::Ready::Delay;
     if (delay)  // the core takes it for ready after ready_delay, whatever it is doing, unless it died
@@ -492,6 +495,7 @@ class Simulation {
     WorkerKey key = c.key;
     input(core::ChannelClosed{key});
     children_[pid].dead = true;
+    live_.erase(pid);
     h_->dead.insert(pid);
     input(core::ChildExited{pid, !by_signal, code});
   }
@@ -563,8 +567,7 @@ class Simulation {
       if (l.text.find(": stopping now, without draining") != std::string::npos) quit_seen_ = true;
     int expect = quit_seen_ || unclean_end_ ? 1 : 0;
     check(h_->exit_code == expect, "exit code " + std::to_string(h_->exit_code) + ", expected " + std::to_string(expect));
-    if (ever_running_)
-      check(h_->count<core::StartControl>() == 1 + static_cast<size_t>(h_->execs), "the control socket was not started once per image");
+    if (ever_running_) check(start_controls_ == 1 + h_->execs, "the control socket was not started once per image");
     bool hooks = !config_->shutdown.server_hooks.empty();
     check(server_hook_runs_ == (hooks && !handed_over_ ? 1 : 0),
           "server hooks ran " + std::to_string(server_hook_runs_) + " time(s) at a " + (handed_over_ ? "hand-over" : "stop"));

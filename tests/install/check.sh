@@ -162,7 +162,7 @@ as_unit "${start[0]}" status -c "$config" > "$work/status.out" || { cat "$work/s
 step "KillSignal=$(key KillSignal)"
 kill -s "$(key KillSignal | sed 's/^SIG//')" "$master"
 stop_seconds=$(key TimeoutStopSec | sed 's/s$//')
-gone() { ! kill -0 "$master" 2> /dev/null || [ "$(ps -o stat= -p "$master")" = Z ]; }
+gone() { ! kill -0 "$master" 2> /dev/null; }  # bash reaps its background job as it exits
 deadline "$stop_seconds" gone || fail "shoal did not stop within TimeoutStopSec"
 code=0
 wait "$master" || code=$?
