@@ -878,6 +878,95 @@ TEST_F(HttpTest, HandlerThatThrowsGets500) {
   EXPECT_EQ(r[1].status, 200);
 }
 
+// ---- a handler's Response: its own fields, framed and checked by shoal
+
+TEST_F(HttpTest, AResponseCarriesTheHandlersFieldsFramedByShoal) {
+  app_.handle("/old", [](const Request&, Responder r) {
+    r.send(Response(302, "text/plain", "moved\n")
+               .header("Location", "/new")
+               .header("Set-Cookie", "a=1")
+               .header("Set-Cookie", "b=2")
+               .header("Cache-Control", "  no-store  ")
+               .header("Server", "myapp"));
+  });
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/old") + request("GET", "/hello"), 2);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].status, 302);
+  EXPECT_EQ(r[0].header("location"), "/new");
+  EXPECT_EQ(r[0].header("cache-control"), "no-store");
+  EXPECT_EQ(r[0].header("content-length"), "6");
+  EXPECT_EQ(r[0].header("server"), "myapp");
+  EXPECT_EQ(r[0].body, "moved\n");
+  EXPECT_THAT(p.raw, HasSubstr("\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"));  // both, in order
+  EXPECT_EQ(p.raw.find("Server: shoal\r\nDate"), p.raw.rfind("Server: shoal\r\nDate"));  // only /hello's
+  EXPECT_TRUE(r[0].keep_alive);
+  EXPECT_EQ(r[1].body, "ok\n");  // the same connection goes on
+  // HEAD: the same fields and the body's length, no body.
+  Peer& q = connect();
+  q.parser.expect_head();
+  auto head = exchange(q, request("HEAD", "/old"));
+  ASSERT_EQ(head.size(), 1u);
+  EXPECT_EQ(head[0].header("location"), "/new");
+  EXPECT_EQ(head[0].header("content-length"), "6");
+  EXPECT_EQ(head[0].body, "");
+}
+
+TEST_F(HttpTest, AResponseThatAsksForCloseClosesTheConnectionAfterIt) {
+  app_.handle("/bye", [](const Request&, Responder r) { r.send(Response(200, "text/plain", "bye\n").header("Connection", "close")); });
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/bye"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].header("connection"), "close");
+  EXPECT_FALSE(r[0].keep_alive);
+  EXPECT_EQ(closed(p), Eof::Clean);
+}
+
+// A field with a CR or LF in it would let whoever chose its value write headers or a second
+// response: the handler's whole response is replaced by a 500, and the connection goes on.
+TEST_F(HttpTest, AResponseShoalCannotSendIsA500AndNothingOfItLeaks) {
+  app_.handle("/inject", [](const Request& req, Responder r) {
+    r.send(Response(200, "text/plain", "hi\n").header("X-Name", std::string(req.query) == "lf" ? "a\nSet-Cookie: stolen=1" : "a\r\nSet-Cookie: stolen=1"));
+  });
+  app_.handle("/length", [](const Request&, Responder r) { r.send(Response(200).header("Content-Length", "1").body("hi\n")); });
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/inject") + request("GET", "/inject?lf") + request("GET", "/length") +
+                           request("GET", "/hello"), 4);
+  ASSERT_EQ(r.size(), 4u);
+  EXPECT_EQ(r[0].status, 500);
+  EXPECT_EQ(r[1].status, 500);
+  EXPECT_EQ(r[2].status, 500);
+  EXPECT_EQ(r[3].status, 200);
+  EXPECT_EQ(p.raw.find("stolen"), std::string::npos);
+  EXPECT_EQ(p.raw.find("X-Name"), std::string::npos);
+}
+
+TEST(Response, EachFieldShoalCannotSendIsNamedWithWhy) {
+  EXPECT_EQ(Response(200).header("ETag", "\"x\"").header("Vary", "Accept").problem(), "");
+  EXPECT_THAT(Response(200).header("X-A", "1\r\nX-B: 2").problem(),
+              HasSubstr("field X-A: '1\\x0d\\x0aX-B: 2' holds a control character (CR, LF or other)"));
+  EXPECT_THAT(Response(200).header("X-Nul", std::string_view("a\0b", 3)).problem(), HasSubstr("X-Nul"));
+  EXPECT_THAT(Response(200).header("Bad Name", "1").problem(), HasSubstr("field name 'Bad Name' is not a token"));
+  EXPECT_THAT(Response(200).header("X:Y", "1").problem(), HasSubstr("is not a token"));
+  EXPECT_THAT(Response(200).header("", "1").problem(), HasSubstr("is not a token"));
+  for (const char* own : {"Content-Length", "transfer-encoding", "Date", "Keep-Alive", "Trailer", "TE", "Upgrade"})
+    EXPECT_THAT(Response(200).header(own, "x").problem(), HasSubstr(std::string(own) + " is shoal's to write")) << own;
+  EXPECT_THAT(Response(200).header("Connection", "keep-alive").problem(), HasSubstr("may only ask for \"close\""));
+  EXPECT_EQ(Response(200).header("Connection", "Close").problem(), "");
+  EXPECT_THAT(Response(101).problem(), HasSubstr("status 101: a handler answers with 200 to 599"));
+  EXPECT_THAT(Response(600).problem(), HasSubstr("status 600"));
+  EXPECT_THAT(Response(200, "text/html\r\nX: y").problem(), HasSubstr("Content-Type"));
+  Response full(200);
+  for (size_t i = 0; i < Response::kMaxFields; ++i) full.header("X-Field", "v");
+  EXPECT_EQ(full.problem(), "");
+  EXPECT_THAT(full.header("X-One-Too-Many", "v").problem(), HasSubstr("more than 32 fields"));
+  // The first problem is kept: what the log says is what went wrong first.
+  EXPECT_THAT(Response(200).header("Date", "x").header("Bad Name", "y").problem(), HasSubstr("Date"));
+}
+
 TEST_F(HttpTest, ConfigRouteShadowsApplicationRoute) {
   app_.handle("/hello", [](const Request&, Responder r) { r.send(200, "text/plain", "from app\n"); });
   app_.handle_prefix("/api/", [](const Request& req, Responder r) { r.send(200, "text/plain", req.path); });

@@ -776,11 +776,23 @@ void Connection::dispatch() {
   }
 }
 
+void Connection::respond(const Response& response) {
+  if (phase_ != Phase::Handling) return;
+  if (!response.problem().empty()) {
+    spdlog::error("{} {}: the handler's response was not sent: {}; answered 500 instead", method_, span(url_),
+                  response.problem());
+    return respond(500, "text/plain", "internal server error\n");
+  }
+  if (response.close_) keep_alive_ = false;
+  respond(response.status_, response.content_type_, response.body_, {}, {response.fields_, response.count_},
+          response.server_);
+}
+
 void Connection::respond(int status, std::string_view content_type, std::string_view body,
-                         std::string_view extra_headers) {
+                         std::string_view extra_headers, std::span<const Header> fields, std::string_view server) {
   if (phase_ != Phase::Handling) return;
   const bool no_content = status == 204 || status == 304;  // RFC 9112 6.3: whatever the handler gave
-  write_head(status, content_type, no_content ? 0 : body.size(), extra_headers);
+  write_head(status, content_type, no_content ? 0 : body.size(), extra_headers, fields, server);
   if (!is_head_ && !no_content) out_.append(body);
   finish_response(status, no_content ? 0 : body.size());
   phase_ = Phase::Idle;
@@ -825,7 +837,7 @@ void Connection::respond_rendered(const RouteEntry& route) {
 }
 
 void Connection::write_head(int status, std::string_view content_type, size_t content_length,
-                            std::string_view extra_headers) {
+                            std::string_view extra_headers, std::span<const Header> fields, std::string_view server) {
   bool keep = keep_alive_after_response();
   // Literal pieces as string_views: their lengths are known at compile time (no strlen per request).
   using namespace std::string_view_literals;
@@ -833,7 +845,9 @@ void Connection::write_head(int status, std::string_view content_type, size_t co
   append_number(out_, static_cast<uint64_t>(status));
   out_ += ' ';
   out_.append(reason_phrase(status));
-  out_.append("\r\nServer: shoal\r\nDate: "sv);
+  out_.append("\r\nServer: "sv);
+  out_.append(server);
+  out_.append("\r\nDate: "sv);
   out_.append(server_.date());
   if (!content_type.empty()) {
     out_.append("\r\nContent-Type: "sv);
@@ -845,6 +859,12 @@ void Connection::write_head(int status, std::string_view content_type, size_t co
     append_number(out_, content_length);
   }
   out_.append(keep ? "\r\nConnection: keep-alive\r\n"sv : "\r\nConnection: close\r\n"sv);
+  for (const Header& field : fields) {
+    out_.append(field.name);
+    out_.append(": "sv);
+    out_.append(field.value);
+    out_.append("\r\n"sv);
+  }
   out_.append(extra_headers);
   out_.append("\r\n"sv);
 }
@@ -948,7 +968,7 @@ void Connection::serve_static(const RouteEntry& route, const Request& request) {
     add("Content-Range: bytes "), add_number(range.first), add("-"), add_number(range.last), add("/"), add_number(size);
     add("\r\n");
   }
-  write_head(status, content_type_for(relative), static_cast<size_t>(length), {head, head_length});
+  write_head(status, content_type_for(relative), static_cast<size_t>(length), {head, head_length}, {}, "shoal");
   finish_response(status, static_cast<size_t>(length));
   if (is_head_ || length == 0) {
     ::close(fd);

@@ -45,7 +45,10 @@ class Connection {
 
   // Answers the request being handled; from a handler (synchronously) or later from the loop.
   // extra_headers: whole "Name: value\r\n" lines (Allow, Location, validators).
-  void respond(int status, std::string_view content_type, std::string_view body, std::string_view extra_headers = {});
+  void respond(int status, std::string_view content_type, std::string_view body, std::string_view extra_headers = {},
+               std::span<const Header> fields = {}, std::string_view server = "shoal");
+  // A handler's Response: its fields, or 500 (logged) if one of them could not be sent.
+  void respond(const Response& response);
 
   // The worker began draining: close now if idle long enough, else after the idle grace.
   void on_drain();
@@ -112,8 +115,8 @@ class Connection {
   void serve_static(const RouteEntry& route, const Request& request);
   void reject(int status, std::string_view why);
   // Appends a status line and headers; the body (content_length bytes) follows from the caller.
-  void write_head(int status, std::string_view content_type, size_t content_length,
-                  std::string_view extra_headers = {});
+  void write_head(int status, std::string_view content_type, size_t content_length, std::string_view extra_headers,
+                  std::span<const Header> fields, std::string_view server);
   void finish_response(int status, size_t body_bytes);
   bool keep_alive_after_response();  // decides Connection: keep-alive or close for this response
   void respond_rendered(const RouteEntry& route);

@@ -10,6 +10,7 @@
 
 #include "common/sys.hpp"
 #include "worker/connection.hpp"
+#include "worker/http_syntax.hpp"
 
 namespace shoal {
 
@@ -44,6 +45,77 @@ std::string_view Request::header(std::string_view name) const {
 
 void Responder::send(int status, std::string_view content_type, std::string_view body) const {
   if (Connection* c = server_->awaiting(slot_, serial_)) c->respond(status, content_type, body);
+}
+
+void Responder::send(const Response& response) const {
+  if (Connection* c = server_->awaiting(slot_, serial_)) c->respond(response);
+}
+
+namespace {
+
+// A field value shoal may send (RFC 9110 5.5): no control character but HTAB; obs-text passes.
+bool is_field_value(std::string_view value) {
+  for (unsigned char c : value)
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  return true;
+}
+
+// For the log: what the handler gave, its control characters escaped.
+std::string printable(std::string_view text) {
+  std::string out;
+  for (unsigned char c : text.substr(0, 64)) {
+    if (c >= 0x20 && c != 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      char hex[5];
+      snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    }
+  }
+  return text.size() > 64 ? out + "..." : out;
+}
+
+// What frames the message or the connection: shoal writes these, from what it knows.
+constexpr std::string_view kShoalsFields[] = {"content-length", "transfer-encoding", "date",    "keep-alive",
+                                              "trailer",        "te",                "upgrade", "proxy-connection"};
+
+}  // namespace
+
+Response::Response(int status, std::string_view content_type, std::string_view body)
+    : status_(status), content_type_(trim_ows(content_type)), body_(body) {
+  if (status < 200 || status > 599)
+    refuse("status " + std::to_string(status) + ": a handler answers with 200 to 599 (shoal sends 100 Continue itself)");
+  if (!is_field_value(content_type)) refuse("Content-Type '" + printable(content_type) + "' holds a control character");
+}
+
+Response& Response::header(std::string_view name, std::string_view value) {
+  if (!problem_.empty()) return *this;
+  const std::string_view v = trim_ows(value);
+  if (!is_token(name)) {
+    refuse("field name '" + printable(name) + "' is not a token (RFC 9110 5.6.2)");
+  } else if (!is_field_value(v)) {
+    refuse("field " + std::string(name) + ": '" + printable(value) +
+           "' holds a control character (CR, LF or other): refused, as a header injection would be");
+  } else if (std::any_of(std::begin(kShoalsFields), std::end(kShoalsFields),
+                         [&](std::string_view own) { return iequals(name, own); })) {
+    refuse("field " + std::string(name) + " is shoal's to write: it frames the message");
+  } else if (iequals(name, "content-type")) {
+    content_type_ = v;
+  } else if (iequals(name, "server")) {
+    server_ = v;
+  } else if (iequals(name, "connection")) {
+    if (iequals(v, "close")) close_ = true;
+    else refuse("Connection: '" + printable(v) + "': a handler may only ask for \"close\"; shoal decides keep-alive");
+  } else if (count_ == kMaxFields) {
+    refuse("more than " + std::to_string(kMaxFields) + " fields");
+  } else {
+    fields_[count_++] = {name, v};
+  }
+  return *this;
+}
+
+void Response::refuse(std::string why) {
+  if (problem_.empty()) problem_ = std::move(why);
 }
 
 bool Responder::alive() const { return server_->awaiting(slot_, serial_) != nullptr; }
