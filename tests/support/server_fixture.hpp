@@ -151,6 +151,18 @@ struct LoadTally {
   std::atomic<long> ok{0}, non_200{0}, refused{0}, reset_or_lost{0}, retries{0};
 };
 
+// Prints what a load saw, under `what`, and expects more than `min_ok` answers and not one failure
+// of any kind (a non-200, a refused connection, a reset or lost request, a retry).
+inline void expect_every_request_answered(const LoadTally& tally, const std::string& what, long min_ok) {
+  std::cerr << what << ": " << tally.ok << " ok, " << tally.non_200 << " non-200, " << tally.refused << " refused, "
+            << tally.reset_or_lost << " reset or lost, " << tally.retries << " retried\n";
+  EXPECT_GT(tally.ok, min_ok) << what;
+  EXPECT_EQ(tally.non_200, 0) << what;
+  EXPECT_EQ(tally.refused, 0) << what;
+  EXPECT_EQ(tally.reset_or_lost, 0) << what;
+  EXPECT_EQ(tally.retries, 0) << what;
+}
+
 // One client: keep-alive (reconnecting only when the server said Connection: close), or a new
 // connection per request. A request written on a keep-alive connection that the server closed
 // without answering is retried once on a new connection, as HTTP clients do, and counted.
