@@ -29,6 +29,8 @@ endforeach()
 
 file(INSTALL "${staged}/shoal.service" "${staged}/shoal.socket"
      DESTINATION "${CMAKE_INSTALL_PREFIX}/lib/systemd/system" FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+file(INSTALL "${SHOAL_SOURCE_DIR}/conf/shoal.tmpfiles" DESTINATION "${CMAKE_INSTALL_PREFIX}/lib/tmpfiles.d" RENAME shoal.conf
+     FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 file(INSTALL "${staged}/shoal.logrotate" DESTINATION "${shoal_etc}/logrotate.d" RENAME shoal
      FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 if(EXISTS "$ENV{DESTDIR}${shoal_config}")

@@ -44,7 +44,8 @@ if [ -z "$inside" ]; then
   dpkg-deb -c "$deb" | awk '$1 !~ /^d/ { sub(/^\./, "", $6); print $6 }' | sort > "$work/packaged.txt"
   diff "$work/staged.txt" "$work/packaged.txt" || fail "the package and cmake --install hold different files"
   for path in /usr/bin/shoal /etc/shoal/server.toml /etc/logrotate.d/shoal /usr/lib/systemd/system/shoal.service \
-              /usr/lib/systemd/system/shoal.socket /usr/share/man/man8/shoal.8.gz /usr/share/doc/shoal/README.md; do
+              /usr/lib/systemd/system/shoal.socket /usr/lib/tmpfiles.d/shoal.conf /usr/share/man/man8/shoal.8.gz \
+              /usr/share/doc/shoal/README.md; do
     grep -qx "$path" "$work/packaged.txt" || fail "$path is not installed"
   done
   mkdir -p "$work/unpacked" && dpkg-deb -x "$deb" "$work/unpacked"
@@ -98,6 +99,12 @@ user=$(key User) group=$(key Group)
 [ -n "$user" ] && [ -n "$group" ] || fail "the unit sets no User= or Group="
 in_root getent passwd "$user" > /dev/null || fail "the package did not create the unit's user '$user'"
 [ "$(in_root stat -c %U /var/log/shoal)" = "$user" ] || fail "the package did not make /var/log/shoal for '$user'"
+[ "$(in_root stat -c %U /run/shoal)" = "$user" ] || fail "the package did not make /run/shoal for '$user'"
+grep -qx "d /run/shoal 0755 $user $group -" "$root/usr/lib/tmpfiles.d/shoal.conf" ||
+  fail "/usr/lib/tmpfiles.d/shoal.conf does not make /run/shoal for the unit's user at boot"
+step "as the unit's user, before systemd made anything: shoal -t"
+in_root setpriv --reuid="$user" --regid="$group" --clear-groups /usr/bin/shoal -t -c /etc/shoal/server.toml ||
+  fail "shoal -t failed as '$user' right after the install"
 
 if in_root sh -c 'command -v systemd-analyze' > /dev/null; then
   in_root systemd-analyze verify /usr/lib/systemd/system/shoal.service /usr/lib/systemd/system/shoal.socket \
@@ -176,6 +183,7 @@ for path in $(key ReadWritePaths); do umount "$root$path"; done
 mount -o remount,bind,rw "$root"
 mount -o remount,bind,rw "$root/run"
 in_root dpkg --purge shoal > "$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "dpkg --purge failed"; }
-[ ! -e "$root/usr/bin/shoal" ] && [ ! -e "$root/etc/shoal/server.toml" ] && [ ! -e "$root/var/log/shoal" ] ||
+[ ! -e "$root/usr/bin/shoal" ] && [ ! -e "$root/etc/shoal/server.toml" ] && [ ! -e "$root/var/log/shoal" ] &&
+  [ ! -e "$root/run/shoal" ] && [ ! -e "$root/usr/lib/tmpfiles.d/shoal.conf" ] ||
   fail "dpkg --purge left files behind"
 step "ok"
