@@ -837,6 +837,14 @@ void Master::start_successor(const core::StartSuccessor& a) {
 // The new program's own verdict, before this image gives itself up: its -t on this config, and
 // whether it speaks the channel protocol of the workers it would adopt.
 void Master::check_program() {
+  // A check the core gave up on (it hung past its deadline, or a shutdown came) is still running:
+  // it goes first, so that no child and no pipe outlive it unanswered.
+  if (check_pid_ > 0) {
+    kill(check_pid_, SIGKILL);
+    waitpid(check_pid_, nullptr, 0);
+    ::close(check_fd_);
+    check_pid_ = check_fd_ = -1;
+  }
   std::string exe = executable_path();
   if (exe.empty() || access(exe.c_str(), X_OK) != 0) {
     inbox_.push_back(core::ProgramChecked{127, "cannot execute " + (exe.empty() ? "/proc/self/exe" : exe) + ": " +

@@ -149,6 +149,10 @@ int run(int argc, char** argv, const Application& app) {
       handover->takeover.config_error = "the new program cannot use the config: " + all;
       loaded.config = *serving->config;
       problems.clear();
+      // A draining generation whose own config did not read back had no fallback: it drains
+      // with the serving one's.
+      for (auto& g : handover->takeover.generations)
+        if (!g.config) g.config = serving->config;
     }
   }
   if (!problems.empty()) {

@@ -204,6 +204,29 @@ TEST_F(Deploy, UpgradeInPlaceToAProgramThatRefusesChangesNothing) {
   EXPECT_EQ(cli({"upgrade", "-c", dir_.path() + "/shoal.toml"}).code, 0);  // and the next one goes through
 }
 
+// A new program whose check hangs is given up at the 2 s deadline; it is gone (killed and
+// reaped) when the next upgrade starts its own check.
+TEST_F(Deploy, UpgradeInPlaceWhoseCheckHangsFailsAtItsDeadlineAndLeavesNoChild) {
+  std::string binary = dir_.path() + "/shoal";
+  deploy_binary(SHOAL_BINARY, binary);
+  start("workers = 1\nupgrade = \"in-place\"", "", "\"127.0.0.1:0\"", binary);
+  const pid_t master = shoal_->pid();
+  auto workers = children_of(master);
+  dir_.write("hangs", "#!/bin/sh\nexec sleep 30\n");
+  deploy_binary(dir_.path() + "/hangs", binary);
+  auto result = cli({"upgrade", "-c", dir_.path() + "/shoal.toml"});
+  EXPECT_EQ(result.code, 3) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("the new program's check (-t) did not end within 2s"));
+  auto now = children_of(master);
+  ASSERT_EQ(now.size(), 2u);  // the worker, and the check the master gave up on
+  deploy_binary(SHOAL_BINARY, binary);
+  result = cli({"upgrade", "-c", dir_.path() + "/shoal.toml"});
+  EXPECT_EQ(result.code, 0) << result.output;
+  for (pid_t pid : now) EXPECT_TRUE(wait_until([&] { return !process_exists(pid); }, 5s)) << pid;
+  EXPECT_EQ(children_of(master).size(), 1u);
+  EXPECT_EQ(get(port_, "/hello").status, 200);
+}
+
 // The new image may still fail: here its generation cannot bind an address the config gained.
 // It supervises the adopted generation, which serves on, and says so.
 TEST_F(Deploy, UpgradeInPlaceWhoseGenerationFailsKeepsTheAdoptedOneServing) {
