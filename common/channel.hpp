@@ -13,7 +13,11 @@ namespace shoal {
 
 enum class MsgType : uint8_t {
   Ready = 1,  // worker -> master: accepting on every listener
-  Drain = 2,  // master -> worker: stop accepting, finish what was accepted, exit
+  Drain = 2,  // master -> worker: stop accepting, finish what was accepted, exit; value = drain
+              // delay in ms, value2 = ms until its kill deadline (0: its [shutdown] timeout);
+              // flags kDrainHurry: the drain is cut short, open streams end now (sent again to
+              // a worker already draining). A worker of protocol 1 ignores value2 and flags.
+
   Stop = 3,   // master -> worker: exit now, without draining
   Done = 4,   // worker -> master: drained; value = exit code it is about to return, value2 = failed hooks
   Status = 5, // worker -> master while draining: value = requests in flight, value2 = age of the
@@ -34,6 +38,9 @@ enum class MsgType : uint8_t {
 // which the new program says beforehand (`shoal -t --can-adopt N`).
 constexpr uint32_t kChannelProtocol = 1;
 inline bool speaks_channel_protocol(uint32_t protocol) { return protocol == 1; }
+
+// Drain's flags.
+constexpr uint8_t kDrainHurry = 1;
 
 // Reopen's value: which files come attached, in this order.
 constexpr uint32_t kReopenLog = 1, kReopenAccessLog = 2;

@@ -143,7 +143,10 @@ std::string effective_config(const Config& c) {
   root.insert("server", server);
   toml::table shutdown{{"drain_delay", duration(c.shutdown.drain_delay)},
                        {"timeout", duration(c.shutdown.timeout)},
-                       {"idle_grace", duration(c.shutdown.idle_grace)}};
+                       {"idle_grace", duration(c.shutdown.idle_grace)},
+                       {"stream_grace", duration(c.shutdown.stream_grace)},
+                       {"stream_close_spread", duration(c.shutdown.stream_close_spread)},
+                       {"idle_close_spread", duration(c.shutdown.idle_close_spread)}};
   if (!c.shutdown.hooks.empty()) {
     toml::array hooks;
     for (const HookConfig& h : c.shutdown.hooks)
@@ -157,7 +160,8 @@ std::string effective_config(const Config& c) {
     shutdown.insert("server_hook", hooks);
   }
   root.insert("shutdown", shutdown);
-  root.insert("reload", toml::table{{"ready_timeout", duration(c.reload.ready_timeout)}});
+  root.insert("reload", toml::table{{"ready_timeout", duration(c.reload.ready_timeout)},
+                                    {"max_draining_generations", c.reload.max_draining_generations}});
   root.insert("log", toml::table{{"level", c.log.level}, {"file", c.log.file}, {"access_log", c.log.access_log}});
   if (c.app) {
     toml::table env;
@@ -377,8 +381,9 @@ class Loader {
     if (auto* t = section(root, "server")) load_server(*t, config.server);
     if (auto* t = section(root, "shutdown")) load_shutdown(*t, config.shutdown);
     if (auto* t = section(root, "reload")) {
-      check_keys(*t, "[reload]", {"ready_timeout"});
+      check_keys(*t, "[reload]", {"ready_timeout", "max_draining_generations"});
       read_duration(*t, "[reload]", "ready_timeout", Millis(1), Millis(3'600'000), config.reload.ready_timeout);
+      read_int(*t, "[reload]", "max_draining_generations", 1, 64, config.reload.max_draining_generations);
     }
     if (auto* t = section(root, "http")) load_http(*t, config.http);
     if (auto* t = section(root, "health")) load_health(*t, config.health);
@@ -563,10 +568,26 @@ class Loader {
 
   void load_shutdown(const toml::table& t, Config::Shutdown& s) {
     const std::string where = "[shutdown]";
-    check_keys(t, where, {"drain_delay", "timeout", "idle_grace", "hook", "server_hook"});
+    check_keys(t, where, {"drain_delay", "timeout", "idle_grace", "stream_grace", "stream_close_spread",
+                          "idle_close_spread", "hook", "server_hook"});
     read_duration(t, where, "drain_delay", Millis(0), Millis(3'600'000), s.drain_delay);
     read_duration(t, where, "timeout", Millis(1), Millis(3'600'000), s.timeout);
     read_duration(t, where, "idle_grace", Millis(0), Millis(60'000), s.idle_grace);
+    // Unset, the stream grace follows a short timeout down: half of it, at most 5 s.
+    s.stream_grace = std::min(s.stream_grace, s.timeout / 2);
+    read_duration(t, where, "stream_grace", Millis(0), Millis(3'600'000), s.stream_grace);
+    s.stream_close_spread = std::min(s.stream_close_spread, s.stream_grace);
+    read_duration(t, where, "stream_close_spread", Millis(0), Millis(3'600'000), s.stream_close_spread);
+    read_duration(t, where, "idle_close_spread", Millis(0), Millis(60'000), s.idle_close_spread);
+    if (s.stream_grace >= s.timeout && t.get("stream_grace"))
+      error(t.get("stream_grace")->source(), "[shutdown] stream_grace (" + format_duration(s.stream_grace) +
+                                                 ") must be shorter than [shutdown] timeout (" +
+                                                 format_duration(s.timeout) + "): streams end before the deadline kills their worker");
+    if (s.stream_close_spread > s.stream_grace && t.get("stream_close_spread"))
+      error(t.get("stream_close_spread")->source(),
+            "[shutdown] stream_close_spread (" + format_duration(s.stream_close_spread) +
+                ") must be at most [shutdown] stream_grace (" + format_duration(s.stream_grace) +
+                "): shoal ends every stream still open at stream_grace");
     load_hooks(t, "hook", s.hooks);
     load_hooks(t, "server_hook", s.server_hooks);
   }

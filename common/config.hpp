@@ -93,6 +93,15 @@ struct Config {
     Millis drain_delay{0};
     Millis timeout{30'000};
     Millis idle_grace{250};
+    // Streaming responses and long-polls: from the drain's start, shoal ends the streams still
+    // open at stream_grace itself (chunked terminator, then close). Within timeout; by default
+    // 5 s, or half of a shorter timeout.
+    Millis stream_grace{5000};
+    // The drain notices (or shoal's own ends) of open streams are spread evenly over this window
+    // from the drain's start, so that their clients do not all reconnect in one millisecond.
+    Millis stream_close_spread{1000};
+    // The same for idle keep-alive connections (each still waits out idle_grace); 0: off.
+    Millis idle_close_spread{0};
     std::vector<HookConfig> hooks;  // each worker's, after its drain: in file order; run in reverse
     // The master's, once, when the server really stops (not at a reload, a worker's replacement
     // or an upgrade's hand-over), after the last worker exited: in file order.
@@ -101,6 +110,9 @@ struct Config {
 
   struct Reload {
     Millis ready_timeout{10'000};  // a new generation not ready by then is stopped; the old one serves on
+    // Generations left draining at once: a reload that would leave more first hurries the oldest
+    // (its streams end now, its workers are killed at now + stream_grace).
+    int max_draining_generations = 2;
   } reload;
 
   struct Http {

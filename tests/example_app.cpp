@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <memory>
 #include <string>
@@ -27,6 +28,63 @@ int main(int argc, char** argv) {
       std::unique_ptr<shoal::Responder> r(static_cast<shoal::Responder*>(parked));
       r->send(200, "text/plain", "later\n");
     }, new shoal::Responder(reply), &after);
+  });
+  // A redirect that sets a cookie: any header field, checked by shoal (no CR/LF injection).
+  app.handle("/go", [](const shoal::Request&, shoal::Responder reply) {
+    reply.send(shoal::Response(302)
+                   .header("Location", "/time")
+                   .header("Set-Cookie", "session=demo; Path=/; HttpOnly")
+                   .header("Cache-Control", "no-store"));
+  });
+  // Server-Sent Events: a tick every 100 ms, resumed after Last-Event-ID when the client
+  // reconnects. When the worker drains, the client is told to reconnect in 1 s (to the new
+  // generation, or through its balancer to another instance) and the stream ends cleanly.
+  app.handle("/events", [](const shoal::Request& req, shoal::Responder reply) {
+    struct Ticker {
+      shoal::Sse sse;
+      event* timer = nullptr;
+      unsigned long next = 0;
+    };
+    auto* t = new Ticker{shoal::Sse::start(reply)};
+    if (!t->sse.stream().alive()) return delete t;  // a HEAD request, or a refused head
+    t->next = std::strtoul(std::string(req.header("last-event-id")).c_str(), nullptr, 10) + 1;
+    t->timer = event_new(reply.loop(), -1, EV_PERSIST, [](evutil_socket_t, short, void* self) {
+      auto* t = static_cast<Ticker*>(self);
+      std::string n = std::to_string(t->next++);
+      if (t->sse.event("tick", n, n) == shoal::Stream::Write::Full) t->sse.stream().abort();  // a client that never reads
+    }, t);
+    timeval every{0, 100'000};
+    event_add(t->timer, &every);
+    t->sse.stream().on_drain([t](const shoal::DrainNotice&) {
+      t->sse.retry(std::chrono::seconds(1));
+      t->sse.event("shutdown", "reconnect");
+      t->sse.stream().end();
+    });
+    t->sse.stream().on_close([t] {  // ended, aborted, or the client left
+      event_free(t->timer);
+      delete t;
+    });
+  });
+  // A long-poll: answers after 30 s, or at once when the worker begins to drain.
+  app.handle("/poll", [](const shoal::Request&, shoal::Responder reply) {
+    struct Poll {
+      shoal::Responder reply;
+      event* timer = nullptr;
+    };
+    auto* p = new Poll{reply};
+    p->timer = evtimer_new(reply.loop(), [](evutil_socket_t, short, void* self) {
+      auto* p = static_cast<Poll*>(self);
+      p->reply.send(200, "text/plain", "nothing new\n");
+      event_free(p->timer);
+      delete p;
+    }, p);
+    timeval after{30, 0};
+    evtimer_add(p->timer, &after);
+    reply.on_drain([p](const shoal::DrainNotice&) {
+      p->reply.send(200, "text/plain", "draining: poll again\n");
+      event_free(p->timer);
+      delete p;
+    });
   });
   // Runs in each worker before it accepts. The tests use it to make a generation fail to start:
   // a file "fail-start" in the working directory makes it throw, "slow-start" makes it take 3 s.

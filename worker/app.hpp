@@ -56,7 +56,17 @@ class Application {
     return *this;
   }
 
+  // Runs in every worker when it begins to drain (a stop, a reload, a replacement), from its loop:
+  // for what the application holds open itself (a broadcast channel to tell its clients to
+  // reconnect, a queue consumer to pause). Streams and long-polls can each ask on their own
+  // (Stream::on_drain, Responder::on_drain).
+  Application& on_drain(DrainCallback fn) {
+    drain_callbacks_.push_back(std::move(fn));
+    return *this;
+  }
+
   const std::vector<Route>& routes() const { return routes_; }
+  const std::vector<DrainCallback>& drain_callbacks() const { return drain_callbacks_; }
   const std::vector<CleanupHook>& hooks() const { return hooks_; }
   const std::vector<std::function<void()>>& start_hooks() const { return start_hooks_; }
 
@@ -64,6 +74,7 @@ class Application {
   std::vector<Route> routes_;
   std::vector<CleanupHook> hooks_;
   std::vector<std::function<void()>> start_hooks_;
+  std::vector<DrainCallback> drain_callbacks_;
 };
 
 }  // namespace shoal

@@ -240,6 +240,7 @@ void Connection::close() {
   ++serial_;  // any Responder still held for this connection now does nothing
   phase_ = Phase::Idle;
   delayed_ = nullptr;
+  end_request_extras();
   pending_.clear();
   pending_offset_ = 0;
   out_.clear();
@@ -788,6 +789,150 @@ void Connection::respond(const Response& response) {
           response.server_);
 }
 
+// ---------------------------------------------------------------- streams
+
+bool Connection::start_stream(const Response& head) {
+  if (phase_ != Phase::Handling) return false;
+  if (!head.problem().empty() || head.status_ == 204 || head.status_ == 304) {
+    spdlog::error("{} {}: the handler's stream was not started: {}; answered 500 instead", method_, span(url_),
+                  head.problem().empty() ? "a " + std::to_string(head.status_) + " has no body to stream" : head.problem());
+    respond(500, "text/plain", "internal server error\n");
+    return false;
+  }
+  if (head.close_) keep_alive_ = false;
+  const bool chunked = parser_.http_minor >= 1;
+  if (!chunked) keep_alive_ = false;  // HTTP/1.0: the close ends the body
+  write_head(head.status_, head.content_type_, kStreamed, {}, {head.fields_, head.count_}, head.server_);
+  if (is_head_) {  // the head says what a GET would get; there is no body to stream
+    finish_response(head.status_, 0);
+    phase_ = Phase::Idle;
+    end_request_extras();
+    if (!in_parse_) advance();
+    return false;
+  }
+  Extras& x = extras();
+  x.chunked = chunked;
+  x.status = head.status_;
+  x.body_bytes = 0;
+  phase_ = Phase::Streaming;
+  if (!head.body_.empty()) stream_write(head.body_);
+  // A stream started while the worker drains is told at once (from the loop, once its handler
+  // had the chance to ask): the client has to reconnect elsewhere anyway.
+  if (!server_.ready()) server_.schedule_drain_notice(*this, Millis(0));
+  if (!in_parse_) advance();
+  return true;
+}
+
+Stream::Write Connection::stream_write(std::string_view piece) {
+  if (phase_ != Phase::Streaming) return Stream::Write::Closed;
+  Extras& x = extras();
+  if (x.failed) return Stream::Write::Closed;
+  if (unsent_bytes() >= Stream::kMaxBufferedBytes) {
+    x.wants_writable = true;
+    return Stream::Write::Full;
+  }
+  if (piece.empty()) return Stream::Write::Ok;  // an empty chunk would end the body
+  using namespace std::string_view_literals;
+  if (x.chunked) {
+    char size[20];
+    auto end = std::to_chars(size, size + sizeof size, piece.size(), 16).ptr;
+    out_.append(size, static_cast<size_t>(end - size));
+    out_.append("\r\n"sv);
+  }
+  out_.append(piece);
+  if (x.chunked) out_.append("\r\n"sv);
+  x.body_bytes += piece.size();
+  // Sent at once as far as the client takes it; what it does not take waits for on_writable.
+  // Inside the handler's call the parse loop sends it, with whatever else this read produced.
+  if (!in_parse_ && !writing_) {
+    if (send_output() == Sent::Failed) {
+      // Closed from the loop, not from inside the application's call.
+      x.failed = true;
+      event_active(&write_ev_, EV_WRITE, 0);
+      return Stream::Write::Closed;
+    }
+  }
+  if (unsent_bytes() >= Stream::kSlowBytes) {
+    x.wants_writable = true;
+    return Stream::Write::Slow;
+  }
+  return Stream::Write::Ok;
+}
+
+void Connection::stream_end() {
+  if (phase_ != Phase::Streaming) return;
+  Extras& x = extras();
+  if (x.chunked) out_.append("0\r\n\r\n");
+  else close_after_write_ = true;
+  finish_response(x.status, static_cast<size_t>(x.body_bytes));
+  phase_ = Phase::Idle;
+  end_request_extras();
+  if (!in_parse_) advance();
+}
+
+void Connection::stream_abort() {
+  if (phase_ != Phase::Streaming) return;
+  spdlog::debug("{} {}: the stream to {} was aborted", method_, span(url_), remote_);
+  out_.resize(out_offset_);  // unsent output goes: the body is cut short
+  pending_.clear(), pending_offset_ = 0;
+  phase_ = Phase::Idle;
+  close_after_write_ = true;
+  linger_ = false;
+  end_request_extras();
+  if (!in_parse_) advance();
+}
+
+void Connection::set_drain_callback(DrainCallback fn) {
+  extras().drain = std::move(fn);
+  extras().drain_told = false;
+  if (!server_.ready()) server_.schedule_drain_notice(*this, Millis(0));
+}
+
+bool Connection::wants_drain_notice() const {
+  if (fd_ < 0) return false;
+  if (phase_ == Phase::Streaming) return !extras_ || !extras_->drain_told;
+  return phase_ == Phase::Handling && extras_ && extras_->drain && !extras_->drain_told;
+}
+
+void Connection::drain_notice(const DrainNotice& notice) {
+  if (!wants_drain_notice()) return;
+  Extras& x = extras();
+  x.drain_told = true;
+  if (x.drain) {
+    DrainCallback told = std::move(x.drain);
+    x.drain = nullptr;
+    told(notice);
+    return;
+  }
+  // A stream that did not ask is ended by shoal at its place in the spread.
+  if (phase_ == Phase::Streaming) stream_end();
+}
+
+void Connection::end_request_extras() {
+  if (!extras_) return;
+  std::unique_ptr<Extras> x = std::move(extras_);
+  if (x->closed) x->closed();
+}
+
+void Connection::advance_stream() {
+  Sent sent = send_output();
+  if (sent == Sent::Failed || extras().failed) return close();
+  if (sent == Sent::Blocked) stop_reading();
+  else if (read_eof_) return close();  // the client went away: nobody reads the stream
+  // Input while streaming is only watched for the client's leaving, and kept for its next request
+  // (within a bound: a client that sends much while it is streamed to waits for the end).
+  else if (pending_.size() < server_.config().http.max_header_bytes) start_reading();
+  else stop_reading();
+  if (extras_ && extras_->wants_writable && unsent_bytes() < Stream::kSlowBytes) {
+    extras_->wants_writable = false;
+    if (extras_->writable) {
+      std::function<void()> ready = std::move(extras_->writable);
+      extras_->writable = nullptr;
+      ready();  // it may write, end or abort: nothing of this call runs after it
+    }
+  }
+}
+
 void Connection::respond(int status, std::string_view content_type, std::string_view body,
                          std::string_view extra_headers, std::span<const Header> fields, std::string_view server) {
   if (phase_ != Phase::Handling) return;
@@ -796,6 +941,7 @@ void Connection::respond(int status, std::string_view content_type, std::string_
   if (!is_head_ && !no_content) out_.append(body);
   finish_response(status, no_content ? 0 : body.size());
   phase_ = Phase::Idle;
+  end_request_extras();
   // Inside the parse loop, the loop moves on; from the event loop (an answer given later, a
   // timeout), this is where the connection moves on.
   if (!in_parse_) advance();
@@ -817,14 +963,17 @@ void Connection::reject(int status, std::string_view why) {
 bool Connection::keep_alive_after_response() {
   // Keep-alive ends with this response when the request or the config says so, or while the
   // worker drains and no pipelined request follows this one.
+  // From the drain's very start (its drain_delay included): every client still sending is told
+  // to reconnect, through its balancer, to an instance that is not stopping.
+  const bool stopping = !server_.ready();
   bool more = more_input_;
-  if (server_.draining() && !more) {
+  if (stopping && !more) {
     // Requests the client pipelined before we began draining may still sit in the kernel's
     // buffer: they are answered too (one peek, only while draining).
     char byte;
     more = recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
   }
-  bool keep = keep_alive_ && server_.config().http.keepalive_timeout.count() > 0 && !(server_.draining() && !more);
+  bool keep = keep_alive_ && server_.config().http.keepalive_timeout.count() > 0 && !(stopping && !more);
   if (!keep) close_after_write_ = true;
   return keep;
 }
@@ -854,7 +1003,10 @@ void Connection::write_head(int status, std::string_view content_type, size_t co
     out_.append(content_type);
   }
   // RFC 9110 8.6: never in a 204; a 304 says nothing of a body it does not have (nginx sends none).
-  if (status != 204 && status != 304) {
+  if (content_length == kStreamed) {
+    // HTTP/1.0 has no chunked coding (RFC 9112 7): its body ends with the connection.
+    if (parser_.http_minor >= 1) out_.append("\r\nTransfer-Encoding: chunked"sv);
+  } else if (status != 204 && status != 304) {
     out_.append("\r\nContent-Length: "sv);
     append_number(out_, content_length);
   }
@@ -984,6 +1136,7 @@ void Connection::serve_static(const RouteEntry& route, const Request& request) {
 // ---------------------------------------------------------------- output and state
 
 void Connection::advance() {
+  if (phase_ == Phase::Streaming) return advance_stream();
   while (fd_ >= 0) {
     // Requests held back while the previous one was answered.
     if (can_parse() && pending_offset_ < pending_.size()) {
@@ -1059,7 +1212,7 @@ void Connection::wait_idle() {
   arm(Timer::Keepalive, server_.keepalive_timeout());
 }
 
-void Connection::on_drain() {
+void Connection::on_drain(Millis not_before) {
   if (fd_ < 0 || phase_ != Phase::Idle || !pending_.empty() || out_offset_ < out_.size()) return;
   // A connection not answered yet is not idle: its client connected to send a request, which may
   // still be on its way (a busy client, or one accepted from the queue as the drain began). It
@@ -1068,13 +1221,13 @@ void Connection::on_drain() {
   // Idle: close only once no request can be on its way from a client that saw the last response
   // before it saw us stop (the idle grace). A request arriving in the grace gets Connection: close.
   int64_t grace_ms = server_.config().shutdown.idle_grace.count();
-  int64_t left_ms = grace_ms - (monotonic_ms() - idle_since_ms_);
+  int64_t left_ms = std::max<int64_t>(grace_ms - (monotonic_ms() - idle_since_ms_), not_before.count());
   if (left_ms <= 0) return close();
   timeval tv = to_timeval(Millis(left_ms));
   arm(Timer::DrainIdle, &tv);
 }
 
-bool Connection::flush_output() {
+Connection::Sent Connection::send_output() {
   while (out_offset_ < out_.size()) {
     int flags = MSG_NOSIGNAL | (phase_ == Phase::SendingFile ? MSG_MORE : 0);
     ssize_t n = send(fd_, out_.data() + out_offset_, out_.size() - out_offset_, flags);
@@ -1084,16 +1237,21 @@ bool Connection::flush_output() {
       continue;
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       want_write(true);
-      return false;
+      return Sent::Blocked;
     } else {
-      close();
-      return false;
+      return Sent::Failed;
     }
   }
   out_.clear();
   out_offset_ = 0;
   if (phase_ != Phase::SendingFile) want_write(false);
-  return true;
+  return Sent::All;
+}
+
+bool Connection::flush_output() {
+  Sent sent = send_output();
+  if (sent == Sent::Failed) close();
+  return sent == Sent::All;
 }
 
 bool Connection::send_file() {

@@ -17,10 +17,12 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/duration.hpp"
 #include "common/net.hpp"
 #include "worker/http.hpp"
 
@@ -42,6 +44,10 @@ class Connection {
 
   // True while the request numbered `serial` still waits for its response.
   bool awaiting(uint64_t serial) const { return fd_ >= 0 && serial == serial_ && phase_ == Phase::Handling; }
+  // True while the request numbered `serial` is answered by a stream still open.
+  bool streaming(uint64_t serial) const { return fd_ >= 0 && serial == serial_ && phase_ == Phase::Streaming; }
+  bool streaming() const { return fd_ >= 0 && phase_ == Phase::Streaming; }
+  uint64_t serial() const { return serial_; }
 
   // Answers the request being handled; from a handler (synchronously) or later from the loop.
   // extra_headers: whole "Name: value\r\n" lines (Allow, Location, validators).
@@ -50,12 +56,29 @@ class Connection {
   // A handler's Response: its fields, or 500 (logged) if one of them could not be sent.
   void respond(const Response& response);
 
-  // The worker began draining: close now if idle long enough, else after the idle grace.
-  void on_drain();
+  // Streaming (see Stream in http.hpp): the head now, the body piece by piece.
+  bool start_stream(const Response& head);  // false: refused (answered 500) or nothing to stream (HEAD)
+  Stream::Write stream_write(std::string_view piece);
+  void stream_end();    // the terminator; by the application, or by shoal at the drain
+  void stream_abort();
+  size_t unsent_bytes() const { return out_.size() - out_offset_; }
+  // Callbacks of a stream or a long-poll; kept only while such a request is under way.
+  void set_writable_callback(std::function<void()> fn) { extras().writable = std::move(fn); }
+  void set_close_callback(std::function<void()> fn) { extras().closed = std::move(fn); }
+  void set_drain_callback(DrainCallback fn);
+  // A stream or long-poll the drain tells (or, a stream without a drain callback, ends).
+  bool wants_drain_notice() const;
+  void drain_notice(const DrainNotice& notice);
+
+  // The worker began draining: close now if idle long enough, else after the idle grace (and
+  // not before not_before from now: the closes of many idle connections are spread).
+  void on_drain(Millis not_before = Millis(0));
+  bool idle() const { return fd_ >= 0 && phase_ == Phase::Idle && pending_.empty() && answered_; }
 
   // A request has begun arriving and is not fully answered yet.
   bool in_flight() const {
-    return fd_ >= 0 && (phase_ == Phase::Reading || phase_ == Phase::Handling || phase_ == Phase::SendingFile);
+    return fd_ >= 0 && (phase_ == Phase::Reading || phase_ == Phase::Handling || phase_ == Phase::SendingFile ||
+                        phase_ == Phase::Streaming);
   }
   int64_t request_started_ms() const { return request_started_ms_; }
   std::string describe_request() const;  // "GET /slow", or what has arrived of it
@@ -67,6 +90,7 @@ class Connection {
     Handling,     // complete request handed to its handler, response not produced yet
     SendingFile,  // response headers queued, file body going out with sendfile
     Lingering,    // response sent, write side shut, discarding input until EOF or timeout
+    Streaming,    // a streamed response's head is out; its body comes from the application
   };
   enum class Timer : uint8_t { None, Header, Body, Keepalive, Write, Delay, DrainIdle, Linger };
 
@@ -107,6 +131,10 @@ class Connection {
   bool can_parse() const;
   void advance();
   bool flush_output();
+  enum class Sent { All, Blocked, Failed };
+  Sent send_output();  // flush_output without closing: for writes from the application
+  void advance_stream();
+  void end_request_extras();  // a request is over: its stream callbacks go (on_close is called)
   bool send_file();
   void wait_idle();
   void close();
@@ -115,6 +143,8 @@ class Connection {
   void serve_static(const RouteEntry& route, const Request& request);
   void reject(int status, std::string_view why);
   // Appends a status line and headers; the body (content_length bytes) follows from the caller.
+  // content_length kStreamed: chunked for HTTP/1.1, up to the close for HTTP/1.0.
+  static constexpr size_t kStreamed = SIZE_MAX;
   void write_head(int status, std::string_view content_type, size_t content_length, std::string_view extra_headers,
                   std::span<const Header> fields, std::string_view server);
   void finish_response(int status, size_t body_bytes);
@@ -201,6 +231,24 @@ class Connection {
   int64_t request_start_us_ = 0;
   int64_t request_started_ms_ = 0;  // loop time, for the drain's report of the oldest request
   std::string_view method_;     // of the current request, for the access log
+
+  // What only a stream or a long-poll needs, allocated for it and freed when it is over: an idle
+  // connection carries one pointer of it.
+  struct Extras {
+    DrainCallback drain;
+    std::function<void()> writable, closed;
+    bool drain_told = false;
+    bool chunked = false;
+    bool wants_writable = false;
+    bool failed = false;  // a write found the client gone: closed from the loop
+    int status = 200;
+    uint64_t body_bytes = 0;
+  };
+  Extras& extras() {
+    if (!extras_) extras_ = std::make_unique<Extras>();
+    return *extras_;
+  }
+  std::unique_ptr<Extras> extras_;
 };
 
 }  // namespace shoal

@@ -51,6 +51,85 @@ void Responder::send(const Response& response) const {
   if (Connection* c = server_->awaiting(slot_, serial_)) c->respond(response);
 }
 
+Stream Responder::stream(const Response& head) const {
+  Connection* c = server_->awaiting(slot_, serial_);
+  if (c && c->start_stream(head)) return Stream(server_, slot_, serial_);
+  return Stream(server_, slot_, 0);  // serial 0 is never a request's: a dead stream
+}
+
+void Responder::on_drain(DrainCallback fn) const {
+  if (Connection* c = server_->awaiting(slot_, serial_)) c->set_drain_callback(std::move(fn));
+}
+
+Stream::Write Stream::write(std::string_view piece) const {
+  Connection* c = server_->streaming(slot_, serial_);
+  return c ? c->stream_write(piece) : Write::Closed;
+}
+void Stream::end() const {
+  if (Connection* c = server_->streaming(slot_, serial_)) c->stream_end();
+}
+void Stream::abort() const {
+  if (Connection* c = server_->streaming(slot_, serial_)) c->stream_abort();
+}
+void Stream::on_writable(std::function<void()> fn) const {
+  if (Connection* c = server_->streaming(slot_, serial_)) c->set_writable_callback(std::move(fn));
+}
+void Stream::on_drain(DrainCallback fn) const {
+  if (Connection* c = server_->streaming(slot_, serial_)) c->set_drain_callback(std::move(fn));
+}
+void Stream::on_close(std::function<void()> fn) const {
+  if (Connection* c = server_->streaming(slot_, serial_)) c->set_close_callback(std::move(fn));
+}
+bool Stream::alive() const { return server_->streaming(slot_, serial_) != nullptr; }
+size_t Stream::unsent_bytes() const {
+  Connection* c = server_->streaming(slot_, serial_);
+  return c ? c->unsent_bytes() : 0;
+}
+event_base* Stream::loop() const { return server_->base(); }
+
+namespace {
+// An SSE field's value may not hold a line break (it would end the field) or NUL.
+bool is_sse_value(std::string_view value) { return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos; }
+}  // namespace
+
+Sse Sse::start(const Responder& reply, Response head) {
+  head.header("Content-Type", "text/event-stream").header("Cache-Control", "no-cache");
+  return Sse(reply.stream(head));
+}
+
+Stream::Write Sse::event(std::string_view name, std::string_view data, std::string_view id) const {
+  if (!is_sse_value(name) || !is_sse_value(id)) return Stream::Write::Invalid;
+  // One write, so that an event is never split by another's.
+  std::string text;
+  text.reserve(name.size() + data.size() + id.size() + 32);
+  if (!name.empty()) text.append("event: ").append(name).append("\n");
+  // Each line of data is a data: field; LF, CR and CRLF all end a line (WHATWG HTML 9.2.5).
+  size_t at = 0;
+  while (true) {
+    size_t eol = data.find_first_of("\r\n", at);
+    text.append("data: ").append(data.substr(at, eol == std::string_view::npos ? eol : eol - at)).append("\n");
+    if (eol == std::string_view::npos) break;
+    at = eol + (data[eol] == '\r' && eol + 1 < data.size() && data[eol + 1] == '\n' ? 2 : 1);
+  }
+  if (!id.empty()) text.append("id: ").append(id).append("\n");
+  text.append("\n");
+  return stream_.write(text);
+}
+
+Stream::Write Sse::retry(std::chrono::milliseconds reconnect_after) const {
+  char line[40];
+  int n = snprintf(line, sizeof line, "retry: %lld\n\n", static_cast<long long>(reconnect_after.count()));
+  return stream_.write({line, static_cast<size_t>(n)});
+}
+
+Stream::Write Sse::comment(std::string_view text) const {
+  if (!is_sse_value(text)) return Stream::Write::Invalid;
+  std::string line;
+  line.reserve(text.size() + 4);
+  line.append(":").append(text).append("\n\n");
+  return stream_.write(line);
+}
+
 namespace {
 
 // A field value shoal may send (RFC 9110 5.5): no control character but HTAB; obs-text passes.
@@ -142,7 +221,7 @@ RouteEntry make_entry(RouteEntry::Kind kind, const std::string& path, bool prefi
 
 HttpServer::HttpServer(event_base* base, const Config& config, const Application& app, int access_log_fd,
                        std::string identity)
-    : base_(base), config_(config), access_log_fd_(access_log_fd), identity_(std::move(identity) + "\n"),
+    : base_(base), config_(config), app_(app), access_log_fd_(access_log_fd), identity_(std::move(identity) + "\n"),
       read_buffer_(kReadBufferBytes) {
   // Common timeouts: libevent keeps same-length timers in a queue instead of its heap, so
   // re-arming a connection's keep-alive timer per request costs O(1).
@@ -229,7 +308,7 @@ HttpServer::~HttpServer() {
   for (const RouteEntry& route : routes_)
     if (route.root_fd >= 0) ::close(route.root_fd);
   flush_access_log();
-  for (event* ev : {accept_retry_, drain_timer_, drained_event_, access_flush_timer_})
+  for (event* ev : {accept_retry_, drain_timer_, drained_event_, access_flush_timer_, notice_timer_, stream_grace_timer_})
     if (ev) event_free(ev);
 }
 
@@ -343,6 +422,12 @@ void HttpServer::release(Connection& connection) {
   maybe_drained();
 }
 
+Connection* HttpServer::streaming(uint32_t slot, uint64_t serial) const {
+  if (slot >= slots_.size()) return nullptr;
+  Connection* c = slots_[slot].get();
+  return c->streaming(serial) ? c : nullptr;
+}
+
 Connection* HttpServer::awaiting(uint32_t slot, uint64_t serial) const {
   if (slot >= slots_.size()) return nullptr;
   Connection* c = slots_[slot].get();
@@ -428,10 +513,39 @@ HttpServer::InFlight HttpServer::in_flight() const {
   return out;
 }
 
-void HttpServer::drain(Millis delay, std::function<void()> on_drained) {
+void HttpServer::drain(Millis delay, std::function<void()> on_drained, Millis deadline_in) {
   if (!ready_) return;  // already draining: the first request decides
   ready_ = false;
   on_drained_ = std::move(on_drained);
+  const auto& shutdown = config_.shutdown;
+  drain_started_ms_ = monotonic_ms();
+  deadline_at_ms_ = drain_started_ms_ + (deadline_in.count() > 0 ? deadline_in : shutdown.timeout).count();
+  streams_end_at_ms_ = std::min(drain_started_ms_ + shutdown.stream_grace.count(), deadline_at_ms_);
+  // Streams and long-polls are told (or, streams that did not ask, ended) spread evenly over the
+  // window, so that their clients do not all reconnect at once; new ones are told at once.
+  std::vector<Connection*> told;
+  for (auto& slot : slots_)
+    if (slot->wants_drain_notice()) told.push_back(slot.get());
+  const int64_t spread_ms = shutdown.stream_close_spread.count();
+  for (size_t i = 0; i < told.size(); ++i)
+    schedule_drain_notice(*told[i], Millis(told.size() > 1 ? spread_ms * static_cast<int64_t>(i) /
+                                                                 static_cast<int64_t>(told.size() - 1) : 0));
+  if (!told.empty())
+    spdlog::info("draining: telling {} stream(s) and long-poll(s) over {}; streams still open in {} are ended",
+                 told.size(), format_duration(shutdown.stream_close_spread),
+                 format_duration(Millis(streams_end_at_ms_ - drain_started_ms_)));
+  stream_grace_timer_ = evtimer_new(base_, [](evutil_socket_t, short, void* self) {
+    static_cast<HttpServer*>(self)->end_streams("at [shutdown] stream_grace");
+  }, this);
+  timeval grace = to_timeval(Millis(streams_end_at_ms_ - drain_started_ms_));
+  evtimer_add(stream_grace_timer_, &grace);
+  for (const auto& fn : app_.drain_callbacks()) {
+    try {
+      fn(drain_notice());
+    } catch (const std::exception& e) {
+      spdlog::error("an on_drain callback threw: {}", e.what());
+    }
+  }
   if (delay.count() == 0) return begin_drain();
   spdlog::info("readiness now 503; still accepting for drain_delay {}", format_duration(delay));
   drain_timer_ = evtimer_new(base_, [](evutil_socket_t, short, void* self) {
@@ -439,6 +553,75 @@ void HttpServer::drain(Millis delay, std::function<void()> on_drained) {
   }, this);
   timeval tv = to_timeval(delay);
   evtimer_add(drain_timer_, &tv);
+}
+
+DrainNotice HttpServer::drain_notice() const {
+  const int64_t now = monotonic_ms();
+  DrainNotice notice;
+  notice.streams_end_in = Millis(std::max<int64_t>(0, streams_end_at_ms_ - now));
+  notice.deadline_in = Millis(std::max<int64_t>(0, deadline_at_ms_ - now));
+  notice.still_accepting = !draining_;
+  return notice;
+}
+
+size_t HttpServer::streams_open() const {
+  size_t n = 0;
+  for (const auto& slot : slots_) n += slot->streaming();
+  return n;
+}
+
+void HttpServer::schedule_drain_notice(Connection& connection, Millis after) {
+  const Notice notice{monotonic_ms() + after.count(), connection.slot(), connection.serial()};
+  // Kept in due order: appended in order at the drain's start, at "now" afterwards.
+  auto at = std::upper_bound(notices_.begin() + static_cast<std::ptrdiff_t>(next_notice_), notices_.end(), notice,
+                             [](const Notice& a, const Notice& b) { return a.due_ms < b.due_ms; });
+  notices_.insert(at, notice);
+  if (!notice_timer_)
+    notice_timer_ = evtimer_new(base_, [](evutil_socket_t, short, void* self) {
+      static_cast<HttpServer*>(self)->deliver_drain_notices();
+    }, this);
+  timeval tv = to_timeval(Millis(std::max<int64_t>(0, notices_[next_notice_].due_ms - monotonic_ms())));
+  evtimer_add(notice_timer_, &tv);
+}
+
+void HttpServer::deliver_drain_notices() {
+  const int64_t now = monotonic_ms();
+  while (next_notice_ < notices_.size() && notices_[next_notice_].due_ms <= now) {
+    const Notice due = notices_[next_notice_++];
+    Connection* c = slots_[due.slot].get();
+    if (c->is_open() && c->serial() == due.serial) c->drain_notice(drain_notice());
+  }
+  if (next_notice_ == notices_.size()) {
+    notices_.clear();
+    next_notice_ = 0;
+    return;
+  }
+  timeval tv = to_timeval(Millis(std::max<int64_t>(1, notices_[next_notice_].due_ms - now)));
+  evtimer_add(notice_timer_, &tv);
+}
+
+void HttpServer::end_streams(const char* why) {
+  size_t ended = 0;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    Connection& c = *slots_[i];
+    if (!c.streaming()) continue;
+    c.stream_end();
+    ++ended;
+  }
+  if (ended) spdlog::info("draining: ended {} stream(s) still open {}", ended, why);
+}
+
+void HttpServer::hurry() {
+  if (ready_) return;
+  spdlog::warn("draining cut short: too many generations draining; open streams end now");
+  streams_end_at_ms_ = monotonic_ms();
+  // Those not told yet are told now, with no time left, and may end themselves; the rest end here.
+  for (auto& slot : slots_)
+    if (slot->wants_drain_notice()) slot->drain_notice(drain_notice());
+  end_streams("as the drain was cut short");
+  notices_.clear();
+  next_notice_ = 0;
+  if (notice_timer_) evtimer_del(notice_timer_);
 }
 
 void HttpServer::begin_drain() {
@@ -462,8 +645,15 @@ void HttpServer::begin_drain() {
   InFlight now = in_flight();
   spdlog::info("draining: listeners closed; {} request(s) in flight on {} connection(s){}", now.requests, live_,
                now.requests ? ", oldest " + now.oldest + " for " + std::to_string(now.oldest_age_ms) + " ms" : "");
+  // Idle keep-alive connections close after idle_grace; spread over idle_close_spread when set.
+  std::vector<Connection*> idle;
   for (auto& slot : slots_)
-    if (slot->is_open()) slot->on_drain();
+    if (slot->idle()) idle.push_back(slot.get());
+  const int64_t spread_ms = config_.shutdown.idle_close_spread.count();
+  for (size_t i = 0; i < idle.size(); ++i)
+    idle[i]->on_drain(Millis(idle.size() > 1 ? spread_ms * static_cast<int64_t>(i) / static_cast<int64_t>(idle.size() - 1) : 0));
+  for (auto& slot : slots_)
+    if (slot->is_open() && !slot->idle()) slot->on_drain();
   maybe_drained();
 }
 

@@ -64,7 +64,16 @@ class HttpServer {
   // Graceful drain: readiness turns 503 at once; after `delay` the listeners close and every
   // connection is finished (idle ones after idle_grace). on_drained runs, from the loop, once
   // no connection is left.
-  void drain(Millis delay, std::function<void()> on_drained);
+  // deadline_in: until the master kills this worker ([shutdown] timeout when 0), for the notices.
+  // The application's on_drain callbacks run at once; streams and long-polls that asked are told
+  // spread over [shutdown] stream_close_spread, and streams still open at stream_grace are ended.
+  void drain(Millis delay, std::function<void()> on_drained, Millis deadline_in = Millis(0));
+  // The master shortened this drain (too many generations draining): every stream ends now.
+  void hurry();
+  // Tells this stream or long-poll of the drain `after` from now (one timer for all of them).
+  void schedule_drain_notice(Connection& connection, Millis after);
+  DrainNotice drain_notice() const;
+  size_t streams_open() const;
   struct InFlight {
     size_t requests = 0;         // requests received in part or whole and not fully answered yet
     int64_t oldest_age_ms = 0;
@@ -102,6 +111,7 @@ class HttpServer {
   std::span<char> read_buffer() { return {read_buffer_.data(), read_buffer_.size()}; }
   const RouteEntry* route(std::string_view path) const;
   Connection* awaiting(uint32_t slot, uint64_t serial) const;
+  Connection* streaming(uint32_t slot, uint64_t serial) const;
   void release(Connection& connection);
   bool access_log_on() const { return access_log_fd_ >= 0; }
   std::string& access_log_buffer() { return access_buffer_; }
@@ -126,6 +136,8 @@ class HttpServer {
   void set_accepting(bool on);
   void begin_drain();
   void maybe_drained();
+  void deliver_drain_notices();
+  void end_streams(const char* why);
 
   struct StringHash {
     using is_transparent = void;
@@ -134,6 +146,7 @@ class HttpServer {
 
   event_base* base_;
   const Config& config_;
+  const Application& app_;
   int access_log_fd_;
   std::string identity_;
   std::vector<RouteEntry> routes_;
@@ -161,6 +174,19 @@ class HttpServer {
   std::function<void()> on_drained_;
   event* drain_timer_ = nullptr;
   event* drained_event_ = nullptr;
+  // The drain's notices to streams and long-polls, in the order they are due; one timer for all.
+  struct Notice {
+    int64_t due_ms;  // monotonic
+    uint32_t slot;
+    uint64_t serial;
+  };
+  std::vector<Notice> notices_;
+  size_t next_notice_ = 0;
+  event* notice_timer_ = nullptr;
+  event* stream_grace_timer_ = nullptr;
+  int64_t drain_started_ms_ = 0;  // monotonic
+  int64_t streams_end_at_ms_ = 0;
+  int64_t deadline_at_ms_ = 0;
 
   std::vector<char> read_buffer_;
   std::string access_buffer_;

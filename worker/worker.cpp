@@ -148,7 +148,9 @@ class Worker {
           w->begin_drain(Millis(0), "master gone");
           return;
         case RecvStatus::Ok:
-          if (msg.type == MsgType::Drain) w->begin_drain(Millis(msg.value), "master");
+          if (msg.type == MsgType::Drain)
+            w->begin_drain(Millis(msg.value), "master", Millis(static_cast<int64_t>(msg.value2)),
+                           (msg.flags & kDrainHurry) != 0);
           else if (msg.type == MsgType::Stop) w->stop_now("master");
           else if (msg.type == MsgType::Reopen) w->reopen_logs(msg.value, fds);
           else if (msg.type == MsgType::StatsQuery) w->send_stats();
@@ -191,8 +193,11 @@ class Worker {
                  std::to_string(now.requests));
   }
 
-  void begin_drain(Millis delay, const char* why) {
+  // deadline_in: until the master's kill deadline (0: [shutdown] timeout). hurry: the master cut
+  // this drain short; its streams end now.
+  void begin_drain(Millis delay, const char* why, Millis deadline_in = Millis(0), bool hurry = false) {
     if (draining_) {
+      if (hurry) return server_->hurry();
       spdlog::info("drain requested again ({}); already draining", why);
       return;
     }
@@ -203,7 +208,8 @@ class Worker {
     // The server's own "draining: listeners closed" line says the rest at info.
     spdlog::debug("drain requested ({}): readiness is now 503; {} connection(s) open", why,
                   server_->connection_count());
-    server_->drain(delay, [this] { run_hooks(); });
+    server_->drain(delay, [this] { run_hooks(); }, deadline_in);
+    if (hurry) server_->hurry();
     // Tell the master how the drain goes, so that at its deadline it can name what was slow.
     status_timer_ = event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* self) {
       static_cast<Worker*>(self)->report_status();
@@ -219,6 +225,7 @@ class Worker {
     send_message(spec_.channel_fd,
                  {MsgType::Status, 0, 0, static_cast<uint32_t>(now.requests), static_cast<uint64_t>(now.oldest_age_ms)},
                  now.oldest);
+    send_stats();  // the connections it still holds, for `shoal status` per draining generation
     // The count in the log when it changes, at most once a second (and always when it reaches 0).
     auto now_tp = std::chrono::steady_clock::now();
     if (now.requests != last_logged_in_flight_ &&
