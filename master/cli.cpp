@@ -62,8 +62,19 @@ void print_status(const nlohmann::json& status) {
          master["state"].get<std::string>().c_str(), master["config"].get<std::string>().c_str());
   for (const auto& generation : status["generations"]) {
     const bool app = generation.value("kind", "http") == "app";
-    printf("generation %llu: %s, %zu worker(s)%s\n", generation["number"].get<unsigned long long>(),
-           generation["state"].get<std::string>().c_str(), generation["workers"].size(), app ? " running [app] command" : "");
+    std::string draining;
+    if (generation.contains("draining_for_ms")) {
+      // Since when, what it still holds, and when it is killed at the latest.
+      draining = " for " + duration_text(generation["draining_for_ms"].get<long long>() / 1000);
+      if (generation.contains("connections"))
+        draining += ", " + std::to_string(generation["connections"].get<unsigned long long>()) + " connection(s)";
+      if (!generation["deadline_in_ms"].is_null())
+        draining += ", killed in " + duration_text((generation["deadline_in_ms"].get<long long>() + 999) / 1000) + " at the latest";
+      if (generation.value("hurried", false)) draining += " (cut short: max_draining_generations)";
+    }
+    printf("generation %llu: %s%s, %zu worker(s)%s\n", generation["number"].get<unsigned long long>(),
+           generation["state"].get<std::string>().c_str(), draining.c_str(), generation["workers"].size(),
+           app ? " running [app] command" : "");
     for (const auto& worker : generation["workers"]) {
       std::string cpu = worker["cpu"].get<int>() < 0 ? "any" : std::to_string(worker["cpu"].get<int>());
       printf("  worker %d  pid %d  cpu %s  %-8s  ", worker["index"].get<int>(), worker["pid"].get<int>(), cpu.c_str(),

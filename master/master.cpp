@@ -695,7 +695,7 @@ void Master::on_worker_channel(WorkerChannel& worker) {
 
 void Master::send_to_worker(const core::SendToWorker& a) {
   auto it = workers_.find(a.key);
-  if (it == workers_.end() || fault_injected(FaultPoint::Send) || !send_message(it->second->fd, {a.type, 0, 0, a.value}))
+  if (it == workers_.end() || fault_injected(FaultPoint::Send) || !send_message(it->second->fd, {a.type, a.flags, 0, a.value, a.value2}))
     inbox_.push_back(core::SendFailed{a.key, a.type});
 }
 

@@ -58,7 +58,7 @@ std::string encode_handover(const Handover& h) {
     json slots = json::array();
     for (const auto& s : g.slots) slots.push_back({{"slot", s.slot}, {"incarnations", s.incarnations},
                                                    {"failures", s.failures}, {"respawn_in_ms", ms(s.respawn_in)}});
-    generations.push_back({{"number", g.number}, {"serving", g.serving}, {"failed", g.failed}, {"desired", g.desired},
+    generations.push_back({{"number", g.number}, {"serving", g.serving}, {"failed", g.failed}, {"hurried", g.hurried}, {"desired", g.desired},
                            {"age_ms", ms(g.age)}, {"draining_ms", ms(g.draining_for)},
                            {"config", effective_config(*g.config)}, {"slots", slots}});
   }
@@ -115,6 +115,7 @@ std::optional<Handover> decode_handover(const std::string& text, const std::stri
       a.number = g.at("number").get<uint64_t>();
       a.serving = g.at("serving").get<bool>();
       a.failed = g.at("failed").get<bool>();
+      a.hurried = g.value("hurried", false);
       a.desired = g.at("desired").get<int>();
       a.age = time_of(g.at("age_ms"));
       a.draining_for = maybe_time(g.at("draining_ms"));

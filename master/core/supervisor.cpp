@@ -159,6 +159,7 @@ void Supervisor::adopt(const Takeover& t) {
     g.config = a.config;
     g.state = a.serving ? GState::Serving : GState::Draining;
     g.failed = a.failed;
+    g.hurried = a.hurried;
     g.desired = a.desired;
     g.started_at = now_ - a.age;
     if (a.draining_for) g.drain_started_at = now_ - *a.draining_for;
@@ -223,6 +224,7 @@ std::optional<Takeover> Supervisor::takeover() const {
     a.config = g.config;
     a.serving = serving_ == g.number;
     a.failed = g.failed;
+    a.hurried = g.hurried;
     a.desired = g.desired;
     a.age = now_ - g.started_at;
     if (g.drain_started_at) a.draining_for = now_ - *g.drain_started_at;
@@ -860,7 +862,49 @@ void Supervisor::tell(Worker& w, MsgType how, Time drain_delay) {
     out_.push_back(Kill{w.pid, app->drain_signal, how == MsgType::Drain ? drain_delay : Time(0)});
     return;
   }
-  out_.push_back(SendToWorker{w.key, how, static_cast<uint32_t>(how == MsgType::Drain ? drain_delay.count() : 0)});
+  // Its deadline goes with the drain (set before telling), so that the application's drain
+  // notice says how long it has.
+  uint64_t deadline_in = how == MsgType::Drain && w.kill_at ? static_cast<uint64_t>(std::max(Time(1), *w.kill_at - now_).count()) : 0;
+  out_.push_back(SendToWorker{w.key, how, static_cast<uint32_t>(how == MsgType::Drain ? drain_delay.count() : 0), deadline_in});
+}
+
+// One more generation is about to drain: if that would make more than [reload]
+// max_draining_generations drain at once, the oldest are cut short first (their streams end now,
+// their workers are killed at now + their stream_grace), so that a reload every few seconds
+// under long-lived connections cannot pile up processes.
+void Supervisor::bound_draining(const Config& serving) {
+  std::vector<Generation*> draining;
+  for (auto& g : generations_)
+    if (g.state == GState::Draining && !g.hurried && !g.workers.empty()) draining.push_back(&g);
+  std::sort(draining.begin(), draining.end(), [](const Generation* a, const Generation* b) { return a->number < b->number; });
+  const size_t limit = static_cast<size_t>(serving.reload.max_draining_generations);
+  const size_t would = draining.size() + 1;
+  for (size_t i = 0; i < draining.size() && would - i > limit; ++i) {
+    Generation& g = *draining[i];
+    g.hurried = true;
+    const Time grace = g.config->shutdown.stream_grace;
+    size_t connections = 0;
+    for (const auto& w : g.workers) connections += w.connections;
+    log(Level::Warn, say::hurried(g.number, now_ - g.drain_started_at.value_or(now_), connections, would, limit, grace));
+    for (auto& w : g.workers) {
+      if (w.state == WState::Exited || w.killed) continue;
+      set_kill_deadline(w, now_ + grace, say::hurried_deadline(grace));
+      if (w.state == WState::Draining && w.told == MsgType::Drain && w.pid > 0 && !app_of(g))
+        out_.push_back(SendToWorker{w.key, MsgType::Drain, 0, static_cast<uint64_t>(std::max(Time(1), grace).count()), kDrainHurry});
+    }
+  }
+  for (size_t i = 0; i < draining.size(); ++i) {
+    const Generation& g = *draining[i];
+    if (g.hurried) continue;
+    size_t connections = 0;
+    std::optional<Time> deadline;
+    for (const auto& w : g.workers) {
+      connections += w.connections;
+      if (w.kill_at && (!deadline || *w.kill_at < *deadline)) deadline = w.kill_at;
+    }
+    log(Level::Info, say::still_draining(g.number, now_ - g.drain_started_at.value_or(now_), connections,
+                                         deadline ? *deadline - now_ : Time(0)));
+  }
 }
 
 void Supervisor::set_kill_deadline(Worker& w, Time at, const std::string& what) {
@@ -883,14 +927,14 @@ void Supervisor::retire(Generation& g, MsgType how, Time drain_delay, Time kill_
     if (w.state == WState::Exited) continue;
     bool ready = w.state == WState::Ready || (w.state == WState::Draining && w.told == MsgType::Drain);
     if (ready && how == MsgType::Drain) {
-      tell(w, MsgType::Drain, drain_delay);
       set_kill_deadline(w, *g.drain_started_at + kill_after, say::deadline_of(kill_after));
+      tell(w, MsgType::Drain, drain_delay);
     } else {
       // Not ready (or told to stop): it holds no request, only its copies of the listening
       // sockets; it gets unready_grace to exit.
       Time grace = ready ? kill_after : unready_grace;
-      tell(w, MsgType::Stop, Time(0));
       set_kill_deadline(w, now_ + grace, say::deadline_of(grace));
+      tell(w, MsgType::Stop, Time(0));
     }
   }
 }
@@ -1173,7 +1217,10 @@ bool Supervisor::promote() {
   }
   reload_replies_.clear();
   // The new generation already accepts from the same queues: no drain_delay for the old one.
-  if (old) retire(*old, MsgType::Drain, Time(0), old->config->shutdown.timeout, timing_.stop_grace);
+  if (old) {
+    bound_draining(*g->config);
+    retire(*old, MsgType::Drain, Time(0), old->config->shutdown.timeout, timing_.stop_grace);
+  }
   sync_listeners();
   end_reload();
   return true;
@@ -1192,8 +1239,8 @@ bool Supervisor::supervise_slots(Generation& g) {
     if (w.culled || w.key.slot < g.desired) continue;
     w.culled = true;
     w.replace_reason.clear();
-    tell(w, MsgType::Drain, Time(0));
     set_kill_deadline(w, now_ + timeout, say::deadline_of(timeout));
+    tell(w, MsgType::Drain, Time(0));
     changed = true;
   }
   for (auto& fresh : g.workers) {
@@ -1203,8 +1250,8 @@ bool Supervisor::supervise_slots(Generation& g) {
       log(Level::Info, say::replaced(fresh.key.slot, old->pid, fresh.pid, old->replace_reason));
       old->culled = true;
       old->replace_reason.clear();
-      tell(*old, MsgType::Drain, Time(0));
       set_kill_deadline(*old, now_ + timeout, say::deadline_of(timeout));
+      tell(*old, MsgType::Drain, Time(0));
     }
     fresh.replaces.reset();
     changed = true;
@@ -1293,12 +1340,27 @@ std::string Supervisor::status_json() const {
       }
       workers.push_back(std::move(one));
     }
-    generations.push_back({{"number", g.number},
-                           {"state", gstate_name(g.state)},
-                           {"desired_workers", g.desired},
-                           {"kind", app_of(g) ? "app" : "http"},
-                           {"age_s", (now_ - g.started_at).count() / 1000},
-                           {"workers", workers}});
+    json one = {{"number", g.number},
+                {"state", gstate_name(g.state)},
+                {"desired_workers", g.desired},
+                {"kind", app_of(g) ? "app" : "http"},
+                {"age_s", (now_ - g.started_at).count() / 1000},
+                {"workers", workers}};
+    if (g.state == GState::Draining) {
+      // Per draining generation: since when, what it still holds, and when it is killed.
+      size_t connections = 0;
+      std::optional<Time> deadline;
+      for (const auto& w : g.workers) {
+        if (w.pid <= 0) continue;
+        connections += w.connections;
+        if (w.kill_at && (!deadline || *w.kill_at < *deadline)) deadline = w.kill_at;
+      }
+      one["draining_for_ms"] = g.drain_started_at ? (now_ - *g.drain_started_at).count() : 0;
+      if (!app_of(g)) one["connections"] = connections;
+      one["deadline_in_ms"] = deadline ? json(std::max<int64_t>(0, (*deadline - now_).count())) : json(nullptr);
+      one["hurried"] = g.hurried;
+    }
+    generations.push_back(std::move(one));
   }
   json last_reload = nullptr;
   if (last_reload_.generation != 0)

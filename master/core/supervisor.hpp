@@ -126,6 +126,7 @@ class Supervisor {
     GState state = GState::Preparing;
     int desired = 1;
     bool failed = false;  // stopped after a failed start: never served
+    bool hurried = false;  // its drain was cut short by [reload] max_draining_generations
     Time started_at{0};
     std::optional<Time> ready_deadline, drain_started_at;
     std::vector<Worker> workers;  // live ones (an exited worker is forgotten once recorded)
@@ -197,6 +198,7 @@ class Supervisor {
   void start_generation(std::shared_ptr<const Config> config);
   void fork_worker(Generation& g, int slot, std::optional<WorkerKey> replaces);
   void tell(Worker& w, MsgType how, Time drain_delay);  // drain or stop, with its signal fallback
+  void bound_draining(const Config& serving);
   void set_kill_deadline(Worker& w, Time at, const std::string& what);
   void retire(Generation& g, MsgType how, Time drain_delay, Time kill_after, Time unready_grace);
   void fail_reload(const std::string& reason, Outcome outcome);

@@ -110,6 +110,20 @@ inline std::string still_running(int slot, Pid pid, uint64_t generation, const s
   return cat(worker_of(slot, pid, generation), " still running at ", deadline, " (", detail, "); sending SIGKILL");
 }
 inline std::string deadline_of(Time after) { return cat("the ", duration(after), " deadline"); }
+inline std::string hurried_deadline(Time grace) {
+  return cat("the stream_grace deadline (", duration(grace), ") of a drain cut short");
+}
+inline std::string hurried(uint64_t generation, Time draining_for, size_t connections, size_t would, size_t limit,
+                           Time grace) {
+  return cat("generation ", generation, " (draining for ", seconds(draining_for), ", ", connections,
+             " connection(s)) is cut short: ", would, " generations would be draining, more than [reload] "
+             "max_draining_generations (", limit, "); its streams end now and its workers are killed in ", duration(grace),
+             " ([shutdown] stream_grace)");
+}
+inline std::string still_draining(uint64_t generation, Time draining_for, size_t connections, Time deadline_in) {
+  return cat("generation ", generation, " still draining: for ", seconds(draining_for), ", ", connections,
+             " connection(s), killed in ", seconds(deadline_in), " at the latest");
+}
 inline std::string not_ready_in_time(int slot, Pid pid, uint64_t generation, Time waited, Time limit) {
   return cat(worker_of(slot, pid, generation), " is not ready ", waited, " ms after its start (ready_timeout ",
              duration(limit), "); sending SIGKILL");

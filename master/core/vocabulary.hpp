@@ -75,6 +75,7 @@ struct AdoptedGeneration {
   std::shared_ptr<const Config> config;  // the config it was started with
   bool serving = false;                  // else draining
   bool failed = false;
+  bool hurried = false;                  // its drain was cut short (max_draining_generations)
   int desired = 1;
   Time age{0};
   std::optional<Time> draining_for;
@@ -177,8 +178,15 @@ struct CloseListeners {};    // every listening socket: new connections are refu
 struct ReleaseListeners {};  // close without unlinking: a successor master holds the same sockets
 // Answer: WorkerForked or WorkerForkFailed.
 struct ForkWorker { WorkerKey key; int cpu; uint64_t max_requests; };
-// Answer on failure only: SendFailed.
-struct SendToWorker { WorkerKey key; MsgType type; uint32_t value = 0; };
+// Answer on failure only: SendFailed. Drain: value the drain delay, value2 the ms left until the
+// worker's kill deadline, flags kDrainHurry when the drain is cut short (see MsgType::Drain).
+struct SendToWorker {
+  WorkerKey key;
+  MsgType type;
+  uint32_t value = 0;
+  uint64_t value2 = 0;
+  uint8_t flags = 0;
+};
 // signo to pid. For an [app] worker's drain signal, app_drain_delay is set: the shell first writes
 // "drain_delay_ms=N" to its SHOAL_CONTROL_FD, N being 0 for a hand-over (reload, upgrade,
 // replacement: the next generation already accepts on the same sockets) and [shutdown]
