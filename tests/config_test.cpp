@@ -530,6 +530,31 @@ timeout = "30s"
   EXPECT_TRUE(parse(std::string(kMinimal) + "[shutdown]\ndrain_delay = \"29s\"\ntimeout = \"30s\"\n").config);
 }
 
+// Streams end within the shutdown deadline; their spread within the stream grace. Unset, the
+// grace follows a short timeout down, so an old file with timeout = "2s" still loads.
+TEST(ConfigShutdown, StreamGraceFitsInTheTimeoutAndItsSpreadInTheGrace) {
+  auto result = parse(std::string(kMinimal) + "[shutdown]\ntimeout = \"3s\"\nstream_grace = \"3s\"\n");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].line, 5);
+  EXPECT_THAT(result.errors[0].message, HasSubstr("[shutdown] stream_grace (3s) must be shorter than [shutdown] timeout (3s)"));
+  result = parse(std::string(kMinimal) + "[shutdown]\nstream_grace = \"1s\"\nstream_close_spread = \"2s\"\n");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_THAT(result.errors[0].message, HasSubstr("stream_close_spread (2s) must be at most [shutdown] stream_grace (1s)"));
+  result = parse(std::string(kMinimal) + "[shutdown]\ntimeout = \"2s\"\n");
+  ASSERT_TRUE(result.config);
+  EXPECT_EQ(result.config->shutdown.stream_grace, Millis(1000));
+  EXPECT_EQ(result.config->shutdown.stream_close_spread, Millis(1000));
+  result = parse(std::string(kMinimal));
+  ASSERT_TRUE(result.config);
+  EXPECT_EQ(result.config->shutdown.stream_grace, Millis(5000));
+  EXPECT_EQ(result.config->shutdown.stream_close_spread, Millis(1000));
+  EXPECT_EQ(result.config->shutdown.idle_close_spread, Millis(0));
+  EXPECT_EQ(result.config->reload.max_draining_generations, 2);
+  result = parse(std::string(kMinimal) + "[reload]\nmax_draining_generations = 0\n");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_THAT(result.errors[0].message, HasSubstr("[reload] max_draining_generations: 0 is out of range (1 to 64)"));
+}
+
 // Without --timeout, a command waits as long as the master's own deadlines for it allow.
 TEST(CliWaitBound, FollowsTheConfigsDeadlines) {
   Config config;

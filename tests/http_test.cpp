@@ -12,6 +12,8 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
+#include <algorithm>
 
 #include "common/config.hpp"
 #include "support/http_client.hpp"
@@ -965,6 +967,362 @@ TEST(Response, EachFieldShoalCannotSendIsNamedWithWhy) {
   EXPECT_THAT(full.header("X-One-Too-Many", "v").problem(), HasSubstr("more than 32 fields"));
   // The first problem is kept: what the log says is what went wrong first.
   EXPECT_THAT(Response(200).header("Date", "x").header("Bad Name", "y").problem(), HasSubstr("Date"));
+}
+
+// ---------------------------------------------------------------- streaming, SSE, drain notices
+
+// A stream whose pieces come from the loop: the head and the handler's first piece at once, then
+// each write as one chunk, then the terminator; the connection then serves the next request.
+TEST_F(HttpTest, AStreamIsChunkedFromTheLoopAndTheConnectionGoesOn) {
+  std::optional<Stream> held;
+  app_.handle("/stream", [&](const Request&, Responder r) {
+    held = r.stream(Response(200, "text/plain", "first\n").header("X-Kind", "stream"));
+  });
+  start();
+  Peer& p = connect();
+  send(p, request("GET", "/stream") + request("GET", "/hello"));
+  pump(p, [&] { return p.raw.find("first\n") != std::string::npos; });
+  ASSERT_TRUE(held && held->alive());
+  EXPECT_THAT(p.raw, HasSubstr("Transfer-Encoding: chunked\r\n"));
+  EXPECT_EQ(p.raw.find("Content-Length"), std::string::npos);
+  EXPECT_THAT(p.raw, HasSubstr("X-Kind: stream\r\n"));
+  EXPECT_EQ(held->write("second\n"), Stream::Write::Ok);
+  EXPECT_EQ(held->write(""), Stream::Write::Ok);  // nothing: an empty chunk would end the body
+  held->end();
+  EXPECT_FALSE(held->alive());
+  EXPECT_EQ(held->write("late"), Stream::Write::Closed);
+  pump(p, [&] { return p.parser.responses().size() >= 2; });
+  auto& r = p.parser.responses();
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].body, "first\nsecond\n");
+  EXPECT_TRUE(r[0].keep_alive);
+  EXPECT_THAT(p.raw, HasSubstr("6\r\nfirst\n\r\n7\r\nsecond\n\r\n0\r\n\r\n"));
+  EXPECT_EQ(r[1].body, "ok\n");  // the pipelined request waited for the stream's end
+}
+
+// HTTP/1.0 has no chunked coding: the body ends with the connection. HEAD gets the head only.
+TEST_F(HttpTest, AStreamToHttp10EndsWithTheCloseAndHeadGetsNoBody) {
+  std::optional<Stream> held;
+  app_.handle("/stream", [&](const Request&, Responder r) { held = r.stream(Response(200, "text/plain", "a")); });
+  start();
+  Peer& old = connect();
+  send(old, "GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  pump(old, [&] { return old.raw.find("\r\n\r\na") != std::string::npos; });
+  ASSERT_TRUE(held && held->alive());
+  held->write("b");
+  held->end();
+  EXPECT_EQ(closed(old), Eof::Clean);
+  EXPECT_THAT(old.raw, HasSubstr("Connection: close\r\n"));
+  EXPECT_EQ(old.raw.find("Transfer-Encoding"), std::string::npos);
+  EXPECT_EQ(old.raw.substr(old.raw.size() - 4), "\r\nab");
+  Peer& head = connect();
+  head.parser.expect_head();
+  auto r = exchange(head, request("HEAD", "/stream") + request("GET", "/hello"), 2);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].header("transfer-encoding"), "chunked");
+  EXPECT_EQ(r[0].body, "");
+  EXPECT_FALSE(held->alive());  // nothing to stream after a HEAD's head
+  EXPECT_EQ(r[1].body, "ok\n");
+}
+
+// A client that does not read: writes turn Slow, then Full, and the worker holds at most
+// kMaxBufferedBytes for it; send_timeout then closes it, and on_close says so.
+TEST_F(HttpTest, AStreamToAClientThatDoesNotReadStaysBoundedAndSendTimeoutClosesIt) {
+  std::optional<Stream> held;
+  bool closed_seen = false;
+  app_.handle("/flood", [&](const Request&, Responder r) {
+    held = r.stream(Response(200));
+    held->on_close([&] { closed_seen = true; });
+  });
+  start("send_timeout = \"300ms\"\n");
+  Peer& p = connect();
+  int small = 4096;
+  setsockopt(p.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  send(p, request("GET", "/flood"));
+  for (int i = 0; i < 20 && !held; ++i) event_base_loop(base_, EVLOOP_NONBLOCK);
+  ASSERT_TRUE(held && held->alive());
+  const std::string piece(16 * 1024, 'x');
+  int slow = 0, full = 0;
+  for (int i = 0; i < 1000; ++i) {
+    Stream::Write w = held->write(piece);
+    if (w == Stream::Write::Slow) ++slow;
+    if (w == Stream::Write::Full) ++full;
+    EXPECT_LE(held->unsent_bytes(), Stream::kMaxBufferedBytes + piece.size());
+  }
+  EXPECT_GT(slow, 0);
+  EXPECT_GT(full, 900);  // 16 MB offered, at most about 1 MB taken
+  auto began = std::chrono::steady_clock::now();
+  while (!closed_seen && std::chrono::steady_clock::now() - began < 3s) event_base_loop(base_, EVLOOP_ONCE);
+  EXPECT_TRUE(closed_seen);
+  EXPECT_GE(std::chrono::steady_clock::now() - began, 250ms);
+  EXPECT_FALSE(held->alive());
+  EXPECT_EQ(held->write("x"), Stream::Write::Closed);
+}
+
+// Backpressure works both ways: once the client has read what waited, on_writable says go on.
+TEST_F(HttpTest, AStreamSaysWhenItIsWritableAgain) {
+  std::optional<Stream> held;
+  int writable = 0;
+  app_.handle("/flood", [&](const Request&, Responder r) { held = r.stream(Response(200)); });
+  start();
+  Peer& p = connect();
+  send(p, request("GET", "/flood"));
+  for (int i = 0; i < 20 && !held; ++i) event_base_loop(base_, EVLOOP_NONBLOCK);
+  ASSERT_TRUE(held);
+  const std::string piece(64 * 1024, 'y');
+  size_t offered = 0;
+  while (held->write(piece) == Stream::Write::Ok) offered += piece.size();
+  offered += piece.size();
+  held->on_writable([&] { ++writable; });
+  pump(p, [&] { return writable > 0; });
+  EXPECT_EQ(writable, 1);
+  held->end();
+  pump(p, [&] { return !p.parser.responses().empty(); });
+  ASSERT_EQ(p.parser.responses().size(), 1u);
+  EXPECT_EQ(p.parser.responses()[0].body.size(), offered);
+}
+
+TEST_F(HttpTest, AnAbortedStreamClosesWithoutItsTerminator) {
+  std::optional<Stream> held;
+  app_.handle("/stream", [&](const Request&, Responder r) { held = r.stream(Response(200, "text/plain", "part")); });
+  start();
+  Peer& p = connect();
+  send(p, request("GET", "/stream"));
+  pump(p, [&] { return p.raw.find("part") != std::string::npos; });
+  ASSERT_TRUE(held);
+  held->abort();
+  pump(p, [&] { return p.eof != Eof::None; });
+  EXPECT_NE(p.eof, Eof::None);
+  EXPECT_EQ(p.raw.find("0\r\n\r\n"), std::string::npos);
+  EXPECT_TRUE(p.parser.responses().empty());  // the client sees a body cut short
+}
+
+TEST(Sse, FramesEventsAsTheStandardSays) {
+  // Framing is checked on the bytes written: a stream over a real connection.
+  event_base* base = event_base_new();
+  auto result = parse_config("[server]\nlisten = [\"127.0.0.1:0\"]\n", "/tmp/c.toml");
+  ASSERT_TRUE(result.config);
+  Application app;
+  std::optional<Sse> sse;
+  app.handle("/e", [&](const Request&, Responder r) { sse = Sse::start(r); });
+  HttpServer server(base, *result.config, app);
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  server.adopt(fds[0], reinterpret_cast<sockaddr*>(&sun), sizeof(sa_family_t));
+  std::string get = request("GET", "/e");
+  ASSERT_EQ(write(fds[1], get.data(), get.size()), static_cast<ssize_t>(get.size()));
+  for (int i = 0; i < 20 && !sse; ++i) event_base_loop(base, EVLOOP_NONBLOCK);
+  ASSERT_TRUE(sse && sse->stream().alive());
+  EXPECT_EQ(sse->event("tick", "a\nb\r\nc\rd", "7"), Stream::Write::Ok);
+  EXPECT_EQ(sse->data("plain"), Stream::Write::Ok);
+  EXPECT_EQ(sse->event("x", "trailing\n"), Stream::Write::Ok);
+  EXPECT_EQ(sse->retry(std::chrono::milliseconds(2500)), Stream::Write::Ok);
+  EXPECT_EQ(sse->comment(), Stream::Write::Ok);
+  EXPECT_EQ(sse->event("evil\ndata: forged", "x"), Stream::Write::Invalid);
+  EXPECT_EQ(sse->event("ok", "x", "1\r2"), Stream::Write::Invalid);
+  EXPECT_EQ(sse->comment("a\nb"), Stream::Write::Invalid);
+  sse->stream().end();
+  std::string raw;
+  char buf[4096];
+  for (int i = 0; i < 50; ++i) {
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    ssize_t n = read(fds[1], buf, sizeof buf);
+    if (n > 0) raw.append(buf, static_cast<size_t>(n));
+  }
+  test::ResponseParser parser;
+  ASSERT_TRUE(parser.feed(raw)) << parser.error();
+  ASSERT_EQ(parser.responses().size(), 1u);
+  const HttpResponse& r = parser.responses()[0];
+  EXPECT_EQ(r.header("content-type"), "text/event-stream");
+  EXPECT_EQ(r.header("cache-control"), "no-cache");
+  EXPECT_EQ(r.body,
+            "event: tick\ndata: a\ndata: b\ndata: c\ndata: d\nid: 7\n\n"
+            "data: plain\n\n"
+            "event: x\ndata: trailing\ndata: \n\n"
+            "retry: 2500\n\n"
+            ":\n\n");
+  EXPECT_EQ(raw.find("forged"), std::string::npos);
+  close(fds[1]);
+  event_base_free(base);
+}
+
+// The drain tells each stream that asked, and long-polls; shoal ends a stream that did not ask
+// at its place in the spread, with the terminator; a stream whose handler ignores the notice is
+// ended at stream_grace; every answer says Connection: close, from the drain's start.
+TEST_F(HttpTest, TheDrainTellsStreamsAndLongPollsAndEndsTheRestAtStreamGrace) {
+  std::vector<Stream> streams;
+  std::vector<DrainNotice> told;
+  std::vector<Responder> polls;
+  bool app_told = false;
+  app_.on_drain([&](const DrainNotice& n) {
+    app_told = true;
+    EXPECT_TRUE(n.still_accepting);  // the drain delay runs
+  });
+  app_.handle("/polite", [&](const Request&, Responder r) {
+    Stream s = r.stream(Response(200, "text/plain", "hi\n"));
+    s.on_drain([&, s](const DrainNotice& n) {
+      told.push_back(n);
+      s.write("bye\n");
+      s.end();
+    });
+    streams.push_back(s);
+  });
+  app_.handle("/deaf", [&](const Request&, Responder r) {
+    Stream s = r.stream(Response(200, "text/plain", "hi\n"));
+    s.on_drain([&](const DrainNotice& n) { told.push_back(n); });  // and never ends
+    streams.push_back(s);
+  });
+  app_.handle("/silent", [&](const Request&, Responder r) { streams.push_back(r.stream(Response(200, "text/plain", "hi\n"))); });
+  app_.handle("/poll", [&](const Request&, Responder r) {
+    r.on_drain([&, r](const DrainNotice& n) {
+      told.push_back(n);
+      r.send(200, "text/plain", "drained\n");
+    });
+    polls.push_back(r);
+  });
+  start("", "[shutdown]\ntimeout = \"5s\"\nstream_grace = \"400ms\"\nstream_close_spread = \"0ms\"\n");
+  Peer& polite = connect();
+  Peer& deaf = connect();
+  Peer& silent = connect();
+  Peer& poll = connect();
+  send(polite, request("GET", "/polite"));
+  send(deaf, request("GET", "/deaf"));
+  send(silent, request("GET", "/silent"));
+  send(poll, request("GET", "/poll"));
+  for (int i = 0; i < 20 && (streams.size() < 3 || polls.empty()); ++i) event_base_loop(base_, EVLOOP_NONBLOCK);
+  ASSERT_EQ(streams.size(), 3u);
+  bool drained = false;
+  auto began = std::chrono::steady_clock::now();
+  server_->drain(100ms, [&] { drained = true; }, 4000ms);
+  EXPECT_TRUE(app_told);
+  for (Peer* p : {&polite, &silent, &poll}) pump(*p, [&] { return !p->parser.responses().empty(); });
+  ASSERT_EQ(polite.parser.responses().size(), 1u);
+  EXPECT_EQ(polite.parser.responses()[0].body, "hi\nbye\n");
+  EXPECT_EQ(polite.parser.responses()[0].header("connection"), "keep-alive");  // its head came before the drain
+  ASSERT_EQ(silent.parser.responses().size(), 1u);
+  EXPECT_EQ(silent.parser.responses()[0].body, "hi\n");
+  ASSERT_EQ(poll.parser.responses().size(), 1u);
+  EXPECT_EQ(poll.parser.responses()[0].body, "drained\n");
+  EXPECT_EQ(poll.parser.responses()[0].header("connection"), "close");
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 300ms);  // told at once, not at the grace
+  ASSERT_EQ(told.size(), 3u);
+  for (const DrainNotice& n : told) {
+    EXPECT_LE(n.streams_end_in, 400ms);
+    EXPECT_GT(n.streams_end_in, 200ms);
+    EXPECT_GT(n.deadline_in, 3500ms);  // the master's deadline, not the config's 5 s
+    EXPECT_LE(n.deadline_in, 4000ms);
+  }
+  pump(deaf, [&] { return !deaf.parser.responses().empty(); });
+  ASSERT_EQ(deaf.parser.responses().size(), 1u);  // ended by shoal at stream_grace
+  EXPECT_GE(std::chrono::steady_clock::now() - began, 380ms);
+  EXPECT_THAT(deaf.raw, HasSubstr("0\r\n\r\n"));
+  for (Peer* p : {&polite, &deaf, &silent, &poll}) EXPECT_EQ(closed(*p), Eof::Clean);
+  pump(deaf, [&] { return drained; });
+  EXPECT_TRUE(drained);
+}
+
+// The notices go out spread evenly over stream_close_spread, not in one millisecond.
+TEST_F(HttpTest, DrainNoticesAreSpreadOverTheWindow) {
+  std::vector<std::chrono::steady_clock::time_point> at;
+  app_.handle("/s", [&](const Request&, Responder r) {
+    Stream s = r.stream(Response(200));
+    s.on_drain([&, s](const DrainNotice&) {
+      at.push_back(std::chrono::steady_clock::now());
+      s.end();
+    });
+  });
+  start("", "[shutdown]\nstream_grace = \"2s\"\nstream_close_spread = \"500ms\"\n");
+  constexpr int kStreams = 20;
+  for (int i = 0; i < kStreams; ++i) send(connect(), request("GET", "/s"));
+  for (int i = 0; i < 50; ++i) event_base_loop(base_, EVLOOP_NONBLOCK);
+  auto began = std::chrono::steady_clock::now();
+  server_->drain(0ms, [] {});
+  while (at.size() < kStreams && std::chrono::steady_clock::now() - began < 3s) event_base_loop(base_, EVLOOP_ONCE);
+  ASSERT_EQ(at.size(), static_cast<size_t>(kStreams));
+  EXPECT_LT(at.front() - began, 50ms);
+  EXPECT_GE(at.back() - began, 450ms);
+  EXPECT_LT(at.back() - began, 800ms);
+  // Evenly: the middle one near the middle of the window.
+  EXPECT_GE(at[kStreams / 2] - began, 180ms);
+  EXPECT_LE(at[kStreams / 2] - began, 400ms);
+}
+
+// A drain the master cuts short (too many generations draining) ends every stream at once.
+TEST_F(HttpTest, AHurriedDrainEndsEveryStreamNow) {
+  std::vector<Stream> streams;
+  app_.handle("/s", [&](const Request&, Responder r) { streams.push_back(r.stream(Response(200, "text/plain", "x"))); });
+  start("", "[shutdown]\nstream_grace = \"10s\"\nstream_close_spread = \"5s\"\ntimeout = \"30s\"\n");
+  Peer& a = connect();
+  Peer& b = connect();
+  send(a, request("GET", "/s"));
+  send(b, request("GET", "/s"));
+  for (int i = 0; i < 20 && streams.size() < 2; ++i) event_base_loop(base_, EVLOOP_NONBLOCK);
+  server_->drain(0ms, [] {});
+  pump(b, [&] { return false; }, 50ms);
+  size_t open_before = server_->streams_open();
+  server_->hurry();
+  EXPECT_EQ(server_->streams_open(), 0u);
+  for (Peer* p : {&a, &b}) {
+    pump(*p, [&] { return !p->parser.responses().empty(); }, 500ms);
+    EXPECT_EQ(p->parser.responses().size(), 1u);
+    EXPECT_EQ(closed(*p, 500ms), Eof::Clean);
+  }
+  EXPECT_GE(open_before, 1u);  // the spread had not reached them all
+}
+
+// From the drain's start, drain_delay included, every response says Connection: close, so an
+// active keep-alive client reconnects (through its balancer) before the listeners close.
+TEST_F(HttpTest, EveryResponseSaysCloseFromTheDrainsStartDrainDelayIncluded) {
+  start();
+  Peer& p = connect();
+  auto r = exchange(p, request("GET", "/hello"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_TRUE(r[0].keep_alive);
+  server_->drain(10s, [] {});
+  r = exchange(p, request("GET", "/hello"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 200);
+  EXPECT_EQ(r[0].header("connection"), "close");
+  EXPECT_EQ(closed(p), Eof::Clean);
+  Peer& q = connect();  // still accepted during the delay, and told the same
+  r = exchange(q, request("GET", "/hello"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].header("connection"), "close");
+}
+
+// idle_close_spread: idle keep-alive connections close spread over the window, not at once.
+TEST_F(HttpTest, IdleClosesAreSpreadWhenAsked) {
+  start("", "[shutdown]\nidle_grace = \"0ms\"\nidle_close_spread = \"400ms\"\n");
+  constexpr int kIdle = 10;
+  std::vector<Peer*> peers;
+  for (int i = 0; i < kIdle; ++i) {
+    peers.push_back(&connect());
+    ASSERT_EQ(exchange(*peers.back(), request("GET", "/hello")).size(), 1u);
+  }
+  auto began = std::chrono::steady_clock::now();
+  server_->drain(0ms, [] {});
+  std::vector<std::chrono::milliseconds> closed_after(kIdle, -1ms);
+  while (std::chrono::steady_clock::now() - began < 2s) {
+    event_base_loop(base_, EVLOOP_NONBLOCK);
+    bool all = true;
+    for (int i = 0; i < kIdle; ++i) {
+      if (closed_after[i] >= 0ms) continue;
+      char c;
+      if (recv(peers[i]->fd, &c, 1, MSG_DONTWAIT) == 0)
+        closed_after[i] = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
+      else all = false;
+    }
+    if (all) break;
+    pollfd none{-1, 0, 0};
+    ::poll(&none, 0, 2);
+  }
+  auto [first, last] = std::minmax_element(closed_after.begin(), closed_after.end());
+  EXPECT_GE(*first, 0ms);
+  EXPECT_LT(*first, 100ms);
+  EXPECT_GE(*last, 350ms);
+  EXPECT_LT(*last, 800ms);
 }
 
 TEST_F(HttpTest, ConfigRouteShadowsApplicationRoute) {

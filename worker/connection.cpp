@@ -863,7 +863,9 @@ void Connection::stream_end() {
   if (phase_ != Phase::Streaming) return;
   Extras& x = extras();
   if (x.chunked) out_.append("0\r\n\r\n");
-  else close_after_write_ = true;
+  // Its head went out before the drain began, saying keep-alive: the close after the terminator
+  // tells the client now (a complete response, then the end: no request of its is lost).
+  if (!x.chunked || !server_.ready()) close_after_write_ = true;
   finish_response(x.status, static_cast<size_t>(x.body_bytes));
   phase_ = Phase::Idle;
   end_request_extras();
