@@ -122,8 +122,11 @@ class Simulation {
       if (chance(0.4)) server += "upgrade = \"in-place\"\n";  // the master re-executes itself and adopts its children
       Time timeout = random_duration(), delay = chance(0.5) ? Time(0) : random_duration();
       std::string rest = "[shutdown]\ntimeout = \"" + std::to_string(timeout.count()) + "ms\"\ndrain_delay = \"" +
-                         std::to_string(delay.count()) + "ms\"\n[reload]\nready_timeout = \"" +
+                         std::to_string(delay.count()) + "ms\"\n" +
+                         (chance(0.5) ? "stream_grace = \"" + std::to_string(random_duration().count()) + "ms\"\n" : "") +
+                         "[reload]\nready_timeout = \"" +
                          std::to_string(random_duration().count()) + "ms\"\n";
+      if (chance(0.5)) rest += "max_draining_generations = " + std::to_string(uniform(1, 3)) + "\n";
       if (chance(0.2)) rest += "[[shutdown.server_hook]]\nname = \"deregister\"\ncommand = [\"true\"]\n";
       if (app) {
         static const char* signals[] = {"SIGTERM", "SIGQUIT", "SIGUSR2"};
@@ -349,6 +352,12 @@ class Simulation {
       }
     }
     check(starting <= 1, "more than one generation starting");
+    // [reload] max_draining_generations: beyond it, the oldest are cut short.
+    int draining_uncut = 0;
+    for (const auto& g : views) draining_uncut += std::string(g.state) == "draining" && !g.hurried && !g.workers.empty();
+    check(phase == core::Phase::ShuttingDown || phase == core::Phase::Exited ||
+              draining_uncut <= config_->reload.max_draining_generations,
+          std::to_string(draining_uncut) + " generations draining uncut, more than max_draining_generations");
     start_controls_ += h_->count<core::StartControl>(out);
     check(start_controls_ <= 1 + h_->execs, "the control socket started twice in one image");
     // Every child the world still runs is the core's, across every exec too.
@@ -408,6 +417,17 @@ class Simulation {
       return;
     }
     if (s.type != MsgType::Drain && s.type != MsgType::Stop) return;
+    if (s.type == MsgType::Drain) check(s.value2 > 0, "a Drain without the time left to its deadline");
+    if (s.flags & kDrainHurry) {
+      // Cut short: only a worker already draining, with its stream grace left; it ends its
+      // streams and is soon gone (unless it ignores drains altogether).
+      check(c.told, "a hurried drain to a worker never told to drain");
+      check(Time(static_cast<int64_t>(s.value2)) == std::max(Time(1), config_for(c.key.generation)->shutdown.stream_grace),
+            "a hurried drain whose time left is not the stream grace");
+      if (!c.ignores_drain && !c.silent && !c.exiting)
+        at(h_->now + Time(uniform(0, 100)), [this, pid, code = c.drain_exit] { child_exit(pid, code); });
+      return;
+    }
     bool first = !c.told;
     c.told = true;
     if (!first || c.ignores_drain || c.silent) return;

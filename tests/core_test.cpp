@@ -336,6 +336,82 @@ TEST(Core, C_ShutdownDuringAnOldGenerationsDrainKeepsItsDeadline) {
       if (w.pid == old) EXPECT_EQ(w.kill_at, Time(2000));
 }
 
+// [reload] max_draining_generations: a reload that would leave more generations draining first
+// cuts the oldest short (its workers get a Drain with kDrainHurry and a kill deadline of now +
+// its stream_grace); the others keep theirs. Every Drain carries the time left to its deadline.
+TEST(Core, AReloadThatWouldLeaveTooManyDrainingCutsTheOldestShort) {
+  CoreHarness h(core_config("workers = 1", "[shutdown]\ntimeout = \"60s\"\nstream_grace = \"2s\"\n"
+                                           "[reload]\nmax_draining_generations = 2\n"));
+  h.boot_ready();
+  auto reload_to = [&](uint64_t generation) {
+    h.signal(SIGHUP);
+    return h.ready(h.generation_workers(generation)[0]);
+  };
+  auto first = reload_to(2);  // generation 1 drains
+  auto drains = h.all<core::SendToWorker>(first);
+  ASSERT_EQ(drains.size(), 1u);
+  EXPECT_EQ(drains[0].value2, 60000u);  // the whole shutdown timeout is left
+  EXPECT_EQ(drains[0].flags, 0);
+  h.advance(1000ms);
+  auto second = reload_to(3);  // generations 1 and 2 drain: at the bound, nobody is cut short
+  for (const auto& d : h.all<core::SendToWorker>(second)) EXPECT_EQ(d.flags, 0) << d.key.generation;
+  EXPECT_TRUE(h.logged("generation 1 still draining: for 1.0 s, 0 connection(s), killed in 59.0 s at the latest", second));
+  h.advance(1000ms);
+  const WorkerKey gen1 = h.generation_workers(1)[0];
+  h.message(gen1, MsgType::Stats, 7);  // a draining worker reports what it still holds
+  auto third = reload_to(4);  // 1, 2 and 3 would drain: 1 is cut short
+  std::vector<core::SendToWorker> hurried;
+  for (const auto& d : h.all<core::SendToWorker>(third))
+    if (d.flags & kDrainHurry) hurried.push_back(d);
+  ASSERT_EQ(hurried.size(), 1u);
+  EXPECT_EQ(hurried[0].key.generation, 1u);
+  EXPECT_EQ(hurried[0].type, MsgType::Drain);
+  EXPECT_EQ(hurried[0].value2, 2000u);
+  EXPECT_TRUE(h.logged("generation 1 (draining for 2.0 s, 7 connection(s)) is cut short: 3 generations would be "
+                       "draining, more than [reload] max_draining_generations (2); its streams end now and its "
+                       "workers are killed in 2s ([shutdown] stream_grace)", third));
+  const Pid oldest = h.pids[hurried[0].key];
+  for (const auto& v : h.core().generations())
+    for (const auto& w : v.workers) {
+      if (w.pid == oldest) EXPECT_EQ(w.kill_at, h.now + 2000ms);
+      else if (v.number == 2) EXPECT_EQ(w.kill_at, Time(61000));  // its own deadline stays
+    }
+  h.command(9, "status");
+  for (uint64_t g = 1; g <= 4; ++g)
+    for (const WorkerKey& key : h.generation_workers(g)) h.message(key, MsgType::Stats, g == 1 ? 7 : 0);
+  ASSERT_EQ(h.replies_to(9).size(), 1u);
+  auto status = nlohmann::json::parse(h.replies_to(9)[0])["status"];
+  for (const auto& g : status["generations"]) {
+    if (g["number"] == 1) {
+      EXPECT_TRUE(g["hurried"].get<bool>());
+      EXPECT_EQ(g["connections"], 7);
+      EXPECT_EQ(g["deadline_in_ms"], 2000);
+      EXPECT_EQ(g["draining_for_ms"], 2000);
+    } else if (g["number"] == 2) {
+      EXPECT_FALSE(g["hurried"].get<bool>());
+      EXPECT_EQ(g["deadline_in_ms"], 59000);
+    } else if (g["number"] == 3) {  // begins to drain now
+      EXPECT_EQ(g["state"], "draining");
+      EXPECT_EQ(g["draining_for_ms"], 0);
+      EXPECT_EQ(g["deadline_in_ms"], 60000);
+    } else {
+      EXPECT_EQ(g["state"], "serving");
+      EXPECT_FALSE(g.contains("draining_for_ms"));
+    }
+  }
+  h.advance(1999ms);
+  EXPECT_TRUE(h.kills_of(oldest).empty());
+  h.advance(1ms);
+  EXPECT_THAT(h.kills_of(oldest), ElementsAre(SIGKILL));
+  // A reload while the cut-short one is still there counts it no more: 2 and 3 drain, 4 would.
+  h.exit(oldest, SIGKILL, /*by_signal=*/true);
+  auto fourth = reload_to(5);
+  std::vector<uint64_t> cut;
+  for (const auto& d : h.all<core::SendToWorker>(fourth))
+    if (d.flags & kDrainHurry) cut.push_back(d.key.generation);
+  EXPECT_THAT(cut, ElementsAre(2u));
+}
+
 // B: SIGQUIT while a `reload` waits for a slow new generation: the CLI gets an answer (6), and
 // the last reload's outcome says what happened.
 TEST(Core, B_SigquitWhileAReloadWaitsAnswersIt) {

@@ -960,6 +960,7 @@ void Supervisor::fail_reload(const std::string& reason, Outcome outcome) {
   if (Generation* g = starting_ ? generation(*starting_) : nullptr) {
     g->failed = true;
     // Its ready workers may already hold connections: they drain, within their own timeout.
+    if (g->state != GState::Preparing && phase_ != Phase::ShuttingDown) bound_draining(*g->config);
     retire(*g, MsgType::Drain, Time(0), g->config->shutdown.timeout, timing_.stop_grace);
     if (g->state == GState::Preparing) g->state = GState::Draining;
   }
@@ -1454,7 +1455,7 @@ std::optional<Time> Supervisor::next_deadline() const {
 std::vector<Supervisor::GenerationView> Supervisor::generations() const {
   std::vector<GenerationView> views;
   for (const auto& g : generations_) {
-    GenerationView v{g.number, gstate_name(g.state), g.desired, {}};
+    GenerationView v{g.number, gstate_name(g.state), g.desired, g.hurried, {}};
     for (const auto& w : g.workers) v.workers.push_back({w.key, w.pid, wstate_name(w.state), w.culled, w.kill_at});
     views.push_back(std::move(v));
   }

@@ -72,6 +72,7 @@ class Supervisor {
     uint64_t number;
     const char* state;
     int desired;
+    bool hurried;
     std::vector<WorkerView> workers;
   };
   Phase phase() const { return phase_; }
