@@ -39,6 +39,8 @@ int main(int argc, char** argv) {
   // Server-Sent Events: a tick every 100 ms, resumed after Last-Event-ID when the client
   // reconnects. When the worker drains, the client is told to reconnect in 1 s (to the new
   // generation, or through its balancer to another instance) and the stream ends cleanly.
+  // With ?hold, the stream says goodbye but stays open (a stream that outlives the notice):
+  // shoal ends it at [shutdown] stream_grace, or at once when the drain is cut short.
   app.handle("/events", [](const shoal::Request& req, shoal::Responder reply) {
     struct Ticker {
       shoal::Sse sse;
@@ -55,10 +57,11 @@ int main(int argc, char** argv) {
     }, t);
     timeval every{0, 100'000};
     event_add(t->timer, &every);
-    t->sse.stream().on_drain([t](const shoal::DrainNotice&) {
+    const bool hold = req.query == "hold";
+    t->sse.stream().on_drain([t, hold](const shoal::DrainNotice&) {
       t->sse.retry(std::chrono::seconds(1));
       t->sse.event("shutdown", "reconnect");
-      t->sse.stream().end();
+      if (!hold) t->sse.stream().end();
     });
     t->sse.stream().on_close([t] {  // ended, aborted, or the client left
       event_free(t->timer);
