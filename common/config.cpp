@@ -162,7 +162,9 @@ std::string effective_config(const Config& c) {
   root.insert("shutdown", shutdown);
   root.insert("reload", toml::table{{"ready_timeout", duration(c.reload.ready_timeout)},
                                     {"max_draining_generations", c.reload.max_draining_generations}});
-  root.insert("log", toml::table{{"level", c.log.level}, {"file", c.log.file}, {"access_log", c.log.access_log}});
+  root.insert("log", toml::table{{"level", c.log.level}, {"file", c.log.file}, {"access_log", c.log.access_log},
+                                 {"access_log_format", c.log.access_log_format == Config::Log::AccessFormat::Json
+                                                           ? "json" : "combined"}});
   if (c.app) {
     toml::table env;
     for (const auto& [name, value] : c.app->env) env.insert(name, value);
@@ -799,7 +801,7 @@ class Loader {
 
   void load_log(const toml::table& t, Config::Log& l) {
     const std::string where = "[log]";
-    check_keys(t, where, {"level", "file", "access_log"});
+    check_keys(t, where, {"level", "file", "access_log", "access_log_format"});
     read_string(t, where, "level", l.level);
     spdlog::level::level_enum level;
     if (t.get("level") && !log::parse_level(l.level, level))
@@ -807,6 +809,12 @@ class Loader {
                                           "\" is not one of trace, debug, info, warn, error, critical, off");
     read_path(t, where, "file", l.file);
     read_path(t, where, "access_log", l.access_log);
+    std::string format = "combined";
+    read_string(t, where, "access_log_format", format);
+    if (format == "json") l.access_log_format = Config::Log::AccessFormat::Json;
+    else if (format != "combined")
+      error(t.get("access_log_format")->source(),
+            "[log] access_log_format: \"" + format + "\" is not one of combined, json");
   }
 
   void load_routes(const toml::table& root, Config& config) {

@@ -140,6 +140,8 @@ struct Config {
     std::string level = "info";
     std::string file;        // absolute, or empty for stderr
     std::string access_log;  // absolute, or empty for off
+    // One line per response: nginx's and Apache's "combined", or one JSON object per line.
+    enum class AccessFormat { Combined, Json } access_log_format = AccessFormat::Combined;
   } log;
 
   std::vector<RouteConfig> routes;

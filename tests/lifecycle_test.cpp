@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <sstream>
 
 #include "common/sys.hpp"
 #include "support/http_client.hpp"
@@ -416,12 +417,70 @@ TEST_F(Lifecycle, AccessLogHasEveryServedRequestAfterShutdown) {
   std::ifstream in(dir_.path() + "/access.log");
   std::string line;
   int lines = 0;
-  std::regex format(R"(^127\.0\.0\.1:\d+ - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /hello\?n=\d+ HTTP/1\.1" 200 3 \d+\.\d{3}$)");
+  // nginx's and Apache's combined format, as log tools read it.
+  std::regex format(R"(^127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /hello\?n=\d+ HTTP/1\.1" 200 3 "-" "-"$)");
   while (std::getline(in, line)) {
     EXPECT_TRUE(std::regex_match(line, format)) << line;
     ++lines;
   }
   EXPECT_EQ(lines, 20);
+}
+
+// access_log_format = "json": one object per line that a JSON parser other than ours (Python's)
+// reads back whole, whatever the client put in its headers: quotes, backslashes, tabs, bytes that
+// are not UTF-8, a header trying to forge a field. A valid X-Request-Id is kept, an invalid one
+// replaced by shoal's own; worker, pid and generation say who answered, across a reload too.
+TEST_F(Lifecycle, JsonAccessLogLinesParseBackWhateverTheClientSent) {
+  start("workers = 1", "[log]\naccess_log = \"access.log\"\naccess_log_format = \"json\"\n");
+  const std::string hostile = "GET /hello?q=%22x%22 HTTP/1.1\r\nHost: test\r\n"
+                              "User-Agent: evil\", \"status\": 500, \"pid\": 1 \\ \t\xff\xfe caf\xc3\xa9\r\n"
+                              "Referer: http://a/\"b\"\r\nX-Request-Id: req-42\r\n\r\n";
+  const std::string invalid_id = "GET /hello HTTP/1.1\r\nHost: test\r\nX-Request-Id: has space\r\n\r\n";
+  for (const std::string& request : {hostile, invalid_id}) {
+    Client c(port_);
+    ASSERT_TRUE(c.send(request));
+    auto r = c.read(1);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].status, 200);
+  }
+  const pid_t first = workers().at(0).first;
+  std::string out;
+  ASSERT_EQ(run_command({SHOAL_BINARY, "reload", "-c", dir_.path() + "/shoal.toml"}, out, 10s), 0) << out;
+  ASSERT_EQ(get(port_, "/hello").status, 200);
+  shoal_->signal(SIGTERM);
+  ASSERT_TRUE(shoal_->wait_exit(10s));
+  // Each line through Python's json module: fields printed tab-separated, non-ASCII escaped.
+  const std::string script = dir_.write("read.py", R"(
+import json, sys
+for line in open(sys.argv[1], encoding="utf-8"):
+    o = json.loads(line)
+    print("\t".join(ascii(o[k]) for k in ("status", "user_agent", "referer", "request_id", "generation", "pid", "worker", "remote_addr", "protocol", "time")))
+)");
+  ASSERT_EQ(run_command({"/usr/bin/python3", script, dir_.path() + "/access.log"}, out, 10s), 0) << out;
+  std::vector<std::vector<std::string>> lines;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> fields;
+    std::istringstream f(line);
+    for (std::string field; std::getline(f, field, '\t');) fields.push_back(field);
+    lines.push_back(fields);
+  }
+  ASSERT_EQ(lines.size(), 3u) << out;
+  EXPECT_EQ(lines[0][0], "200");  // not the 500 the user agent tried to forge
+  EXPECT_EQ(lines[0][1], R"('evil", "status": 500, "pid": 1 \\ \t\ufffd\ufffd caf\xe9')");
+  EXPECT_EQ(lines[0][2], R"('http://a/"b"')");
+  EXPECT_EQ(lines[0][3], "'req-42'");
+  EXPECT_EQ(lines[0][4], "1");
+  EXPECT_EQ(lines[0][5], std::to_string(first));
+  EXPECT_EQ(lines[0][6], "0");
+  EXPECT_EQ(lines[0][7], "'127.0.0.1'");
+  EXPECT_EQ(lines[0][8], "'HTTP/1.1'");
+  EXPECT_TRUE(std::regex_match(lines[0][9], std::regex(R"('\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d')"))) << lines[0][9];
+  EXPECT_NE(lines[1][3], "'has space'");  // replaced by shoal's own id
+  EXPECT_TRUE(std::regex_match(lines[1][3], std::regex(R"('[0-9a-f]{16}-[0-9a-f]+')"))) << lines[1][3];
+  EXPECT_EQ(lines[2][4], "2");  // answered by the generation the reload started
+  EXPECT_NE(lines[2][5], std::to_string(first));
+  EXPECT_NE(lines[2][3], lines[1][3]);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 
 #include "common/net.hpp"
 #include "common/scoreboard.hpp"
+#include "worker/access_log.hpp"
 #include "worker/http_syntax.hpp"
 #include "worker/proxy_protocol.hpp"
 #include "worker/server.hpp"
@@ -1026,30 +1027,40 @@ void Connection::write_head(int status, std::string_view content_type, size_t co
 void Connection::finish_response(int status, size_t body_bytes) {
   server_.count_response();
   if (!server_.access_log_on()) return;
-  // "remote - - [date] "METHOD target HTTP/x.y" status bytes duration_ms"
+  AccessRecord r;
+  if (forwarded_.length) {
+    r.address = span(forwarded_);  // trusted forwarding headers name an address, no port
+  } else {
+    std::string_view remote(remote_);
+    size_t colon = remote.rfind(':');
+    if (remote == "unix:") {
+      r.address = remote;
+    } else if (colon != std::string_view::npos) {
+      r.address = remote.substr(0, colon);
+      if (r.address.size() >= 2 && r.address.front() == '[') r.address = r.address.substr(1, r.address.size() - 2);
+      std::from_chars(remote.data() + colon + 1, remote.data() + remote.size(), r.port);
+    }
+  }
+  r.method = method_;
+  r.target = span(url_);
+  r.http_major = parser_.http_major;
+  r.http_minor = parser_.http_minor;
+  r.status = status;
+  r.body_bytes = body_bytes;
+  r.duration_us = request_start_us_ ? monotonic_us() - request_start_us_ : 0;
+  for (const HeaderSpan& h : header_spans_) {
+    std::string_view name = span(h.name);
+    if (name.size() == 7 && iequals(name, "referer")) r.referer = span(h.value);
+    else if (name.size() == 10 && iequals(name, "user-agent")) r.user_agent = span(h.value);
+    else if (name.size() == 12 && iequals(name, "x-request-id")) r.request_id = span(h.value);
+  }
   std::string& log = server_.access_log_buffer();
-  log.append(forwarded_.length ? span(forwarded_) : std::string_view(remote_));
-  log.append(" - - [");
-  log.append(server_.log_time());
-  log.append("] \"");
-  log.append(method_);
-  log += ' ';
-  log.append(span(url_));
-  log.append(" HTTP/");
-  log += static_cast<char>('0' + parser_.http_major);
-  log += '.';
-  log += static_cast<char>('0' + parser_.http_minor);
-  log.append("\" ");
-  append_number(log, static_cast<uint64_t>(status));
-  log += ' ';
-  append_number(log, body_bytes);
-  log += ' ';
-  int64_t micros = request_start_us_ ? monotonic_us() - request_start_us_ : 0;
-  append_number(log, static_cast<uint64_t>(micros / 1000));
-  log += '.';
-  char frac[4] = {static_cast<char>('0' + micros / 100 % 10), static_cast<char>('0' + micros / 10 % 10),
-                  static_cast<char>('0' + micros % 10), '\n'};
-  log.append(frac, 4);
+  if (server_.access_log_json()) {
+    if (!is_valid_request_id(r.request_id)) r.request_id = server_.next_request_id();
+    append_json(log, r, server_.rfc3339_now(), server_.access_identity());
+  } else {
+    append_combined(log, r, server_.log_time());
+  }
   server_.access_log_written();
 }
 

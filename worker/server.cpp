@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/random.h>
 #include <time.h>
+#include <cstring>
 #include <unistd.h>
 
 #include <algorithm>
@@ -457,6 +459,39 @@ std::string_view HttpServer::format_second(SecondText& cache, bool local, const 
 std::string_view HttpServer::date() { return format_second(date_, false, "%a, %d %b %Y %H:%M:%S GMT"); }
 
 std::string_view HttpServer::log_time() { return format_second(log_time_, true, "%d/%b/%Y:%H:%M:%S %z"); }
+
+std::string_view HttpServer::rfc3339_now() {
+  // The second (and its offset, "+0100") once a second; the milliseconds of each call.
+  std::string_view second = format_second(rfc3339_, true, "%Y-%m-%dT%H:%M:%S%z");
+  timeval now;
+  event_base_gettimeofday_cached(base_, &now);
+  if (second.size() < 5 || second.size() + 5 > sizeof rfc3339_text_) return second;
+  const size_t stamp = second.size() - 5;  // "2026-12-01T15:04:05" before "+0100"
+  char* p = rfc3339_text_;
+  memcpy(p, second.data(), stamp);
+  p += stamp;
+  const int ms = static_cast<int>(now.tv_usec / 1000);
+  *p++ = '.', *p++ = static_cast<char>('0' + ms / 100), *p++ = static_cast<char>('0' + ms / 10 % 10),
+  *p++ = static_cast<char>('0' + ms % 10);
+  memcpy(p, second.data() + stamp, 3);  // "+01"
+  p += 3;
+  *p++ = ':';
+  memcpy(p, second.data() + stamp + 3, 2);  // "00"
+  p += 2;
+  return {rfc3339_text_, static_cast<size_t>(p - rfc3339_text_)};
+}
+
+std::string_view HttpServer::next_request_id() {
+  if (request_id_prefix_ == 0) {
+    // Random per worker start, so that ids of different workers and starts do not collide.
+    if (getrandom(&request_id_prefix_, sizeof request_id_prefix_, 0) != sizeof request_id_prefix_ ||
+        request_id_prefix_ == 0)
+      request_id_prefix_ = static_cast<uint64_t>(monotonic_us()) ^ (static_cast<uint64_t>(getpid()) << 40) | 1;
+  }
+  int n = snprintf(request_id_, sizeof request_id_, "%016llx-%llx", static_cast<unsigned long long>(request_id_prefix_),
+                   static_cast<unsigned long long>(++request_ids_));
+  return {request_id_, static_cast<size_t>(n)};
+}
 
 std::string_view HttpServer::rendered(const RouteEntry& route, bool keep_alive, bool head) {
   std::string_view today = date();

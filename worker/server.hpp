@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "worker/access_log.hpp"
 #include "worker/app.hpp"
 #include "worker/http.hpp"
 
@@ -114,6 +115,14 @@ class HttpServer {
   Connection* streaming(uint32_t slot, uint64_t serial) const;
   void release(Connection& connection);
   bool access_log_on() const { return access_log_fd_ >= 0; }
+  bool access_log_json() const { return config_.log.access_log_format == Config::Log::AccessFormat::Json; }
+  // Who writes the JSON lines: set once by the worker.
+  void set_access_identity(const AccessIdentity& who) { access_identity_ = who; }
+  const AccessIdentity& access_identity() const { return access_identity_; }
+  // The loop's time as RFC 3339 with milliseconds and the local offset: "2026-12-01T15:04:05.123+01:00".
+  std::string_view rfc3339_now();
+  // An id for a request whose client sent none (or none valid): unique per worker and start.
+  std::string_view next_request_id();
   std::string& access_log_buffer() { return access_buffer_; }
   void access_log_written();
   const std::string& identity() const { return identity_; }
@@ -199,7 +208,11 @@ class HttpServer {
     size_t length = 0;
   };
   std::string_view format_second(SecondText& cache, bool local, const char* format);
-  SecondText date_, log_time_;
+  SecondText date_, log_time_, rfc3339_;
+  char rfc3339_text_[40] = {};
+  AccessIdentity access_identity_;
+  uint64_t request_id_prefix_ = 0, request_ids_ = 0;
+  char request_id_[40] = {};
 
   const timeval* header_tv_;
   const timeval* keepalive_tv_;

@@ -55,6 +55,7 @@ class Worker {
                                            "pid=" + std::to_string(getpid()) + " generation=" +
                                                std::to_string(spec_.generation) + " worker=" + std::to_string(spec_.index));
     server_->set_board(spec_.board);
+    server_->set_access_identity({spec_.index, static_cast<long>(getpid()), spec_.generation});
     if (spec_.max_requests > 0)
       server_->set_request_limit(spec_.max_requests, [this] { ask_to_be_replaced(); });
     std::string err;
