@@ -3,6 +3,7 @@
 // count) and counts only while the server's event loop runs, not the test's own client code.
 #include <event2/event.h>
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -55,12 +56,13 @@ namespace {
 
 // 1,000 keep-alive requests of `path` (after 100 to warm up) to a server with `config_text` and
 // `app`: how many heap allocations the server's loop made.
-void expect_no_allocation_per_request(const std::string& config_text, const Application& app, const std::string& path) {
+void expect_no_allocation_per_request(const std::string& config_text, const Application& app, const std::string& path,
+                                      int access_log_fd = -1) {
   auto parsed = parse_config(config_text, "/tmp/alloc.toml");
   ASSERT_TRUE(parsed.config);
   Config config = std::move(*parsed.config);
   event_base* base = event_base_new();
-  auto server = std::make_unique<HttpServer>(base, config, app);
+  auto server = std::make_unique<HttpServer>(base, config, app, access_log_fd);
   int fds[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
   sockaddr_un sun{};
@@ -92,6 +94,7 @@ void expect_no_allocation_per_request(const std::string& config_text, const Appl
   for (int i = 0; i < 100; ++i) round_trip(false);  // warm-up: buffers reach their working size
   ASSERT_GT(response_bytes, 100u);
   // The counter itself works: one allocation while counting is one count.
+  g_allocations = 0;
   g_counting = true;
   char* volatile probe = new char[64];  // volatile: the pair cannot be optimised away
   delete[] probe;
@@ -123,6 +126,19 @@ TEST(Allocations, AHandlersResponseWithFieldsAllocatesNothingPerRequest) {
                    .header("Vary", "Accept-Encoding"));
   });
   expect_no_allocation_per_request("[server]\nlisten = [\"127.0.0.1:0\"]\n", app, "/api");
+}
+
+// An access-log line per request, in either format, goes into the reused buffer: nothing allocated
+// (the JSON line's escaping, its request id and its time included).
+TEST(Allocations, AccessLogLinesAllocateNothingPerRequestInEitherFormat) {
+  for (const char* format : {"combined", "json"}) {
+    int sink = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(sink, 0);
+    expect_no_allocation_per_request(std::string("[server]\nlisten = [\"127.0.0.1:0\"]\n[log]\naccess_log_format = \"") +
+                                         format + "\"\n[[route]]\npath = \"/hello\"\nbody = \"ok\\n\"\n",
+                                     Application(), "/hello", sink);
+    close(sink);
+  }
 }
 
 }  // namespace

@@ -297,6 +297,9 @@ HttpServer::HttpServer(event_base* base, const Config& config, const Application
             [&](size_t a, size_t b) { return routes_[a].path.size() > routes_[b].path.size(); });
 
   if (access_log_fd_ >= 0) {
+    // Its working size from the start: appending a line never reallocates (a line longer than
+    // the slack, from a long target, grows it once).
+    access_buffer_.reserve(kAccessLogFlushBytes + 16 * 1024);
     access_flush_timer_ = event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* self) {
       static_cast<HttpServer*>(self)->flush_access_log();
     }, this);
