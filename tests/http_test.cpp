@@ -1224,6 +1224,58 @@ TEST_F(HttpTest, TheDrainTellsStreamsAndLongPollsAndEndsTheRestAtStreamGrace) {
   EXPECT_TRUE(drained);
 }
 
+// A stream or long-poll that begins while the worker already drains (in its drain delay) is told
+// at once, from the loop, once its handler had the chance to ask; a stream that did not ask is
+// ended then. A client that leaves a stream is noticed: on_close runs.
+TEST_F(HttpTest, StreamsAndPollsBegunDuringTheDrainAreToldAtOnceAndALeavingClientIsNoticed) {
+  std::vector<DrainNotice> told;
+  int closed_streams = 0;
+  app_.handle("/asks", [&](const Request&, Responder r) {
+    Stream s = r.stream(Response(200, "text/plain", "a"));
+    s.on_drain([&, s](const DrainNotice& n) {
+      told.push_back(n);
+      s.end();
+    });
+  });
+  app_.handle("/silent", [&](const Request&, Responder r) { r.stream(Response(200, "text/plain", "s")); });
+  app_.handle("/poll", [&](const Request&, Responder r) {
+    r.on_drain([&, r](const DrainNotice& n) {
+      told.push_back(n);
+      r.send(200, "text/plain", "go\n");
+    });
+  });
+  app_.handle("/leave", [&](const Request&, Responder r) {
+    r.stream(Response(200, "text/plain", "l")).on_close([&] { ++closed_streams; });
+  });
+  start("", "[shutdown]\ntimeout = \"20s\"\nstream_close_spread = \"5s\"\n");
+  Peer& leaver = connect();
+  send(leaver, request("GET", "/leave"));
+  pump(leaver, [&] { return leaver.raw.find("\r\n\r\n1\r\nl\r\n") != std::string::npos; });
+  ::shutdown(leaver.fd, SHUT_WR);  // the client goes away in the middle of the stream
+  for (int i = 0; i < 50 && closed_streams == 0; ++i) event_base_loop(base_, EVLOOP_NONBLOCK);
+  EXPECT_EQ(closed_streams, 1);
+  server_->drain(10s, [] {});  // its drain delay: still accepting
+  auto began = std::chrono::steady_clock::now();
+  Peer& asks = connect();
+  Peer& silent = connect();
+  Peer& poll = connect();
+  send(asks, request("GET", "/asks"));
+  send(silent, request("GET", "/silent"));
+  send(poll, request("GET", "/poll"));
+  for (Peer* p : {&asks, &silent, &poll}) pump(*p, [&] { return !p->parser.responses().empty(); });
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 500ms);  // not at the 5 s spread's end
+  ASSERT_EQ(told.size(), 2u);
+  for (const DrainNotice& n : told) EXPECT_TRUE(n.still_accepting);
+  ASSERT_EQ(asks.parser.responses().size(), 1u);
+  EXPECT_EQ(asks.parser.responses()[0].body, "a");
+  EXPECT_EQ(asks.parser.responses()[0].header("connection"), "close");
+  ASSERT_EQ(silent.parser.responses().size(), 1u);
+  EXPECT_EQ(silent.parser.responses()[0].body, "s");
+  ASSERT_EQ(poll.parser.responses().size(), 1u);
+  EXPECT_EQ(poll.parser.responses()[0].body, "go\n");
+  for (Peer* p : {&asks, &silent, &poll}) EXPECT_EQ(closed(*p), Eof::Clean);
+}
+
 // The notices go out spread evenly over stream_close_spread, not in one millisecond.
 TEST_F(HttpTest, DrainNoticesAreSpreadOverTheWindow) {
   std::vector<std::chrono::steady_clock::time_point> at;
