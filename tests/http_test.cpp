@@ -143,6 +143,13 @@ class HttpTest : public ::testing::Test {
     return out;
   }
 
+  // A new connection with GET `path` sent on it.
+  Peer& get_on_new(const std::string& path) {
+    Peer& p = connect();
+    send(p, request("GET", path));
+    return p;
+  }
+
   // HEAD `path`, then GET /hello on the same connection: the HEAD's response. The GET's answer
   // is checked whole, so a stray body after the HEAD's head would fail it.
   HttpResponse head_then_hello(const std::string& path) {
@@ -1184,14 +1191,10 @@ TEST_F(HttpTest, TheDrainTellsStreamsAndLongPollsAndEndsTheRestAtStreamGrace) {
     polls.push_back(r);
   });
   start("", "[shutdown]\ntimeout = \"5s\"\nstream_grace = \"400ms\"\nstream_close_spread = \"0ms\"\n");
-  Peer& polite = connect();
-  Peer& deaf = connect();
-  Peer& silent = connect();
-  Peer& poll = connect();
-  send(polite, request("GET", "/polite"));
-  send(deaf, request("GET", "/deaf"));
-  send(silent, request("GET", "/silent"));
-  send(poll, request("GET", "/poll"));
+  Peer& polite = get_on_new("/polite");
+  Peer& deaf = get_on_new("/deaf");
+  Peer& silent = get_on_new("/silent");
+  Peer& poll = get_on_new("/poll");
   for (int i = 0; i < 20 && (streams.size() < 3 || polls.empty()); ++i) event_base_loop(base_, EVLOOP_NONBLOCK);
   ASSERT_EQ(streams.size(), 3u);
   bool drained = false;
@@ -1248,20 +1251,16 @@ TEST_F(HttpTest, StreamsAndPollsBegunDuringTheDrainAreToldAtOnceAndALeavingClien
     r.stream(Response(200, "text/plain", "l")).on_close([&] { ++closed_streams; });
   });
   start("", "[shutdown]\ntimeout = \"20s\"\nstream_close_spread = \"5s\"\n");
-  Peer& leaver = connect();
-  send(leaver, request("GET", "/leave"));
+  Peer& leaver = get_on_new("/leave");
   pump(leaver, [&] { return leaver.raw.find("\r\n\r\n1\r\nl\r\n") != std::string::npos; });
   ::shutdown(leaver.fd, SHUT_WR);  // the client goes away in the middle of the stream
   for (int i = 0; i < 50 && closed_streams == 0; ++i) event_base_loop(base_, EVLOOP_NONBLOCK);
   EXPECT_EQ(closed_streams, 1);
   server_->drain(10s, [] {});  // its drain delay: still accepting
   auto began = std::chrono::steady_clock::now();
-  Peer& asks = connect();
-  Peer& silent = connect();
-  Peer& poll = connect();
-  send(asks, request("GET", "/asks"));
-  send(silent, request("GET", "/silent"));
-  send(poll, request("GET", "/poll"));
+  Peer& asks = get_on_new("/asks");
+  Peer& silent = get_on_new("/silent");
+  Peer& poll = get_on_new("/poll");
   for (Peer* p : {&asks, &silent, &poll}) pump(*p, [&] { return !p->parser.responses().empty(); });
   EXPECT_LT(std::chrono::steady_clock::now() - began, 500ms);  // not at the 5 s spread's end
   ASSERT_EQ(told.size(), 2u);
@@ -1288,7 +1287,7 @@ TEST_F(HttpTest, DrainNoticesAreSpreadOverTheWindow) {
   });
   start("", "[shutdown]\nstream_grace = \"2s\"\nstream_close_spread = \"500ms\"\n");
   constexpr int kStreams = 20;
-  for (int i = 0; i < kStreams; ++i) send(connect(), request("GET", "/s"));
+  for (int i = 0; i < kStreams; ++i) get_on_new("/s");
   for (int i = 0; i < 50; ++i) event_base_loop(base_, EVLOOP_NONBLOCK);
   auto began = std::chrono::steady_clock::now();
   server_->drain(0ms, [] {});
@@ -1307,10 +1306,8 @@ TEST_F(HttpTest, AHurriedDrainEndsEveryStreamNow) {
   std::vector<Stream> streams;
   app_.handle("/s", [&](const Request&, Responder r) { streams.push_back(r.stream(Response(200, "text/plain", "x"))); });
   start("", "[shutdown]\nstream_grace = \"10s\"\nstream_close_spread = \"5s\"\ntimeout = \"30s\"\n");
-  Peer& a = connect();
-  Peer& b = connect();
-  send(a, request("GET", "/s"));
-  send(b, request("GET", "/s"));
+  Peer& a = get_on_new("/s");
+  Peer& b = get_on_new("/s");
   for (int i = 0; i < 20 && streams.size() < 2; ++i) event_base_loop(base_, EVLOOP_NONBLOCK);
   server_->drain(0ms, [] {});
   pump(b, [&] { return false; }, 50ms);

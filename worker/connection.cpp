@@ -164,12 +164,23 @@ Connection::~Connection() {
 void Connection::set_client(const sockaddr* addr, socklen_t addr_len) {
   format_remote(addr, addr_len, remote_, sizeof remote_);
   client_family_ = 0;
+  // The address alone within remote_ ("127.0.0.1", "::1" without its brackets, "unix:") and the
+  // port, for the access log: found once per connection, not per request.
+  const size_t length = strlen(remote_);
+  client_address_at_ = 0;
+  client_address_length_ = static_cast<uint8_t>(length);
+  client_port_ = -1;
   if (addr->sa_family == AF_INET) {
     client_family_ = AF_INET;
     memcpy(client_ip_, &reinterpret_cast<const sockaddr_in*>(addr)->sin_addr, 4);
+    client_port_ = ntohs(reinterpret_cast<const sockaddr_in*>(addr)->sin_port);
+    client_address_length_ = static_cast<uint8_t>(strrchr(remote_, ':') - remote_);
   } else if (addr->sa_family == AF_INET6) {
     client_family_ = AF_INET6;
     memcpy(client_ip_, &reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr, 16);
+    client_port_ = ntohs(reinterpret_cast<const sockaddr_in6*>(addr)->sin6_port);
+    client_address_at_ = 1;  // "[::1]:5"
+    client_address_length_ = static_cast<uint8_t>(strrchr(remote_, ']') - remote_ - 1);
   }
 }
 
@@ -806,9 +817,7 @@ bool Connection::start_stream(const Response& head) {
   write_head(head.status_, head.content_type_, kStreamed, {}, {head.fields_, head.count_}, head.server_);
   if (is_head_) {  // the head says what a GET would get; there is no body to stream
     finish_response(head.status_, 0);
-    phase_ = Phase::Idle;
-    end_request_extras();
-    if (!in_parse_) advance();
+    end_request();
     return false;
   }
   Extras& x = extras();
@@ -868,9 +877,7 @@ void Connection::stream_end() {
   // tells the client now (a complete response, then the end: no request of its is lost).
   if (!x.chunked || !server_.ready()) close_after_write_ = true;
   finish_response(x.status, static_cast<size_t>(x.body_bytes));
-  phase_ = Phase::Idle;
-  end_request_extras();
-  if (!in_parse_) advance();
+  end_request();
 }
 
 void Connection::stream_abort() {
@@ -878,10 +885,16 @@ void Connection::stream_abort() {
   spdlog::debug("{} {}: the stream to {} was aborted", method_, span(url_), remote_);
   out_.resize(out_offset_);  // unsent output goes: the body is cut short
   pending_.clear(), pending_offset_ = 0;
-  phase_ = Phase::Idle;
   close_after_write_ = true;
   linger_ = false;
+  end_request();
+}
+
+void Connection::end_request() {
+  phase_ = Phase::Idle;
   end_request_extras();
+  // Inside the parse loop, the loop moves on; from the event loop (an answer given later, a
+  // timeout, a stream's end), this is where the connection moves on.
   if (!in_parse_) advance();
 }
 
@@ -943,11 +956,7 @@ void Connection::respond(int status, std::string_view content_type, std::string_
   write_head(status, content_type, no_content ? 0 : body.size(), extra_headers, fields, server);
   if (!is_head_ && !no_content) out_.append(body);
   finish_response(status, no_content ? 0 : body.size());
-  phase_ = Phase::Idle;
-  end_request_extras();
-  // Inside the parse loop, the loop moves on; from the event loop (an answer given later, a
-  // timeout), this is where the connection moves on.
-  if (!in_parse_) advance();
+  end_request();
 }
 
 void Connection::reject(int status, std::string_view why) {
@@ -1031,15 +1040,8 @@ void Connection::finish_response(int status, size_t body_bytes) {
   if (forwarded_.length) {
     r.address = span(forwarded_);  // trusted forwarding headers name an address, no port
   } else {
-    std::string_view remote(remote_);
-    size_t colon = remote.rfind(':');
-    if (remote == "unix:") {
-      r.address = remote;
-    } else if (colon != std::string_view::npos) {
-      r.address = remote.substr(0, colon);
-      if (r.address.size() >= 2 && r.address.front() == '[') r.address = r.address.substr(1, r.address.size() - 2);
-      std::from_chars(remote.data() + colon + 1, remote.data() + remote.size(), r.port);
-    }
+    r.address = {remote_ + client_address_at_, client_address_length_};
+    r.port = client_port_;
   }
   r.method = method_;
   r.target = span(url_);

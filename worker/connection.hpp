@@ -135,6 +135,7 @@ class Connection {
   Sent send_output();  // flush_output without closing: for writes from the application
   void advance_stream();
   void end_request_extras();  // a request is over: its stream callbacks go (on_close is called)
+  void end_request();         // its response is complete: Idle, extras gone, the connection moves on
   bool send_file();
   void wait_idle();
   void close();
@@ -224,6 +225,8 @@ class Connection {
   // The client's IP, for trusted_proxies: the socket's peer, or what the PROXY header carried.
   unsigned char client_ip_[16] = {};
   uint8_t client_family_ = 0;  // AF_INET, AF_INET6, or 0 (a unix socket)
+  uint8_t client_address_at_ = 0, client_address_length_ = 0;  // the address alone, within remote_
+  int32_t client_port_ = -1;                                     // -1: none (a unix socket)
   ProxyProtocol proxy_ = ProxyProtocol::Off;  // a PROXY header is still expected
   Span forwarded_;  // this request's client address from trusted forwarding headers, in arena_
   std::string path_scratch_;  // decoded static-file path, reused

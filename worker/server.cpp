@@ -206,6 +206,12 @@ event_base* Responder::loop() const { return server_->base(); }
 namespace {
 
 constexpr size_t kReadBufferBytes = 64 * 1024;
+
+// The i-th of n, spread evenly from 0 to the whole window.
+Millis spread_offset(size_t i, size_t n, Millis window) {
+  return n > 1 ? Millis(window.count() * static_cast<int64_t>(i) / static_cast<int64_t>(n - 1)) : Millis(0);
+}
+
 constexpr size_t kAccessLogFlushBytes = 32 * 1024;
 constexpr timeval kAccessLogFlushInterval{1, 0};
 constexpr timeval kAcceptRetry{0, 100'000};
@@ -564,10 +570,8 @@ void HttpServer::drain(Millis delay, std::function<void()> on_drained, Millis de
   std::vector<Connection*> told;
   for (auto& slot : slots_)
     if (slot->wants_drain_notice()) told.push_back(slot.get());
-  const int64_t spread_ms = shutdown.stream_close_spread.count();
   for (size_t i = 0; i < told.size(); ++i)
-    schedule_drain_notice(*told[i], Millis(told.size() > 1 ? spread_ms * static_cast<int64_t>(i) /
-                                                                 static_cast<int64_t>(told.size() - 1) : 0));
+    schedule_drain_notice(*told[i], spread_offset(i, told.size(), shutdown.stream_close_spread));
   if (!told.empty())
     spdlog::info("draining: telling {} stream(s) and long-poll(s) over {}; streams still open in {} are ended",
                  told.size(), format_duration(shutdown.stream_close_spread),
@@ -640,10 +644,9 @@ void HttpServer::deliver_drain_notices() {
 
 void HttpServer::end_streams(const char* why) {
   size_t ended = 0;
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    Connection& c = *slots_[i];
-    if (!c.streaming()) continue;
-    c.stream_end();
+  for (auto& slot : slots_) {
+    if (!slot->streaming()) continue;
+    slot->stream_end();
     ++ended;
   }
   if (ended) spdlog::info("draining: ended {} stream(s) still open {}", ended, why);
@@ -687,11 +690,8 @@ void HttpServer::begin_drain() {
   std::vector<Connection*> idle;
   for (auto& slot : slots_)
     if (slot->idle()) idle.push_back(slot.get());
-  const int64_t spread_ms = config_.shutdown.idle_close_spread.count();
-  for (size_t i = 0; i < idle.size(); ++i)
-    idle[i]->on_drain(Millis(idle.size() > 1 ? spread_ms * static_cast<int64_t>(i) / static_cast<int64_t>(idle.size() - 1) : 0));
-  for (auto& slot : slots_)
-    if (slot->is_open() && !slot->idle()) slot->on_drain();
+  // (Connections with a request under way finish it first; wait_idle() then calls on_drain.)
+  for (size_t i = 0; i < idle.size(); ++i) idle[i]->on_drain(spread_offset(i, idle.size(), config_.shutdown.idle_close_spread));
   maybe_drained();
 }
 

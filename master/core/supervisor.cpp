@@ -883,9 +883,8 @@ void Supervisor::bound_draining(const Config& serving) {
     Generation& g = *draining[i];
     g.hurried = true;
     const Time grace = g.config->shutdown.stream_grace;
-    size_t connections = 0;
-    for (const auto& w : g.workers) connections += w.connections;
-    log(Level::Warn, say::hurried(g.number, now_ - g.drain_started_at.value_or(now_), connections, would, limit, grace));
+    log(Level::Warn, say::hurried(g.number, now_ - g.drain_started_at.value_or(now_), drain_figures(g).connections,
+                                  would, limit, grace));
     for (auto& w : g.workers) {
       if (w.state == WState::Exited || w.killed) continue;
       set_kill_deadline(w, now_ + grace, say::hurried_deadline(grace));
@@ -896,15 +895,20 @@ void Supervisor::bound_draining(const Config& serving) {
   for (size_t i = 0; i < draining.size(); ++i) {
     const Generation& g = *draining[i];
     if (g.hurried) continue;
-    size_t connections = 0;
-    std::optional<Time> deadline;
-    for (const auto& w : g.workers) {
-      connections += w.connections;
-      if (w.kill_at && (!deadline || *w.kill_at < *deadline)) deadline = w.kill_at;
-    }
-    log(Level::Info, say::still_draining(g.number, now_ - g.drain_started_at.value_or(now_), connections,
-                                         deadline ? *deadline - now_ : Time(0)));
+    const DrainFigures now = drain_figures(g);
+    log(Level::Info, say::still_draining(g.number, now_ - g.drain_started_at.value_or(now_), now.connections,
+                                         now.deadline ? *now.deadline - now_ : Time(0)));
   }
+}
+
+Supervisor::DrainFigures Supervisor::drain_figures(const Generation& g) const {
+  DrainFigures out;
+  for (const auto& w : g.workers) {
+    if (w.pid <= 0) continue;
+    out.connections += w.connections;
+    if (w.kill_at && (!out.deadline || *w.kill_at < *out.deadline)) out.deadline = w.kill_at;
+  }
+  return out;
 }
 
 void Supervisor::set_kill_deadline(Worker& w, Time at, const std::string& what) {
@@ -1349,16 +1353,10 @@ std::string Supervisor::status_json() const {
                 {"workers", workers}};
     if (g.state == GState::Draining) {
       // Per draining generation: since when, what it still holds, and when it is killed.
-      size_t connections = 0;
-      std::optional<Time> deadline;
-      for (const auto& w : g.workers) {
-        if (w.pid <= 0) continue;
-        connections += w.connections;
-        if (w.kill_at && (!deadline || *w.kill_at < *deadline)) deadline = w.kill_at;
-      }
+      const DrainFigures now = drain_figures(g);
       one["draining_for_ms"] = g.drain_started_at ? (now_ - *g.drain_started_at).count() : 0;
-      if (!app_of(g)) one["connections"] = connections;
-      one["deadline_in_ms"] = deadline ? json(std::max<int64_t>(0, (*deadline - now_).count())) : json(nullptr);
+      if (!app_of(g)) one["connections"] = now.connections;
+      one["deadline_in_ms"] = now.deadline ? json(std::max<int64_t>(0, (*now.deadline - now_).count())) : json(nullptr);
       one["hurried"] = g.hurried;
     }
     generations.push_back(std::move(one));

@@ -200,6 +200,13 @@ class Supervisor {
   void fork_worker(Generation& g, int slot, std::optional<WorkerKey> replaces);
   void tell(Worker& w, MsgType how, Time drain_delay);  // drain or stop, with its signal fallback
   void bound_draining(const Config& serving);
+  // What a draining generation still holds (its workers' last reported connections) and its
+  // earliest kill deadline: for the log and `shoal status`.
+  struct DrainFigures {
+    size_t connections = 0;
+    std::optional<Time> deadline;
+  };
+  DrainFigures drain_figures(const Generation& g) const;
   void set_kill_deadline(Worker& w, Time at, const std::string& what);
   void retire(Generation& g, MsgType how, Time drain_delay, Time kill_after, Time unready_grace);
   void fail_reload(const std::string& reason, Outcome outcome);
