@@ -22,13 +22,14 @@ fuzz_seconds=${2:-60}
 # What building shoal (and its unit tests' binaries, and its man page) needs, and curl, with which
 # the README's first lines try the server it starts; the test mode adds the
 # tools the tests drive from outside (HAProxy, wrk, varnishtest, h11, Node, uvicorn, clang for the
-# fuzzers; dpkg-dev, file, logrotate and systemd for the install test); the package mode dpkg-dev, file.
+# fuzzers; dpkg-dev, file, logrotate and systemd for the install test; prometheus for promtool and the
+# scrape test); the package mode dpkg-dev, file.
 packages=(cmake make g++ pkg-config go-md2man curl
           libevent-dev libspdlog-dev libtomlplusplus-dev node-llhttp libsystemd-dev nlohmann-json3-dev
           libgtest-dev libgmock-dev)
 if [ "$mode" = test ] || [ "$mode" = fuzz ]; then
   packages+=(iproute2 haproxy wrk clang libclang-rt-14-dev python3 python3-h11 varnish nodejs python3-uvicorn
-             dpkg-dev file logrotate systemd)
+             dpkg-dev file logrotate systemd prometheus)
 fi
 [ "$mode" != package ] || packages+=(dpkg-dev file)  # cpack DEB: dpkg-shlibdeps, and file(1) to find the binaries
 missing=()

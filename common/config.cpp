@@ -114,6 +114,7 @@ std::string effective_config(const Config& c) {
   toml::table root;
   toml::array listen;
   for (const ListenAddress& a : c.server.listen) {
+    if (a.metrics) continue;
     const char* mode = std::find_if(std::begin(kProxyModes), std::end(kProxyModes),
                                     [&](const auto& m) { return m.second == a.proxy_protocol; })->first;
     listen.push_back(toml::table{{"address", a.text}, {"proxy_protocol", mode},
@@ -162,6 +163,8 @@ std::string effective_config(const Config& c) {
   root.insert("shutdown", shutdown);
   root.insert("reload", toml::table{{"ready_timeout", duration(c.reload.ready_timeout)},
                                     {"max_draining_generations", c.reload.max_draining_generations}});
+  if (const ListenAddress* metrics = c.metrics_listen())
+    root.insert("metrics", toml::table{{"listen", metrics->text}, {"path", c.metrics.path}});
   root.insert("log", toml::table{{"level", c.log.level}, {"file", c.log.file}, {"access_log", c.log.access_log},
                                  {"access_log_format", c.log.access_log_format == Config::Log::AccessFormat::Json
                                                            ? "json" : "combined"}});
@@ -379,7 +382,7 @@ class Loader {
     root_ = &root;
     Config config;
     config.base_dir = base_dir_;
-    check_keys(root, "the top level", {"server", "shutdown", "reload", "http", "health", "log", "route", "app"});
+    check_keys(root, "the top level", {"server", "shutdown", "reload", "http", "health", "log", "route", "app", "metrics"});
     if (auto* t = section(root, "server")) load_server(*t, config.server);
     if (auto* t = section(root, "shutdown")) load_shutdown(*t, config.shutdown);
     if (auto* t = section(root, "reload")) {
@@ -390,6 +393,7 @@ class Loader {
     if (auto* t = section(root, "http")) load_http(*t, config.http);
     if (auto* t = section(root, "health")) load_health(*t, config.health);
     if (auto* t = section(root, "log")) load_log(*t, config.log);
+    if (auto* t = section(root, "metrics")) load_metrics(*t, config);
     load_routes(root, config);
     if (auto* t = section(root, "app")) load_app(*t, config);
     check_across(root, config);
@@ -707,6 +711,7 @@ class Loader {
     refuse(root_->get("http"), "[http]");
     refuse(root_->get("health"), "[health]");
     refuse(root_->get("route"), "[[route]]");
+    refuse(root_->get("metrics"), "[metrics] (the app's requests pass shoal by: export the app's own metrics)");
     if (const toml::table* shutdown = root_->get("shutdown") ? root_->get("shutdown")->as_table() : nullptr)
       refuse(shutdown->get("hook"), "[[shutdown.hook]] (run cleanups in the app, on its drain signal)");
     if (const toml::table* server = root_->get("server") ? root_->get("server")->as_table() : nullptr) {
@@ -797,6 +802,38 @@ class Loader {
     read_string(t, where, "readiness_path", h.readiness_path);
     if (t.get("liveness_path")) check_path_key(t, where, "liveness_path", h.liveness_path, true);
     if (t.get("readiness_path")) check_path_key(t, where, "readiness_path", h.readiness_path, true);
+  }
+
+  void load_metrics(const toml::table& t, Config& config) {
+    const std::string where = "[metrics]";
+    check_keys(t, where, {"listen", "path"});
+    read_string(t, where, "path", config.metrics.path);
+    if (t.get("path")) check_path_key(t, where, "path", config.metrics.path, false);
+    const toml::node* node = t.get("listen");
+    if (!node) {
+      error(t.source(), "[metrics] listen is missing: the metrics need an address of their own, such as \"127.0.0.1:9180\"");
+      return;
+    }
+    auto* text = node->as_string();
+    if (!text) {
+      error(node->source(), "[metrics] listen: expected an address such as \"127.0.0.1:9180\", got " + std::string(type_name(*node)));
+      return;
+    }
+    std::string why;
+    auto address = parse_listen(text->get(), base_dir_, why);
+    if (!address) {
+      error(node->source(), "[metrics] listen: \"" + text->get() + "\": " + why);
+      return;
+    }
+    for (const ListenAddress& a : config.server.listen)
+      if (a.addr_len == address->addr_len && memcmp(&a.addr, &address->addr, a.addr_len) == 0) {
+        error(node->source(), "[metrics] listen: \"" + text->get() + "\" is also in [server] listen: the metrics need a "
+                              "listener of their own, which the public one must not be");
+        return;
+      }
+    address->metrics = true;
+    address->name = "metrics";
+    config.server.listen.push_back(std::move(*address));
   }
 
   void load_log(const toml::table& t, Config::Log& l) {

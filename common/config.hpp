@@ -144,6 +144,15 @@ struct Config {
     enum class AccessFormat { Combined, Json } access_log_format = AccessFormat::Combined;
   } log;
 
+  // [metrics]: Prometheus's text format on a listener of its own ([metrics] listen, kept in
+  // server.listen, last, with metrics set), off unless it is set.
+  struct Metrics {
+    std::string path = "/metrics";
+  } metrics;
+  const ListenAddress* metrics_listen() const {
+    return !server.listen.empty() && server.listen.back().metrics ? &server.listen.back() : nullptr;
+  }
+
   std::vector<RouteConfig> routes;
 
   // Set: the workers exec this program (see AppConfig); [http], [health], [[route]] and

@@ -21,6 +21,7 @@ struct ListenAddress {
   socklen_t addr_len = 0;
   std::string unix_path;  // absolute, for Kind::Unix
   std::string name = "http";  // LISTEN_FDNAMES for an [app]: what the program calls this socket
+  bool metrics = false;       // [metrics] listen: it answers only the metrics path
 };
 
 // Parses "host:port", "[v6]:port", "*:port" (all IPv4 addresses), "localhost:port", or "unix:PATH".

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -55,6 +56,11 @@ std::optional<long> take_env_number(const char* name) {
   unsetenv(name);
   if (end == value || *end != '\0' || n < 0) return std::nullopt;
   return n;
+}
+
+uint64_t cpu_microseconds(const rusage& usage) {
+  return static_cast<uint64_t>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1'000'000 +
+         static_cast<uint64_t>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
 }
 
 // Resident memory of a process from /proc/PID/statm (pages), in bytes; 0 if unreadable.
@@ -237,6 +243,7 @@ int Master::run() {
       return 1;
     }
   }
+  open_metrics();
   base_ = event_base_new();
   if (!base_) {
     spdlog::critical("event_base_new failed");
@@ -302,7 +309,65 @@ int Master::run() {
     control_->close(true);
   }
   remove_pid_file();
+  metrics_.exited();  // every worker is reaped: the successor, if any, folds this block in
   return exit_code_;
+}
+
+void Master::open_metrics() {
+  std::string err;
+  bool same_image = handover_ && handover_->metrics >= 0;
+  int fd = same_image ? handover_->metrics : -1;
+  if (auto inherited = take_env_number("SHOAL_METRICS_FD")) fd = static_cast<int>(*inherited);
+  if (fd >= 0 && !metrics_.map(fd, err)) {
+    spdlog::error("metrics: the region handed over cannot be used ({}); the counters start again from zero", err);
+    same_image = false;
+  }
+  if (!metrics_.region() && !metrics_.create(err)) {
+    spdlog::error("metrics: {}; [metrics] will show no figures", err);
+    return;
+  }
+  if (!metrics_.claim(getpid(), same_image, err)) {
+    spdlog::error("metrics: {}; [metrics] will show no figures", err);
+    return;
+  }
+  metrics_ok_ = true;
+}
+
+// After every step: what the core counted, its generations and their workers, for the scrapes.
+void Master::publish_metrics() {
+  if (!metrics_ok_) return;
+  timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  int64_t wall_ms = int64_t{wall.tv_sec} * 1000 + wall.tv_nsec / 1'000'000;
+  const core::Supervisor::Counts& c = core_->counts();
+  auto& life = metrics_life_;
+  for (int i = 0; i < metrics::kOutcomes; ++i) life.reloads[i].set(c.reloads[i]), life.upgrades[i].set(c.upgrades[i]);
+  for (int i = 0; i < metrics::kRestartReasons; ++i) life.restarts[i].set(c.restarts[i]);
+  auto wall_of = [&](std::optional<core::Time> at) {
+    return at ? static_cast<uint64_t>(wall_ms - (now() - *at).count()) : uint64_t{0};
+  };
+  // Set once per change: a later step's "now" would move a past moment.
+  if (c.last_load_at && *c.last_load_at != last_load_seen_)
+    life.last_load_at_ms.set(wall_of(c.last_load_at)), last_load_seen_ = *c.last_load_at;
+  if (c.last_success_at && *c.last_success_at != last_success_seen_)
+    life.last_success_at_ms.set(wall_of(c.last_success_at)), last_success_seen_ = *c.last_success_at;
+  life.last_load_ok.set(c.last_load_ok ? 1 : 0);
+  life.serving_generation.set(core_->serving().value_or(0));
+  int row = 0;
+  for (const auto& g : core_->generations()) {
+    if (row == metrics::kGenerations) break;
+    uint64_t starting = 0, ready = 0, draining = 0;
+    for (const auto& w : g.workers) {
+      std::string_view state = w.state;
+      if (state == "ready") ++ready;
+      else if (state == "draining") ++draining;
+      else if (state != "exited") ++starting;
+    }
+    auto& out = life.generations[row++];
+    out.number.set(g.number), out.starting.set(starting), out.ready.set(ready), out.draining.set(draining);
+  }
+  for (; row < metrics::kGenerations; ++row) life.generations[row].number.set(0);
+  metrics_.publish(life);
 }
 
 // ---------------------------------------------------------------- the core's way in and out
@@ -317,6 +382,7 @@ void Master::feed(core::Event event) {
     for (const core::Action& action : core_->step(next, now())) carry_out(action);
   }
   stepping_ = false;
+  publish_metrics();
   if (exec_due_) {
     exec_due_ = false;
     return exec_in_place();  // returns only if the exec failed, having fed ExecFailed
@@ -453,6 +519,9 @@ void Master::fork_worker(const core::ForkWorker& a) {
   }
   WorkerBoard* board = WorkerBoard::create();
   if (board) board->leave();
+  const bool counted = metrics_ok_ && files.config->metrics_listen();
+  const int slot = counted ? metrics_.take_slot(a.key.generation, a.key.slot) : -1;
+  if (counted && slot < 0) spdlog::warn("metrics: no slot left for worker {}: its requests go uncounted", a.key.slot);
   pid_t pid = fork_child();
   if (pid == 0) {
     // The child keeps only the fds handed over explicitly.
@@ -483,6 +552,8 @@ void Master::fork_worker(const core::ForkWorker& a) {
     spec.access_log_fd = files.access_log_fd;
     spec.max_requests = a.max_requests;
     spec.board = board;
+    spec.counters = metrics_.counters(slot);
+    spec.metrics = counted ? metrics_.region() : nullptr;
     _exit(run_worker(spec));
   }
   int fork_errno = errno;
@@ -490,6 +561,7 @@ void Master::fork_worker(const core::ForkWorker& a) {
   if (pid < 0) {
     ::close(channel[0]);
     WorkerBoard::destroy(board);
+    metrics_.fold_slot(slot, 0);
     inbox_.push_back(core::WorkerForkFailed{a.key, "fork() failed: " + errno_text(fork_errno)});
     return;
   }
@@ -499,6 +571,8 @@ void Master::fork_worker(const core::ForkWorker& a) {
   worker->pid = pid;
   worker->fd = channel[0];
   worker->board = board;
+  worker->metrics_slot = slot;
+  metrics_.slot_forked(slot, pid);
   watch_worker(*worker, false);
   by_pid_[pid] = a.key;
   workers_[a.key] = std::move(worker);
@@ -719,7 +793,8 @@ void Master::reap() {
   if (server_hooks_) return;  // only the hooks' own processes are left, and their runner reaps them
   for (;;) {
     int status = 0;
-    pid_t pid = waitpid(-1, &status, WNOHANG);
+    rusage usage{};
+    pid_t pid = wait4(-1, &status, WNOHANG, &usage);
     if (pid == 0) break;
     if (pid < 0) {
       if (errno == EINTR) continue;
@@ -728,6 +803,8 @@ void Master::reap() {
     if (auto it = by_pid_.find(pid); it != by_pid_.end()) {
       if (auto w = workers_.find(it->second); w != workers_.end() && w->second->app)
         for (int stream : {0, 1}) on_app_output(*w->second, stream, true);
+      else if (w != workers_.end())
+        metrics_.fold_slot(w->second->metrics_slot, cpu_microseconds(usage));
       workers_.erase(it->second);
       by_pid_.erase(it);
     }
@@ -797,6 +874,7 @@ void Master::start_successor(const core::StartSuccessor& a) {
   }
   const int passed = static_cast<int>(pass.size());
   pass.push_back(channel[1]);
+  if (metrics_ok_) pass.push_back(metrics_.fd());
   std::vector<std::string> args = argv_;
   args[0] = exe;
 
@@ -814,6 +892,7 @@ void Master::start_successor(const core::StartSuccessor& a) {
     setenv("LISTEN_FDNAMES", names.c_str(), 1);
     setenv("SHOAL_UPGRADE_FD", std::to_string(3 + passed).c_str(), 1);
     setenv("SHOAL_GENERATION", std::to_string(a.first_generation).c_str(), 1);
+    if (metrics_ok_) setenv("SHOAL_METRICS_FD", std::to_string(4 + passed).c_str(), 1);
     exec_child(exe, args);
   }
   int fork_errno = errno;
@@ -886,6 +965,7 @@ void Master::exec_in_place() {
   h.takeover = *takeover;
   h.listeners = listeners_.all_fds();
   h.control = control_->fd();
+  h.metrics = metrics_ok_ ? metrics_.fd() : -1;
   for (auto& [key, w] : workers_)
     h.workers.push_back({key, w->app, w->fd, w->control_fd, w->output[0].fd, w->output[1].fd});
   for (uint64_t id : takeover->connections())
@@ -958,6 +1038,7 @@ void Master::adopt_handover() {
     bool ready_line = fds.app && config && config->app && config->app->ready == AppConfig::Ready::Fd &&
                       adopted->state == core::AdoptedWorker::State::Starting;
     watch_worker(*worker, ready_line);
+    worker->metrics_slot = metrics_.slot_of(adopted->pid);
     by_pid_[adopted->pid] = fds.key;
     workers_[fds.key] = std::move(worker);
   }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/metrics.hpp"
 #include "common/scoreboard.hpp"
 #include "master/control.hpp"
 #include "master/core/supervisor.hpp"
@@ -53,6 +54,7 @@ class Master {
     int fd = -1;
     event* ev = nullptr;
     WorkerBoard* board = nullptr;  // shared page: the handler it is running, if any
+    int metrics_slot = -1;         // its counters' slot in the metrics region, if any
     // An [app] worker's instead of a channel: its NOTIFY_SOCKET (fd, ev above), its control
     // socket (SHOAL_CONTROL_FD, also SHOAL_READY_FD), and its stdout and stderr, logged line by line.
     bool app = false;
@@ -100,6 +102,10 @@ class Master {
   void on_successor_channel();
   pid_t fork_child();
 
+  // The metrics region: mapped as handed over (an upgrade) or created, and this master's block in it.
+  void open_metrics();
+  void publish_metrics();
+
   bool check_pid_file();
   bool write_pid_file();
   void remove_pid_file();
@@ -143,6 +149,11 @@ class Master {
   // [[shutdown.server_hook]]s, run once at the very end; their processes are reaped by the runner
   // (pidfd), not by reap(), while it runs.
   std::unique_ptr<HookRunner> server_hooks_;
+
+  metrics::Shared metrics_;
+  bool metrics_ok_ = false;
+  metrics::Lifecycle metrics_life_;  // what publish_metrics() last built
+  core::Time last_load_seen_{-1}, last_success_seen_{-1};
 
   bool pid_file_written_ = false;
   bool handed_over_ = false;

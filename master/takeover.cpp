@@ -44,6 +44,7 @@ core::AdoptedWorker::State state_of(const std::string& name) {
 std::vector<int> Handover::all_fds() const {
   std::vector<int> fds = listeners;
   if (control >= 0) fds.push_back(control);
+  if (metrics >= 0) fds.push_back(metrics);
   for (const auto& w : workers)
     for (int fd : {w.channel, w.control, w.out, w.err})
       if (fd >= 0) fds.push_back(fd);
@@ -83,7 +84,7 @@ std::string encode_handover(const Handover& h) {
   json doc = {{"protocol", h.protocol},         {"pid", t.pid},
               {"from_version", t.from_version}, {"last_generation", t.last_generation},
               {"uptime_ms", ms(t.uptime)},      {"busy_ms", ms(t.busy_for)},
-              {"listeners", h.listeners},       {"control", h.control},
+              {"listeners", h.listeners},       {"control", h.control}, {"metrics", h.metrics},
               {"connections", connections},     {"upgrade_replies", t.replies},
               {"drain_waiters", waiters},       {"generations", generations},
               {"workers", workers}};
@@ -105,6 +106,7 @@ std::optional<Handover> decode_handover(const std::string& text, const std::stri
     t.busy_for = time_of(doc.at("busy_ms"));
     h.listeners = doc.at("listeners").get<std::vector<int>>();
     h.control = doc.at("control").get<int>();
+    h.metrics = doc.value("metrics", -1);  // absent from an older program's hand-over
     for (const auto& r : doc.at("connections")) h.replies.emplace_back(r.at(0).get<uint64_t>(), r.at(1).get<int>());
     t.replies = doc.at("upgrade_replies").get<std::vector<uint64_t>>();
     for (const auto& w : doc.at("drain_waiters"))

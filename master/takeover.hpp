@@ -19,6 +19,7 @@ struct Handover {
   core::Takeover takeover;
   std::vector<int> listeners;
   int control = -1;
+  int metrics = -1;  // the metrics region (common/metrics.hpp), or -1
   struct WorkerFds {
     core::WorkerKey key;
     bool app = false;

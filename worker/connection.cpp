@@ -184,7 +184,7 @@ void Connection::set_client(const sockaddr* addr, socklen_t addr_len) {
   }
 }
 
-void Connection::open(int fd, const sockaddr* addr, socklen_t addr_len, ProxyProtocol proxy) {
+void Connection::open(int fd, const sockaddr* addr, socklen_t addr_len, ProxyProtocol proxy, bool metrics_only) {
   static const llhttp_settings_t settings = [] {
     llhttp_settings_t s;
     llhttp_settings_init(&s);
@@ -206,6 +206,7 @@ void Connection::open(int fd, const sockaddr* addr, socklen_t addr_len, ProxyPro
   }();
   fd_ = fd;
   ++serial_;
+  metrics_only_ = metrics_only;
   phase_ = Phase::Idle;
   timer_ = Timer::None;
   reading_ = writing_ = read_eof_ = close_after_write_ = linger_ = more_input_ = headers_done_ = false;
@@ -286,7 +287,7 @@ int Connection::on_message_begin(llhttp_t* p) {
   c->authority_ = {};
   c->origin_ = {};
   c->forwarded_ = {};
-  c->request_start_us_ = c->server_.access_log_on() ? monotonic_us() : 0;
+  c->request_start_us_ = c->server_.access_log_on() || c->server_.counters() ? monotonic_us() : 0;
   c->request_started_ms_ = c->server_.now_ms();
   return 0;
 }
@@ -737,6 +738,12 @@ void Connection::dispatch() {
   request.version_minor = std::min<int>(parser_.http_minor, 1);  // 1.2 to 1.9 are served as 1.1
   request.headers = headers_;
 
+  if (metrics_only_) {
+    // The [metrics] listener: the metrics page, or nothing else.
+    if (request.path != server_.config().metrics.path) return respond(404, "text/plain", "not found\n");
+    if (method_ != "GET" && method_ != "HEAD") return respond(405, "text/plain", "method not allowed\n", "Allow: GET, HEAD\r\n");
+    return respond(200, "text/plain; version=0.0.4; charset=utf-8", server_.metrics_page());
+  }
   const RouteEntry* route = server_.route(request.path);
   if (!route) {
     respond(404, "text/plain", "not found\n");
@@ -1035,6 +1042,9 @@ void Connection::write_head(int status, std::string_view content_type, size_t co
 
 void Connection::finish_response(int status, size_t body_bytes) {
   server_.count_response();
+  int64_t duration_us = request_start_us_ ? monotonic_us() - request_start_us_ : 0;
+  if (metrics::WorkerCounters* counters = server_.counters(); counters && !metrics_only_)
+    counters->record(status, body_bytes, duration_us);
   if (!server_.access_log_on()) return;
   AccessRecord r;
   if (forwarded_.length) {
@@ -1049,7 +1059,7 @@ void Connection::finish_response(int status, size_t body_bytes) {
   r.http_minor = parser_.http_minor;
   r.status = status;
   r.body_bytes = body_bytes;
-  r.duration_us = request_start_us_ ? monotonic_us() - request_start_us_ : 0;
+  r.duration_us = duration_us;
   for (const HeaderSpan& h : header_spans_) {
     std::string_view name = span(h.name);
     if (name.size() == 7 && iequals(name, "referer")) r.referer = span(h.value);

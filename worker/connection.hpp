@@ -38,8 +38,12 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  void open(int fd, const sockaddr* addr, socklen_t addr_len, ProxyProtocol proxy = ProxyProtocol::Off);
+  // metrics_only: it came on the [metrics] listener, which answers only the metrics path.
+  void open(int fd, const sockaddr* addr, socklen_t addr_len, ProxyProtocol proxy = ProxyProtocol::Off,
+            bool metrics_only = false);
   bool is_open() const { return fd_ >= 0; }
+  // For shoal_connections{state}: 0 reading a request, 1 answering one (or closing), 2 idle.
+  int gauge_state() const { return phase_ == Phase::Idle ? 2 : phase_ == Phase::Reading ? 0 : 1; }
   uint32_t slot() const { return slot_; }
 
   // True while the request numbered `serial` still waits for its response.
@@ -182,6 +186,7 @@ class Connection {
   bool in_header_value_ = false;
   bool is_tcp_ = true;
   bool nodelay_set_ = false;
+  bool metrics_only_ = false;
   bool value_piece_at_end_ = false;  // the last piece of a header value ended where its read ended
   const char* feed_begin_ = nullptr;  // what llhttp_execute is parsing now
   const char* feed_end_ = nullptr;

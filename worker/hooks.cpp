@@ -21,6 +21,7 @@ struct HookRunner::State : std::enable_shared_from_this<State> {
   event_base* base;
   std::vector<CleanupHook> hooks;
   std::function<void(int)> on_finished;
+  std::function<void(const std::string&)> on_failed;
   size_t current = 0;
   uint64_t attempt = 0;  // identifies the running hook: a late done() from an earlier one is ignored
   int failures = 0;
@@ -69,6 +70,7 @@ struct HookRunner::State : std::enable_shared_from_this<State> {
     } else {
       ++failures;
       spdlog::error("cleanup hook '{}' failed after {} ms: {}", hook.name, took_ms, reason);
+      if (on_failed) on_failed(hook.name);
     }
     ++current;
     event_active(next, 0, 0);
@@ -81,8 +83,10 @@ struct HookRunner::State : std::enable_shared_from_this<State> {
   }
 };
 
-HookRunner::HookRunner(event_base* base, std::vector<CleanupHook> hooks, std::function<void(int)> on_finished)
+HookRunner::HookRunner(event_base* base, std::vector<CleanupHook> hooks, std::function<void(int)> on_finished,
+                       std::function<void(const std::string&)> on_failed)
     : state_(std::make_shared<State>()) {
+  state_->on_failed = std::move(on_failed);
   state_->base = base;
   state_->hooks = std::move(hooks);
   state_->on_finished = std::move(on_finished);

@@ -27,10 +27,12 @@ struct CleanupHook {
 
 // Runs hooks one after another in the given order, each bounded by its own timeout. A hook that
 // throws, fails or times out is logged with its name and the reason, and the next one still runs
-// (every hook settles, as Promise.allSettled does). on_finished(failures) runs from the loop.
+// (every hook settles, as Promise.allSettled does). on_finished(failures) runs from the loop;
+// on_failed(name), if given, once for each hook that failed, as it does.
 class HookRunner {
  public:
-  HookRunner(event_base* base, std::vector<CleanupHook> hooks, std::function<void(int failures)> on_finished);
+  HookRunner(event_base* base, std::vector<CleanupHook> hooks, std::function<void(int failures)> on_finished,
+             std::function<void(const std::string& name)> on_failed = {});
   ~HookRunner();
   HookRunner(const HookRunner&) = delete;
   HookRunner& operator=(const HookRunner&) = delete;

@@ -3,12 +3,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <cstring>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include "common/sys.hpp"
 #include "worker/connection.hpp"
@@ -319,6 +323,7 @@ HttpServer::~HttpServer() {
   for (const RouteEntry& route : routes_)
     if (route.root_fd >= 0) ::close(route.root_fd);
   flush_access_log();
+  if (statm_fd_ >= 0) ::close(statm_fd_);
   for (event* ev : {accept_retry_, drain_timer_, drained_event_, access_flush_timer_, notice_timer_, stream_grace_timer_})
     if (ev) event_free(ev);
 }
@@ -329,6 +334,7 @@ bool HttpServer::listen(const std::vector<int>& fds, std::string& err) {
     int fd = fds[i];
     // The fds come in the config's listen order (socket activation too).
     ProxyProtocol proxy = i < config_.server.listen.size() ? config_.server.listen[i].proxy_protocol : ProxyProtocol::Off;
+    bool metrics = i < config_.server.listen.size() && config_.server.listen[i].metrics;
     // Sockets passed in (systemd, a launcher) may be blocking; libevent accepts until EAGAIN, and
     // a blocking accept would then hang this worker whenever another one won the connection.
     int flags = fcntl(fd, F_GETFL);
@@ -337,7 +343,7 @@ bool HttpServer::listen(const std::vector<int>& fds, std::string& err) {
       return false;
     }
     // The socket is already listening (the master's); the queue is shared by every worker.
-    listeners_.push_back({fd, nullptr, proxy, this});
+    listeners_.push_back({fd, nullptr, proxy, this, metrics, bound_address(fd)});
     Listener& listener = listeners_.back();
     listener.ev = event_new(base_, fd, EV_READ | EV_PERSIST, on_acceptable, &listener);
     if (!listener.ev || event_add(listener.ev, nullptr) != 0) {
@@ -375,7 +381,10 @@ void HttpServer::on_acceptable(evutil_socket_t fd, short, void* arg) {
   sockaddr_storage peer;
   socklen_t len = sizeof peer;
   int client = accept4(fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-  if (client >= 0) return server->adopt(client, reinterpret_cast<sockaddr*>(&peer), len, listener->proxy);
+  if (client >= 0) {
+    if (server->counters_ && !listener->metrics) server->counters_->accepted.add(1);
+    return server->adopt(client, reinterpret_cast<sockaddr*>(&peer), len, listener->proxy, listener->metrics);
+  }
   int err = errno;
   if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED || err == EPROTO) return;
   server->accept_failed(err);
@@ -405,7 +414,7 @@ void HttpServer::proxy_header_refused(std::string_view peer, std::string_view wh
   spdlog::warn("closed the connection from {} without a response: {} ({} so far)", peer, why, proxy_refused_);
 }
 
-void HttpServer::adopt(int fd, const sockaddr* addr, socklen_t addr_len, ProxyProtocol proxy) {
+void HttpServer::adopt(int fd, const sockaddr* addr, socklen_t addr_len, ProxyProtocol proxy, bool metrics_only) {
   uint32_t slot;
   if (!free_slots_.empty()) {
     slot = free_slots_.back();
@@ -420,7 +429,50 @@ void HttpServer::adopt(int fd, const sockaddr* addr, socklen_t addr_len, ProxyPr
     paused_at_limit_ = true;
     set_accepting(false);
   }
-  slots_[slot]->open(fd, addr, addr_len, proxy);
+  slots_[slot]->open(fd, addr, addr_len, proxy, metrics_only);
+}
+
+void HttpServer::refresh_gauges() {
+  if (!counters_) return;
+  uint64_t by_state[3] = {};
+  for (const auto& c : slots_)
+    if (c->is_open()) ++by_state[c->gauge_state()];
+  counters_->reading.set(by_state[0]);
+  counters_->writing.set(by_state[1]);
+  counters_->idle.set(by_state[2]);
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) == 0)
+    counters_->cpu_us.set(static_cast<uint64_t>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1'000'000 +
+                          static_cast<uint64_t>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec));
+  if (statm_fd_ < 0) statm_fd_ = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  char text[128];
+  ssize_t n = statm_fd_ >= 0 ? pread(statm_fd_, text, sizeof text - 1, 0) : -1;
+  if (n > 0) {
+    text[n] = '\0';
+    unsigned long pages = 0, resident = 0;
+    if (sscanf(text, "%lu %lu", &pages, &resident) == 2)
+      counters_->rss_bytes.set(static_cast<uint64_t>(resident) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)));
+  }
+}
+
+std::string_view HttpServer::metrics_page() {
+  if (!snapshot_) snapshot_ = std::make_unique<metrics::Snapshot>();
+  refresh_gauges();  // this worker's own figures as of now
+  std::vector<metrics::ListenQueue> queues;
+  for (const Listener& l : listeners_) {
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    // For a listening TCP socket the kernel reports its accept queue: tcpi_unacked is its
+    // length, tcpi_sacked its limit (the backlog).
+    if (getsockopt(l.fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 && info.tcpi_state == TCP_LISTEN)
+      queues.push_back({l.address, info.tcpi_unacked, info.tcpi_sacked});
+  }
+  if (!metrics_region_ || !metrics::read(*metrics_region_, *snapshot_)) {
+    metrics_text_ = "# shoal: the metrics region could not be read consistently\n";
+    return metrics_text_;
+  }
+  metrics::render(*snapshot_, SHOAL_VERSION, queues, metrics_text_);
+  return metrics_text_;
 }
 
 void HttpServer::release(Connection& connection) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/metrics.hpp"
 #include "worker/access_log.hpp"
 #include "worker/app.hpp"
 #include "worker/http.hpp"
@@ -57,7 +58,9 @@ class HttpServer {
   bool listen(const std::vector<int>& fds, std::string& err);
   // Serves an already-connected, non-blocking socket; `proxy` says whether its input starts with
   // a PROXY protocol header (the listener's proxy_protocol).
-  void adopt(int fd, const sockaddr* addr, socklen_t addr_len, ProxyProtocol proxy = ProxyProtocol::Off);
+  // metrics_only: it came on the [metrics] listener.
+  void adopt(int fd, const sockaddr* addr, socklen_t addr_len, ProxyProtocol proxy = ProxyProtocol::Off,
+             bool metrics_only = false);
   // A connection closed without a response because its PROXY header was missing or malformed.
   void proxy_header_refused(std::string_view peer, std::string_view why);
   uint64_t proxy_headers_refused() const { return proxy_refused_; }
@@ -94,6 +97,16 @@ class HttpServer {
   // Where application handlers are recorded for the master (nullptr: nowhere).
   void set_board(WorkerBoard* board) { board_ = board; }
   WorkerBoard* board() const { return board_; }
+  // [metrics]: where this worker counts (nullptr: it does not), and the region a scrape reads.
+  void set_metrics(metrics::WorkerCounters* counters, const metrics::Region* region) {
+    counters_ = counters;
+    metrics_region_ = region;
+  }
+  metrics::WorkerCounters* counters() const { return counters_; }
+  // Connections by state, CPU time and resident memory into this worker's slot (each heartbeat).
+  void refresh_gauges();
+  // The metrics page, rendered into a buffer the server keeps.
+  std::string_view metrics_page();
   bool draining() const { return draining_; }
   size_t connection_count() const { return live_; }
   // Writes the buffered access log lines; false (and logged) if the write failed.
@@ -138,6 +151,8 @@ class HttpServer {
     event* ev;
     ProxyProtocol proxy;
     HttpServer* server;
+    bool metrics;  // [metrics] listen: it answers only the metrics path
+    std::string address;
   };
   static void on_acceptable(evutil_socket_t fd, short, void* self);
   void accept_failed(int err);
@@ -177,6 +192,11 @@ class HttpServer {
   uint64_t request_limit_ = UINT64_MAX;
   std::function<void()> on_request_limit_;
   WorkerBoard* board_ = nullptr;
+  metrics::WorkerCounters* counters_ = nullptr;
+  const metrics::Region* metrics_region_ = nullptr;
+  std::unique_ptr<metrics::Snapshot> snapshot_;  // reused by every scrape
+  std::string metrics_text_;
+  int statm_fd_ = -1;
 
   bool ready_ = true;
   bool draining_ = false;

@@ -55,6 +55,7 @@ class Worker {
                                            "pid=" + std::to_string(getpid()) + " generation=" +
                                                std::to_string(spec_.generation) + " worker=" + std::to_string(spec_.index));
     server_->set_board(spec_.board);
+    server_->set_metrics(spec_.counters, spec_.metrics);
     server_->set_access_identity({spec_.index, static_cast<long>(getpid()), spec_.generation});
     if (spec_.max_requests > 0)
       server_->set_request_limit(spec_.max_requests, [this] { ask_to_be_replaced(); });
@@ -86,7 +87,9 @@ class Worker {
     // The heartbeat: sent from the loop, so a worker stuck in a handler (or stopped) falls silent.
     Millis every = std::min(Millis(1000), spec_.config->server.heartbeat_timeout / 4);
     event* heartbeat = event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* self) {
-      send_message(static_cast<Worker*>(self)->spec_.channel_fd, {MsgType::Heartbeat});
+      auto* w = static_cast<Worker*>(self);
+      send_message(w->spec_.channel_fd, {MsgType::Heartbeat});
+      w->server_->refresh_gauges();
     }, this);
     events_.push_back(heartbeat);
     timeval tv = to_timeval(every);
@@ -264,6 +267,8 @@ class Worker {
       failed_hooks_ = failures;
       if (failures > 0) exit_code_ = kWorkerFailed;
       event_base_loopexit(base_, nullptr);
+    }, [this](const std::string& name) {
+      if (spec_.counters) spec_.counters->hook_failed(name);
     });
     hooks_->start();
   }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/metrics.hpp"
 #include "worker/app.hpp"
 
 namespace shoal {
@@ -31,6 +32,9 @@ struct WorkerSpec {
   int access_log_fd = -1;
   uint64_t max_requests = 0;     // this worker's own limit (max_requests plus its jitter); 0 = none
   struct WorkerBoard* board = nullptr;  // shared with the master; may be nullptr
+  // [metrics]: this worker's counters and the region every scrape reads (inherited mapping).
+  metrics::WorkerCounters* counters = nullptr;
+  const metrics::Region* metrics = nullptr;
 };
 
 // Runs the worker to its end and returns its exit code. The caller _exit()s with it.

@@ -387,6 +387,7 @@ void Supervisor::on(const WorkerMessage& e) {
       if (phase_ == Phase::Running && serving_ == g->number && w->state == WState::Ready && !w->culled &&
           w->replace_reason.empty()) {
         w->replace_reason = say::served_max(e.value2);
+        w->restart = metrics::kMaxRequests;
         log(Level::Info, say::wants_replacement(e.key.slot, w->pid, w->replace_reason));
       }
       break;
@@ -480,6 +481,7 @@ void Supervisor::on(const RssSampled& e) {
       !w->replace_reason.empty() || limit == 0 || e.bytes <= limit)
     return;
   w->replace_reason = say::above_rss(e.bytes, limit);
+  w->restart = metrics::kMaxWorkerRss;
   log(Level::Info, say::wants_replacement(e.key.slot, w->pid, w->replace_reason));
 }
 
@@ -494,6 +496,7 @@ void Supervisor::on(const WorkerProbed& e) {
   log(Level::Error, app_of(*g) ? say::app_silent(e.key.slot, w->pid, g->number, now_ - w->last_heard, *limit, e.process_state)
                                : say::silent(e.key.slot, w->pid, g->number, now_ - w->last_heard, *limit, e.doing, e.process_state));
   w->killed = true;
+  w->restart = metrics::kHeartbeat;
   out_.push_back(Kill{w->pid, SIGKILL});
 }
 
@@ -521,6 +524,7 @@ void Supervisor::on(const SuccessorReady& e) {
   out_.push_back(CloseSuccessorChannel{});
   successor_deadline_.reset();
   handed_over_ = true;
+  count_upgrade(Outcome::Done);
   std::string message = say::upgrade_ok(identity_.pid, successor, identity_.version, e.version);
   log(Level::Info, cat(message, " in ", now_ - busy_since_, " ms; this master's workers drain"));
   out_.push_back(Notify{cat("MAINPID=", successor)});
@@ -790,6 +794,7 @@ void Supervisor::answer_waiters_abandoned(const std::string& why) {
     loading_config_ = false;
     uint64_t number = starting_.value_or(last_generation_ + 1);
     std::string message = say::reload_abandoned(why, number);
+    count_reload(Outcome::ShuttingDown);
     if (in_place_) message = "upgrade abandoned: " + message.substr(sizeof "reload abandoned: " - 1);
     else last_reload_ = {number, Outcome::ShuttingDown, message, now_};
     for (uint64_t id : in_place_ ? upgrade_replies_ : reload_replies_) reply(id, Outcome::ShuttingDown, message);
@@ -806,6 +811,7 @@ void Supervisor::answer_waiters_abandoned(const std::string& why) {
   if (phase_ == Phase::Upgrading) {
     checking_program_ = exec_due_ = exec_sent_ = false;
     std::string message = say::upgrade_abandoned(why, successor_pid_.value_or(0));
+    count_upgrade(Outcome::ShuttingDown);
     log(Level::Warn, message);
     for (uint64_t id : upgrade_replies_) reply(id, Outcome::ShuttingDown, message);
     upgrade_replies_.clear();
@@ -947,6 +953,7 @@ void Supervisor::fail_reload(const std::string& reason, Outcome outcome) {
   uint64_t number = starting_.value_or(last_generation_ + 1);
   uint64_t serving = serving_.value_or(0);
   std::string message = say::reload_failed_reply(reason, serving);
+  count_reload(outcome);
   if (in_place_) {
     // The new image supervises the old generation from now on: the upgrade failed, the server did not.
     message = say::in_place_failed(reason, serving, identity_.pid, identity_.version);
@@ -973,6 +980,29 @@ void Supervisor::fail_reload(const std::string& reason, Outcome outcome) {
   end_reload();
 }
 
+namespace {
+int outcome_index(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::Done: return metrics::kOk;
+    case Outcome::ConfigInvalid: return metrics::kConfigInvalid;
+    case Outcome::NotReady: return metrics::kNotReady;
+    case Outcome::ShuttingDown: return metrics::kCancelled;
+    default: return metrics::kStartFailed;
+  }
+}
+}  // namespace
+
+void Supervisor::count_reload(Outcome outcome) {
+  if (in_place_) return count_upgrade(outcome);
+  ++counts_.reloads[outcome_index(outcome)];
+  if (outcome == Outcome::ShuttingDown) return;  // abandoned: it says nothing of the config
+  counts_.last_load_ok = outcome == Outcome::Done;
+  counts_.last_load_at = now_;
+  if (outcome == Outcome::Done) counts_.last_success_at = now_;
+}
+
+void Supervisor::count_upgrade(Outcome outcome) { ++counts_.upgrades[outcome_index(outcome)]; }
+
 void Supervisor::end_reload() {
   phase_ = Phase::Running;
   if (reload_pending_) {
@@ -983,6 +1013,7 @@ void Supervisor::end_reload() {
 
 void Supervisor::fail_upgrade(const std::string& reason, Outcome outcome) {
   if (phase_ != Phase::Upgrading) return;
+  count_upgrade(outcome);
   checking_program_ = exec_due_ = exec_sent_ = false;
   out_.push_back(CloseSuccessorChannel{});
   successor_deadline_.reset();
@@ -1033,6 +1064,7 @@ void Supervisor::worker_exited(Generation& g, size_t index, const ChildExited& e
   const int slot = w.key.slot;
 
   if (respawns(g, w)) {
+    ++counts_.restarts[w.restart];
     bool young = w.state == WState::Starting || now_ - w.ready_at < timing_.healthy_after || code == kWorkerFatalExit;
     log(Level::Error, say::worker_died(slot, w.pid, w.cpu, status, wstate_name(w.state)));
     if (young) return failed_at_start(g, slot);
@@ -1105,6 +1137,7 @@ bool Supervisor::expire_deadlines() {
       // A worker stuck at start (a start hook that hangs) in a generation that replaces its
       // dead: a reload's new generation has its own deadline instead.
       if (w.state == WState::Starting && respawns(g, w) && now_ - w.forked_at >= g.config->reload.ready_timeout) {
+        w.restart = metrics::kReadyTimeout;
         kill_now(w, say::not_ready_in_time(w.key.slot, w.pid, g.number, now_ - w.forked_at, g.config->reload.ready_timeout));
         changed = true;
         continue;
@@ -1183,6 +1216,7 @@ bool Supervisor::promote() {
   if (phase_ == Phase::Booting) {
     serving_ = g->number;
     phase_ = Phase::Running;
+    counts_.last_load_at = counts_.last_success_at = now_;  // the start's config serves
     log(Level::Info, say::generation_ready(g->number, ready, now_ - started_at_));
     if (identity_.has_predecessor) {
       // The pid file names this master only now that it is ready: until then, the old one serves.
@@ -1204,6 +1238,7 @@ bool Supervisor::promote() {
   out_.push_back(SetLogIdentity{g->number});
   out_.push_back(SetLogLevel{g->config->log.level});
   Time took = now_ - busy_since_;
+  count_reload(Outcome::Done);
   if (in_place_) {
     // As an upgrade by a new master, answered once the new program's workers are ready.
     std::string message = say::in_place_ok(identity_.pid, from_version_, identity_.version, g->number, ready, took);
@@ -1279,6 +1314,7 @@ bool Supervisor::supervise_slots(Generation& g) {
       continue;
     }
     if (s.respawn_at && *s.respawn_at > now_) continue;
+    if (replace) ++counts_.restarts[incumbent->restart];
     fork_worker(g, slot, respawn ? std::nullopt : std::optional<WorkerKey>(incumbent->key));
     changed = true;
   }

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/metrics.hpp"
 #include "master/core/vocabulary.hpp"
 
 namespace shoal::core {
@@ -84,6 +85,15 @@ class Supervisor {
   bool listeners_closed() const { return listeners_closed_; }
   // After ExecInPlace: what the new image adopts. Nothing once the exec is no longer due.
   std::optional<Takeover> takeover() const;
+  // What this core counted since it started, for the metrics (the shell keeps the totals across
+  // images and masters).
+  struct Counts {
+    uint64_t reloads[metrics::kOutcomes] = {}, upgrades[metrics::kOutcomes] = {};
+    uint64_t restarts[metrics::kRestartReasons] = {};
+    bool last_load_ok = true;  // the last reload (or the start) put its config into service
+    std::optional<Time> last_load_at, last_success_at;
+  };
+  const Counts& counts() const { return counts_; }
 
  private:
   enum class WState { Forking, Starting, Ready, Draining, Exited };
@@ -105,6 +115,7 @@ class Supervisor {
     MsgType told = MsgType::Ready;  // Drain or Stop once told (Ready: not told yet)
     std::optional<WorkerKey> replaces;  // a graceful replacement: the incumbent it takes over from
     std::string replace_reason;         // on the incumbent: why it wants replacing (empty: it does not)
+    int restart = metrics::kCrash;      // why it is replaced when it dies, or is replaced (replace_reason)
     // From its messages:
     int reported_exit = -1, failed_hooks = 0;
     uint32_t in_flight = 0;
@@ -210,6 +221,8 @@ class Supervisor {
   void set_kill_deadline(Worker& w, Time at, const std::string& what);
   void retire(Generation& g, MsgType how, Time drain_delay, Time kill_after, Time unready_grace);
   void fail_reload(const std::string& reason, Outcome outcome);
+  void count_reload(Outcome outcome);  // the reload's end, or (in place) the upgrade's
+  void count_upgrade(Outcome outcome);
   void fail_upgrade(const std::string& reason, Outcome outcome);
   void answer_waiters_abandoned(const std::string& why);
   void end_reload();
@@ -298,6 +311,7 @@ class Supervisor {
   bool told_predecessor_ = false;
   bool control_started_ = false;
   bool pid_file_ok_ = true;
+  Counts counts_;
 };
 
 }  // namespace shoal::core
