@@ -711,7 +711,7 @@ class Loader {
     refuse(root_->get("http"), "[http]");
     refuse(root_->get("health"), "[health]");
     refuse(root_->get("route"), "[[route]]");
-    refuse(root_->get("metrics"), "[metrics] (the app's requests pass shoal by: export the app's own metrics)");
+    refuse(root_->get("metrics"), "[metrics]");
     if (const toml::table* shutdown = root_->get("shutdown") ? root_->get("shutdown")->as_table() : nullptr)
       refuse(shutdown->get("hook"), "[[shutdown.hook]] (run cleanups in the app, on its drain signal)");
     if (const toml::table* server = root_->get("server") ? root_->get("server")->as_table() : nullptr) {

@@ -349,7 +349,7 @@ bool read(const Region& region, Snapshot& out) {
     s.life.clear();
     s.workers.clear();
     s.generations.clear();
-    s.serving_generation = s.draining_generations = s.last_success_at_ms = 0;
+    s.serving_generation = s.draining_generations = s.last_success_at_ms = s.region_blocks_in_use = 0;
     s.last_load_ok = true;
     s.start_time_ms = region.start_time_ms.load(relaxed);
     uint64_t newest_epoch = 0, latest_load_at = 0;
@@ -357,6 +357,7 @@ bool read(const Region& region, Snapshot& out) {
       const Block& block = region.blocks[b];
       uint32_t state = block.state.load(std::memory_order_acquire);
       if (state == Block::Free) continue;
+      ++s.region_blocks_in_use;
       s.life.add_counters(block.life);
       s.life.add_counters(block.folded);
       s.totals.add_counters(block.retired);

@@ -128,6 +128,7 @@ struct Snapshot {
   std::vector<Gen> generations;
   uint64_t serving_generation = 0;
   uint64_t draining_generations = 0;
+  uint64_t region_blocks_in_use = 0;  // masters whose figures are in it (2 during a hand-over)
   bool last_load_ok = true;
   uint64_t last_success_at_ms = 0;
 };

@@ -46,8 +46,12 @@ bool ListenerSet::bind_missing(const Config& config, std::string& err) {
     }
     by_address_.emplace(key(address), Entry{address, fd});
     added.push_back(key(address));
-    spdlog::info("listening on {}{} (fd {})", address.kind == ListenAddress::Kind::Unix ? "" : "http://",
-                 bound_address(fd), fd);
+    if (address.metrics)
+      spdlog::info("listening on {}{}{} (fd {}, [metrics])", address.kind == ListenAddress::Kind::Unix ? "" : "http://",
+                   bound_address(fd), config.metrics.path, fd);
+    else
+      spdlog::info("listening on {}{} (fd {})", address.kind == ListenAddress::Kind::Unix ? "" : "http://",
+                   bound_address(fd), fd);
   }
   return true;
 }

@@ -116,6 +116,40 @@ TEST(Config, TheEffectiveConfigReadsBackToItself) {
   EXPECT_EQ(effective_config(*again.config), printed);
 }
 
+TEST(Config, MetricsGetAListenerOfTheirOwnAndAreOffUnlessSet) {
+  auto off = parse(kMinimal);
+  ASSERT_TRUE(off.config);
+  EXPECT_EQ(off.config->metrics_listen(), nullptr);
+  EXPECT_EQ(off.config->metrics.path, "/metrics");
+  auto on = parse(std::string(kMinimal) + "[metrics]\nlisten = \"127.0.0.1:9180\"\npath = \"/m\"\n");
+  ASSERT_TRUE(on.config) << ::testing::PrintToString(error_lines(on));
+  ASSERT_NE(on.config->metrics_listen(), nullptr);
+  EXPECT_EQ(on.config->metrics_listen()->text, "127.0.0.1:9180");
+  EXPECT_EQ(on.config->server.listen.size(), 2u);  // bound, inherited and handed over with the others
+  EXPECT_FALSE(on.config->server.listen[0].metrics);
+  EXPECT_EQ(on.config->metrics.path, "/m");
+  std::string printed = effective_config(*on.config);
+  EXPECT_THAT(printed, HasSubstr("[metrics]\nlisten = '127.0.0.1:9180'\npath = '/m'"));
+  auto again = parse_config(printed, "/tmp/test.toml");
+  ASSERT_TRUE(again.config) << printed;
+  EXPECT_EQ(effective_config(*again.config), printed);
+
+  auto same = error_lines(parse(std::string(kMinimal) + "[metrics]\nlisten = \"127.0.0.1:8080\"\n"));
+  ASSERT_EQ(same.size(), 1u);
+  EXPECT_EQ(same[0], "/tmp/test.toml:4:10: [metrics] listen: \"127.0.0.1:8080\" is also in [server] listen: the "
+                     "metrics need a listener of their own, which the public one must not be");
+  EXPECT_THAT(error_lines(parse(std::string(kMinimal) + "[metrics]\npath = \"/m\"\n")).at(0),
+              HasSubstr("/tmp/test.toml:3:1: [metrics] listen is missing"));
+  EXPECT_THAT(error_lines(parse(std::string(kMinimal) + "[metrics]\nlisten = \"127.0.0.1:9180\"\npath = \"m\"\n")).at(0),
+              HasSubstr("/tmp/test.toml:5:8: [metrics] path: \"m\" must start with '/'"));
+  EXPECT_THAT(error_lines(parse(std::string(kMinimal) + "[metrics]\nlisten = \"nowhere\"\n")).at(0),
+              HasSubstr("/tmp/test.toml:4:10: [metrics] listen: \"nowhere\""));
+  EXPECT_THAT(error_lines(parse(std::string(kMinimal) + "[metrics]\nlisten = \"127.0.0.1:9180\"\nlisen = 1\n")).at(0),
+              HasSubstr("unknown key 'lisen' in [metrics]; did you mean 'listen'?"));
+  EXPECT_THAT(error_lines(parse(std::string(kMinimal) + "[app]\ncommand = [\"/bin/true\"]\n[metrics]\nlisten = \"127.0.0.1:9180\"\n")),
+              testing::Contains(HasSubstr("[metrics] does not apply with [app]")));
+}
+
 // The shipped production files agree with each other: the config writes only where the unit lets
 // it, logrotate rotates what it logs and reopens the master the unit runs, systemd waits longer
 // than shoal's own deadline, and the unit's user is the config's.

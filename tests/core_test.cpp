@@ -687,6 +687,65 @@ TEST(Core, AnUpgradeWhoseNewMasterIsNotReadyInTimeFailsAndTheOldServesOn) {
   EXPECT_THAT(reply_message(h.replies_to(2).at(0)), HasSubstr("has not exited yet"));
 }
 
+// What the metrics show of the lifecycle: every reload's and upgrade's outcome, and each
+// replacement with its reason, counted once.
+TEST(Core, CountsEveryReloadUpgradeAndReplacementByOutcomeAndReason) {
+  CoreHarness h(core_config("workers = 1\nmax_requests = 100\nheartbeat_timeout = \"1s\"",
+                            "[reload]\nready_timeout = \"1s\"\n"));
+  const auto& c = h.core().counts();
+  h.now = 5ms;
+  h.boot_ready();
+  EXPECT_TRUE(c.last_load_ok);
+  EXPECT_EQ(c.last_success_at, Time(5));
+  // A reload that succeeds, one refused for its config, one whose generation is not ready in time.
+  h.now = 10ms;
+  h.command(1, "reload");
+  h.ready(h.generation_workers(2)[0]);
+  EXPECT_EQ(c.reloads[metrics::kOk], 1u);
+  EXPECT_EQ(c.last_success_at, Time(10));
+  h.next_config_errors = {"bad"};
+  h.command(2, "reload");
+  EXPECT_EQ(c.reloads[metrics::kConfigInvalid], 1u);
+  EXPECT_FALSE(c.last_load_ok);
+  h.next_config_errors.clear();
+  h.command(3, "reload");
+  h.advance(1000ms);
+  EXPECT_EQ(c.reloads[metrics::kNotReady], 1u);
+  EXPECT_FALSE(c.last_load_ok);
+  EXPECT_EQ(c.last_success_at, Time(10));
+  for (auto& [key, pid] : h.pids)
+    if (key.generation != 2 && !h.dead.count(pid)) h.exit(pid, 0);
+  h.command(4, "reload");
+  WorkerKey serving = h.generation_workers(4)[0];
+  h.ready(serving);
+  EXPECT_EQ(c.reloads[metrics::kOk], 2u);
+  EXPECT_TRUE(c.last_load_ok);
+  // A crash, a silent worker, and max_requests.
+  h.exit(h.pids[h.generation_workers(2)[0]], 0);
+  h.advance(800ms);
+  h.message(serving, MsgType::Heartbeat);
+  h.advance(800ms);
+  h.exit(h.pids[serving], 139);
+  EXPECT_EQ(c.restarts[metrics::kCrash], 1u);
+  WorkerKey second = h.generation_workers(4).back();
+  h.ready(second);
+  h.advance(1000ms);  // silent: probed (the harness answers) and killed
+  ASSERT_THAT(h.kills_of(h.pids[second]), ElementsAre(SIGKILL));
+  h.exit(h.pids[second], SIGKILL, true);
+  EXPECT_EQ(c.restarts[metrics::kHeartbeat], 1u);
+  EXPECT_EQ(c.restarts[metrics::kCrash], 1u);
+  WorkerKey third = h.generation_workers(4).back();
+  h.ready(third);
+  h.message(third, MsgType::Recycle, 0, 100);
+  EXPECT_EQ(c.restarts[metrics::kMaxRequests], 1u);
+  // An upgrade that hands over.
+  h.command(5, "upgrade");
+  h.input(core::SuccessorReady{"0.2.0"});
+  EXPECT_EQ(c.upgrades[metrics::kOk], 1u);
+  EXPECT_EQ(c.reloads[metrics::kOk], 2u);
+  EXPECT_EQ(c.restarts[metrics::kMaxRequests], 1u);
+}
+
 // ---------------------------------------------------------------- the phase table
 
 enum class In { Hup, ReloadCmd, Usr2, UpgradeCmd, Ttin, Ttou, Term, Int, Quit, StopCmd, StatusCmd, Usr1, Winch, ReopenCmd, StopNowCmd };
