@@ -97,6 +97,20 @@ ShoalProcess::ShoalProcess(const std::string& config_path, const std::string& lo
   pid_ = spawn({binary, "-c", config_path}, log_path, std::filesystem::path(config_path).parent_path().string(), options);
 }
 
+Subprocess::Subprocess(const std::vector<std::string>& argv, const std::string& log_path, const std::string& cwd)
+    : pid_(spawn(argv, log_path, cwd)), log_path_(log_path) {}
+
+Subprocess::~Subprocess() {
+  if (pid_ <= 0) return;
+  killpg(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  wait_until([&] {
+    while (waitpid(-pid_, nullptr, WNOHANG) > 0) {
+    }
+    return killpg(pid_, 0) != 0;
+  }, 5s);
+}
+
 ShoalProcess::~ShoalProcess() {
   if (pid_ <= 0) return;
   // [app] workers run in process groups of their own (a terminal's Ctrl+C is the master's to

@@ -70,6 +70,24 @@ class ShoalProcess {
   std::string log_path_;
 };
 
+std::string read_file(const std::string& path);
+
+// Another program a test drives (Prometheus): in its own process group, output to a log file,
+// the group killed and reaped when the test ends, pass or fail.
+class Subprocess {
+ public:
+  Subprocess(const std::vector<std::string>& argv, const std::string& log_path, const std::string& cwd = "");
+  ~Subprocess();
+  Subprocess(const Subprocess&) = delete;
+  Subprocess& operator=(const Subprocess&) = delete;
+  pid_t pid() const { return pid_; }
+  std::string log() const { return read_file(log_path_); }
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_path_;
+};
+
 // `user = "NAME"` and a newline, NAME being whoever runs the tests: shoal started as root refuses
 // to run its workers as root unless the config says so, and the tests run as root in CI.
 std::string run_as_line();
