@@ -154,7 +154,7 @@ void Lifecycle::clear() {
   zero(upgrades, kOutcomes);
   zero(restarts, kRestartReasons);
   for (Generation& g : generations)
-    for (Counter* c : {&g.number, &g.starting, &g.ready, &g.draining}) c->set(0);
+    for (Counter* c : {&g.number, &g.starting, &g.ready, &g.draining, &g.drain_started_at_ms, &g.shutdown_timeout_ms}) c->set(0);
 }
 
 void Lifecycle::add_counters(const Lifecycle& other) {
@@ -298,7 +298,9 @@ void Shared::publish(const Lifecycle& life) {
   if (life.last_success_at_ms.get()) to.last_success_at_ms.set(life.last_success_at_ms.get());
   for (int g = 0; g < kGenerations; ++g)
     for (Counter Lifecycle::Generation::*field : {&Lifecycle::Generation::number, &Lifecycle::Generation::starting,
-                                                  &Lifecycle::Generation::ready, &Lifecycle::Generation::draining})
+                                                  &Lifecycle::Generation::ready, &Lifecycle::Generation::draining,
+                                                  &Lifecycle::Generation::drain_started_at_ms,
+                                                  &Lifecycle::Generation::shutdown_timeout_ms})
       (to.generations[g].*field).set((life.generations[g].*field).get());
   end();
 }
@@ -352,6 +354,9 @@ bool read(const Region& region, Snapshot& out) {
     s.serving_generation = s.draining_generations = s.last_success_at_ms = s.region_blocks_in_use = 0;
     s.last_load_ok = true;
     s.start_time_ms = region.start_time_ms.load(relaxed);
+    timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    s.now_ms = static_cast<uint64_t>(wall.tv_sec) * 1000 + static_cast<uint64_t>(wall.tv_nsec) / 1'000'000;
     uint64_t newest_epoch = 0, latest_load_at = 0;
     for (int b = 0; b < kBlocks; ++b) {
       const Block& block = region.blocks[b];
@@ -372,7 +377,8 @@ bool read(const Region& region, Snapshot& out) {
       }
       for (const Lifecycle::Generation& g : block.life.generations) {
         if (!g.number.get()) continue;
-        s.generations.push_back({g.number.get(), g.starting.get(), g.ready.get(), g.draining.get()});
+        s.generations.push_back({g.number.get(), g.starting.get(), g.ready.get(), g.draining.get(),
+                                 g.drain_started_at_ms.get(), g.shutdown_timeout_ms.get()});
       }
       for (int slot = 0; slot < kSlots; ++slot) {
         const SlotHeader& h = block.slots[slot];
@@ -437,6 +443,25 @@ void render(const Snapshot& s, std::string_view version, const std::vector<Liste
     sample(out, "shoal_workers", {{"generation", gen}, {"state", "starting"}}, g.starting);
     sample(out, "shoal_workers", {{"generation", gen}, {"state", "ready"}}, g.ready);
     sample(out, "shoal_workers", {{"generation", gen}, {"state", "draining"}}, g.draining);
+  }
+
+  Family(out, "shoal_generation_draining_seconds", "gauge",
+         "How long each draining generation has been draining (its workers are killed at its shutdown timeout).");
+  for (const auto& g : s.generations) {
+    if (!g.drain_started_at_ms) continue;
+    out += "shoal_generation_draining_seconds{generation=\"";
+    append_number(out, g.number);
+    out += "\"} ";
+    append_seconds(out, s.now_ms > g.drain_started_at_ms ? s.now_ms - g.drain_started_at_ms : 0, 1000);
+    out += '\n';
+  }
+  Family(out, "shoal_generation_shutdown_timeout_seconds", "gauge", "Each generation's [shutdown] timeout.");
+  for (const auto& g : s.generations) {
+    out += "shoal_generation_shutdown_timeout_seconds{generation=\"";
+    append_number(out, g.number);
+    out += "\"} ";
+    append_seconds(out, g.shutdown_timeout_ms, 1000);
+    out += '\n';
   }
 
   const WorkerCounters& t = s.totals;

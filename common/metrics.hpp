@@ -77,6 +77,8 @@ struct Lifecycle {
   struct Generation {
     Counter number;  // 0: unused
     Counter starting, ready, draining;
+    Counter drain_started_at_ms;  // wall clock; 0: not draining
+    Counter shutdown_timeout_ms;
   } generations[kGenerations];
   void add_counters(const Lifecycle& other);  // the counters only
   void clear();
@@ -113,6 +115,7 @@ struct Region {
 // Everything a scrape shows, copied consistently.
 struct Snapshot {
   uint64_t start_time_ms = 0;
+  uint64_t now_ms = 0;  // wall clock, when it was read
   WorkerCounters totals;  // every worker's counters, live and exited (gauges unused)
   Lifecycle life;         // counters summed; the rest from the newest master
   struct Worker {
@@ -123,7 +126,7 @@ struct Snapshot {
   };
   std::vector<Worker> workers;
   struct Gen {
-    uint64_t number, starting, ready, draining;
+    uint64_t number, starting, ready, draining, drain_started_at_ms, shutdown_timeout_ms;
   };
   std::vector<Gen> generations;
   uint64_t serving_generation = 0;

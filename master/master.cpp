@@ -365,6 +365,8 @@ void Master::publish_metrics() {
     }
     auto& out = life.generations[row++];
     out.number.set(g.number), out.starting.set(starting), out.ready.set(ready), out.draining.set(draining);
+    out.drain_started_at_ms.set(wall_of(g.drain_started_at));
+    out.shutdown_timeout_ms.set(static_cast<uint64_t>(g.shutdown_timeout.count()));
   }
   for (; row < metrics::kGenerations; ++row) life.generations[row].number.set(0);
   metrics_.publish(life);

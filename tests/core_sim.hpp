@@ -86,6 +86,7 @@ class Simulation {
   std::map<std::pair<uint64_t, int>, std::vector<Time>> forks_by_slot_;
   size_t seen_actions_ = 0;
   int execs_seen_ = 0;
+  core::Supervisor::Counts counts_seen_;
   int start_controls_ = 0;
   std::set<Pid> live_;  // forked and not reaped
   SimResult result_;
@@ -362,6 +363,17 @@ class Simulation {
     check(start_controls_ <= 1 + h_->execs, "the control socket started twice in one image");
     // Every child the world still runs is the core's, across every exec too.
     for (Pid pid : live_) check(by_pid.count(pid) > 0, "pid " + std::to_string(pid) + " runs but the core does not know it");
+    // The metrics' counts only grow within one image (the shell carries them across an exec).
+    const auto& counts = h_->core().counts();
+    if (h_->execs == execs_seen_) {
+      for (int i = 0; i < metrics::kOutcomes; ++i) {
+        check(counts.reloads[i] >= counts_seen_.reloads[i], "a reload count went down");
+        check(counts.upgrades[i] >= counts_seen_.upgrades[i], "an upgrade count went down");
+      }
+      for (int i = 0; i < metrics::kRestartReasons; ++i)
+        check(counts.restarts[i] >= counts_seen_.restarts[i], "a restart count went down");
+    }
+    counts_seen_ = counts;
     execs_seen_ = h_->execs;
     if (auto d = h_->core().next_deadline()) check(*d > now || phase == core::Phase::Exited, "a deadline already due");
     if (phase == core::Phase::Exited || h_->exited) check(phase == core::Phase::Exited && h_->exited, "exit mismatch");

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <signal.h>
 
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <thread>
@@ -75,6 +76,13 @@ TEST_F(MetricsTest, ALiveServersPagePassesPromtoolAndOnlyItsOwnListenerServesIt)
   std::string path = dir_.write("page.txt", page.body);
   std::string output;
   EXPECT_EQ(run_command({"/bin/sh", "-c", "promtool check metrics < " + path}, output), 0) << output;
+  // Every figure the shipped alert rules use is one the page has.
+  std::string rules = read_file(std::string(SHOAL_SOURCE_DIR) + "/conf/prometheus-alerts.yml");
+  std::regex name(R"(shoal_[a-z_]+)");
+  size_t names = 0;
+  for (auto it = std::sregex_iterator(rules.begin(), rules.end(), name); it != std::sregex_iterator(); ++it, ++names)
+    EXPECT_THAT(page.body, HasSubstr("# TYPE " + it->str() + " ")) << "conf/prometheus-alerts.yml uses " << it->str();
+  EXPECT_GE(names, 5u);
   // Scrapes are not requests of the service: two in a row count the same.
   EXPECT_THAT(scrape(metrics), HasSubstr("shoal_requests_total{code=\"200\"} 20\n"));
   // The metrics listener answers nothing else, and the public one does not answer the metrics.
@@ -115,6 +123,13 @@ class Prometheus {
     auto doc = nlohmann::json::parse(r.body, nullptr, false);
     if (doc.is_discarded() || doc["status"] != "success" || doc["data"]["result"].size() != 1) return std::nullopt;
     return std::stod(doc["data"]["result"][0]["value"][1].get<std::string>());
+  }
+  // How many series an instant query returned; nullopt if Prometheus refused it.
+  std::optional<size_t> series(const std::string& query) {
+    HttpResponse r = get(port_, "/api/v1/query?query=" + url_encode(query), 5s);
+    auto doc = nlohmann::json::parse(r.body, nullptr, false);
+    if (r.status != 200 || doc.is_discarded() || doc["status"] != "success") return std::nullopt;
+    return doc["data"]["result"].size();
   }
   // Waits until `query` has the value `expected`.
   bool wait_for(const std::string& query, double expected, std::chrono::milliseconds timeout = 10s) {
@@ -214,6 +229,23 @@ TEST_F(MetricsTest, PrometheusSeesNoCounterResetThroughAReloadReplacementsAndBot
   EXPECT_EQ(prometheus.value("changes(shoal_start_time_seconds[10m])"), 0.0);
   EXPECT_GT(prometheus.value("sum(shoal_worker_restarts_total{reason=\"max_requests\"})").value_or(0), 0.0);
   EXPECT_EQ(prometheus.value("sum(shoal_worker_restarts_total{reason!=\"max_requests\"})"), 0.0);
+  // The shipped dashboard's every query runs on what was scraped, and shows something (but the
+  // draining panel: old generations drained within milliseconds, between two scrapes).
+  std::ifstream file(std::string(SHOAL_SOURCE_DIR) + "/conf/grafana-dashboard.json");
+  auto dashboard = nlohmann::json::parse(file, nullptr, false);
+  ASSERT_FALSE(dashboard.is_discarded());
+  size_t queries = 0;
+  for (const auto& panel : dashboard["panels"])
+    for (const auto& target : panel["targets"]) {
+      std::string expr = target["expr"];
+      for (auto [from, to] : {std::pair{"$__rate_interval", "5s"}, {"$__range", "10m"}, {"$instance", ".*"}})
+        for (size_t at; (at = expr.find(from)) != std::string::npos;) expr.replace(at, strlen(from), to);
+      auto n = prometheus.series(expr);
+      ASSERT_TRUE(n) << panel["title"] << ": Prometheus refused " << expr;
+      if (expr.find("draining_seconds") == std::string::npos) EXPECT_GT(*n, 0u) << panel["title"] << ": " << expr;
+      ++queries;
+    }
+  EXPECT_GE(queries, 10u);
   std::cerr << "Prometheus scraped " << prometheus.value("count_over_time(up[10m])").value_or(0) << " times; "
             << prometheus.value("sum(shoal_worker_restarts_total)").value_or(0) << " replacements; clients got "
             << tally.ok << " answers\n";

@@ -95,6 +95,7 @@ class Worker {
     timeval tv = to_timeval(every);
     event_add(heartbeat, &tv);
 
+    server_->refresh_gauges();  // a scrape before the first heartbeat sees this worker's memory
     if (!send_message(spec_.channel_fd, {MsgType::Ready})) {
       spdlog::error("cannot tell the master this worker is ready; draining");
       begin_drain(Millis(0), "lost master");

@@ -1489,7 +1489,8 @@ std::optional<Time> Supervisor::next_deadline() const {
 std::vector<Supervisor::GenerationView> Supervisor::generations() const {
   std::vector<GenerationView> views;
   for (const auto& g : generations_) {
-    GenerationView v{g.number, gstate_name(g.state), g.desired, g.hurried, {}};
+    GenerationView v{g.number, gstate_name(g.state), g.desired, g.hurried, {}, g.drain_started_at,
+                     g.config->shutdown.timeout};
     for (const auto& w : g.workers) v.workers.push_back({w.key, w.pid, wstate_name(w.state), w.culled, w.kill_at});
     views.push_back(std::move(v));
   }

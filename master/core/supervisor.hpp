@@ -75,6 +75,8 @@ class Supervisor {
     int desired;
     bool hurried;
     std::vector<WorkerView> workers;
+    std::optional<Time> drain_started_at;
+    Time shutdown_timeout;  // its config's [shutdown] timeout
   };
   Phase phase() const { return phase_; }
   std::vector<GenerationView> generations() const;
