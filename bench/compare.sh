@@ -4,8 +4,9 @@
 # and the load generator needs one of them. Each scenario runs A B A B … for ROUNDS rounds.
 #
 #   bench/compare.sh     (SECONDS_PER_RUN=10 ROUNDS=3 by default; e.g. SECONDS_PER_RUN=5 bench/compare.sh)
-#   SCENARIOS="ka64 ka256" bench/compare.sh     (a subset of ka64 ka256 close pipe16; the targets of
-#                                                the scenarios left out print as not measured)
+#   SCENARIOS="ka64 ka256" bench/compare.sh     (a subset of ka64 ka256 close pipe16 metrics; the
+#                                                targets of the scenarios left out print as not measured)
+#   SCENARIOS=metrics bench/compare.sh          (only the cost of [metrics]: shoal with and without)
 #
 # Prints, per server and scenario: requests/s (median, min, max) and the server's CPU time per
 # request (master and workers, utime+stime from /proc over the run, divided by the requests);
@@ -72,6 +73,11 @@ level = "info"
 path = "/hello"
 body = "ok\n"
 TOML
+# The same server counting for [metrics] (and answering scrapes on its own listener).
+shoal_m_port=18183
+metrics_port=18184
+sed "s/127.0.0.1:$shoal_port/127.0.0.1:$shoal_m_port/" "$work/shoal.toml" > "$work/shoal-metrics.toml"
+printf '[metrics]\nlisten = "127.0.0.1:%s"\n' $metrics_port >> "$work/shoal-metrics.toml"
 mkdir -p "$work/nginx/logs"
 cat > "$work/nginx.conf" <<CONF
 worker_processes 1;
@@ -91,11 +97,12 @@ http {
 }
 CONF
 
-start_shoal() {
-  taskset -c $server_cpu ./build-bench/shoal -c "$work/shoal.toml" > "$work/shoal.log" 2>&1 &
-  shoal_pid=$!
-  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$shoal_port/hello" && return; sleep 0.05; done
-  echo "shoal did not start:"; cat "$work/shoal.log"; exit 1
+start_shoal() {  # start_shoal [CONFIG PORT]: sets started_pid
+  local config=${1:-$work/shoal.toml} port=${2:-$shoal_port}
+  taskset -c $server_cpu ./build-bench/shoal -c "$config" > "$config.log" 2>&1 &
+  started_pid=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/hello" && return; sleep 0.05; done
+  echo "shoal did not start:"; cat "$config.log"; exit 1
 }
 start_nginx() {
   taskset -c $server_cpu /usr/sbin/nginx -p "$work/nginx" -c "$work/nginx.conf" -g 'daemon off;' &
@@ -110,6 +117,9 @@ start_floor() {
   echo "floor did not start:"; cat "$work/floor.log"; exit 1
 }
 start_shoal
+shoal_pid=$started_pid
+start_shoal "$work/shoal-metrics.toml" $shoal_m_port
+shoal_m_pid=$started_pid
 start_nginx
 start_floor
 
@@ -117,7 +127,8 @@ start_floor
 cpu_ticks() {
   local total=0 pid
   for pid in $1 $(ps --ppid "$1" -o pid= 2>/dev/null); do
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    # Fields 14 and 15 counted after the name, which may hold spaces ("shoal: worker 0").
+    total=$((total + $( { sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null || echo; } | awk '{print $12 + $13}')))
   done
   echo $total
 }
@@ -130,6 +141,7 @@ run() {  # run SERVER SCENARIO
   local server=$1 scenario=$2 port pid args=()
   case $server in
     shoal) port=$shoal_port pid=$shoal_pid ;;
+    shoal+metrics) port=$shoal_m_port pid=$shoal_m_pid ;;
     nginx) port=$nginx_port pid=$nginx_pid ;;
     floor) port=$floor_port pid=$floor_pid ;;
   esac
@@ -156,7 +168,12 @@ stats() {  # median min max of a list
 echo "shoal $(./build-bench/shoal --version | cut -d' ' -f2) vs $(/usr/sbin/nginx -v 2>&1 | cut -d: -f2 | tr -d ' '), $(nproc) CPUs:" \
      "servers pinned to CPU $server_cpu (1 worker each), wrk pinned to CPU $client_cpu (1 thread);" \
      "$rounds rounds of ${duration}s, A B A B"
-read -r -a scenarios <<<"${SCENARIOS:-ka64 ka256 close pipe16}"
+read -r -a all <<<"${SCENARIOS:-ka64 ka256 close pipe16 metrics}"
+scenarios=()
+measure_metrics=""
+for scenario in "${all[@]}"; do
+  if [ "$scenario" = metrics ]; then measure_metrics=1; else scenarios+=("$scenario"); fi
+done
 for scenario in "${scenarios[@]}"; do
   for _ in $(seq "$rounds"); do
     run shoal "$scenario"; run nginx "$scenario"
@@ -165,8 +182,14 @@ for scenario in "${scenarios[@]}"; do
 done
 kill -TERM $floor_pid && wait $floor_pid 2>/dev/null || true
 
-printf '\n%-10s %-6s %30s %24s\n' scenario server "requests/s median (min-max)" "CPU us/request median"
 declare -A med_rps med_cpu
+verdict() {
+  if [ -z "$2" ]; then printf '  %-58s %6s %s %-5s %s\n' "$1" - "$3" "$4" "not measured"; return; fi
+  awk -v v="$2" -v op="$3" -v limit="$4" -v what="$1" \
+  'BEGIN { ok = (op == "<=") ? (v <= limit) : (v >= limit); printf "  %-58s %6.2f %s %-5s %s\n", what, v, op, limit, ok ? "met" : "NOT met" }'; }
+ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.4f", a / b}' || true; }
+if [ ${#scenarios[@]} -gt 0 ]; then
+printf '\n%-10s %-6s %30s %24s\n' scenario server "requests/s median (min-max)" "CPU us/request median"
 for scenario in "${scenarios[@]}"; do
   for server in shoal nginx; do
     read -r m lo hi <<<"$(stats "${rps[$server,$scenario]}")"
@@ -188,11 +211,6 @@ for scenario in "${scenarios[@]}"; do
   fi
 done
 
-verdict() {
-  if [ -z "$2" ]; then printf '  %-58s %6s %s %-5s %s\n' "$1" - "$3" "$4" "not measured"; return; fi
-  awk -v v="$2" -v op="$3" -v limit="$4" -v what="$1" \
-  'BEGIN { ok = (op == "<=") ? (v <= limit) : (v >= limit); printf "  %-58s %6.2f %s %-5s %s\n", what, v, op, limit, ok ? "met" : "NOT met" }'; }
-ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN {printf "%.4f", a / b}' || true; }
 echo
 echo "targets (shoal/nginx):"
 verdict "CPU per request, keep-alive 64" "$(ratio "${med_cpu[shoal,ka64]:-}" "${med_cpu[nginx,ka64]:-}")" "<=" 0.85
@@ -206,6 +224,35 @@ for scenario in ka64 ka256; do
   show "floor/nginx, keep-alive ${scenario#ka}" "$(ratio "${med_cpu[floor,$scenario]:-}" "${med_cpu[nginx,$scenario]:-}")"
   show "shoal/floor, keep-alive ${scenario#ka}" "$(ratio "${med_cpu[shoal,$scenario]:-}" "${med_cpu[floor,$scenario]:-}")"
 done
+fi
+
+# ---------------------------------------------------------------- the cost of [metrics]
+if [ -n "$measure_metrics" ]; then
+  echo
+  echo "[metrics] (shoal counting every response in its shared slot, and scraped every second, against shoal without):"
+  scraper() { while sleep 1; do curl -s -o /dev/null "http://127.0.0.1:$metrics_port/metrics"; done; }
+  scraper &
+  scraper_pid=$!
+  for _ in $(seq "$rounds"); do
+    for scenario in ka64 close; do run shoal "$scenario"; run shoal+metrics "$scenario"; done
+  done
+  kill $scraper_pid 2>/dev/null || true
+  printf '%-10s %-14s %30s %24s\n' scenario server "requests/s median (min-max)" "CPU us/request median"
+  for scenario in ka64 close; do
+    for server in shoal shoal+metrics; do
+      read -r m lo hi <<<"$(stats "${rps[$server,$scenario]}")"
+      read -r c _ _ <<<"$(stats "${cpu_us[$server,$scenario]}")"
+      med_cpu[$server,$scenario]=$c
+      printf '%-10s %-14s %14s (%s-%s) %24s   (each round: %s)\n' "$scenario" "$server" "$m" "$lo" "$hi" "$c" "${cpu_us[$server,$scenario]}"
+    done
+  done
+  curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -E '^shoal_requests_total|^shoal_request_duration_seconds_count' | sed 's/^/  scraped: /'
+  echo "targets (with/without; the noise of one run is the spread of its rounds above):"
+  verdict "CPU per request with [metrics], keep-alive 64" "$(ratio "${med_cpu[shoal+metrics,ka64]}" "${med_cpu[shoal,ka64]}")" "<=" 1.03
+  verdict "CPU per request with [metrics], one connection per request" \
+    "$(ratio "${med_cpu[shoal+metrics,close]}" "${med_cpu[shoal,close]}")" "<=" 1.03
+fi
+[ ${#scenarios[@]} -gt 0 ] || exit 0
 
 # ---------------------------------------------------------------- memory
 echo
@@ -238,7 +285,7 @@ echo "reload (shoal, keep-alive 64; $rounds rounds of a ${duration}s steady wind
 pct() { echo "$1" | awk -v p="$2" '$1 == p {print $2}'; }
 to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1e6; else print n }'; }
 wrk_latency() { taskset -c $client_cpu wrk -t1 -c64 -d"${duration}s" --latency "http://127.0.0.1:$shoal_port/hello"; }
-log_mark=$(wc -l < "$work/shoal.log")
+log_mark=$(wc -l < "$work/shoal.toml.log")
 steady_p99=() reloading_p99=() failed=0
 for round in $(seq "$rounds"); do
   steady=$(wrk_latency)
@@ -257,7 +304,7 @@ for round in $(seq "$rounds"); do
   steady_p99+=("$(to_us "$(pct "$steady" 99%)")")
   reloading_p99+=("$(to_us "$(pct "$reloading" 99%)")")
 done
-ready_ms=$(tail -n +"$log_mark" "$work/shoal.log" | { grep -oP 'ready with \d+ worker\(s\) in \K[0-9]+' || true; } | sort -n | tr '\n' ' ')
+ready_ms=$(tail -n +"$log_mark" "$work/shoal.toml.log" | { grep -oP 'ready with \d+ worker\(s\) in \K[0-9]+' || true; } | sort -n | tr '\n' ' ')
 printf '  SIGHUP to new generation ready (ms, each reload): %s\n' "$ready_ms"
 read -r steady_med _ _ <<<"$(stats "${steady_p99[*]}")"
 read -r reloading_med _ _ <<<"$(stats "${reloading_p99[*]}")"

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <sched.h>
+#include <sys/resource.h>
 
 #include <cstdint>
 
@@ -18,6 +19,12 @@ std::vector<int> allowed_cpus();
 
 // "0-3,6": the compact list form the kernel uses in /proc/PID/status.
 std::string format_cpu_list(const std::vector<int>& cpus);
+
+// User plus system time of a getrusage or wait4 report, in microseconds.
+inline uint64_t cpu_microseconds(const rusage& usage) {
+  return static_cast<uint64_t>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1'000'000 +
+         static_cast<uint64_t>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
 
 // Sets FD_CLOEXEC; returns false with errno set on failure.
 bool set_cloexec(int fd);

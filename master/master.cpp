@@ -58,11 +58,6 @@ std::optional<long> take_env_number(const char* name) {
   return n;
 }
 
-uint64_t cpu_microseconds(const rusage& usage) {
-  return static_cast<uint64_t>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1'000'000 +
-         static_cast<uint64_t>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
-}
-
 // Resident memory of a process from /proc/PID/statm (pages), in bytes; 0 if unreadable.
 uint64_t resident_bytes(pid_t pid) {
   static const uint64_t page_bytes = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));

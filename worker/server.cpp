@@ -441,9 +441,7 @@ void HttpServer::refresh_gauges() {
   counters_->writing.set(by_state[1]);
   counters_->idle.set(by_state[2]);
   rusage usage{};
-  if (getrusage(RUSAGE_SELF, &usage) == 0)
-    counters_->cpu_us.set(static_cast<uint64_t>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1'000'000 +
-                          static_cast<uint64_t>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec));
+  if (getrusage(RUSAGE_SELF, &usage) == 0) counters_->cpu_us.set(cpu_microseconds(usage));
   if (statm_fd_ < 0) statm_fd_ = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
   char text[128];
   ssize_t n = statm_fd_ >= 0 ? pread(statm_fd_, text, sizeof text - 1, 0) : -1;

@@ -146,6 +146,12 @@ master=$!
 answers() { [ "$(curl -s --max-time 1 "http://127.0.0.1:$port/")" = "shoal is running" ]; }
 deadline 15 answers || { cat "$work/stdout.log" "$root$log_dir/shoal.log" 2>/dev/null; fail "no answer on port $port"; }
 [ "$(cat "$root/run/shoal/shoal.pid")" = "$master" ] || fail "the pid file does not name the master"
+metrics_at=$(sed -n '/^\[metrics\]/,/^\[/s/^listen = "\(.*\)"/\1/p' "$root$config")
+if [ -n "$metrics_at" ]; then
+  curl -s --max-time 2 "http://$metrics_at/metrics" | grep -q '^shoal_workers{generation="1",state="ready"}' ||
+    fail "no metrics at http://$metrics_at/metrics under the unit"
+  step "metrics answer at http://$metrics_at/metrics"
+fi
 step "ExecReload: ${reload[*]}"
 as_unit "${reload[@]}" > "$work/reload.out" || { cat "$work/reload.out"; fail "ExecReload failed"; }
 grep -q '^reload ok' "$work/reload.out" || fail "ExecReload said: $(cat "$work/reload.out")"
