@@ -251,6 +251,20 @@ if [ -n "$measure_metrics" ]; then
   verdict "CPU per request with [metrics], keep-alive 64" "$(ratio "${med_cpu[shoal+metrics,ka64]}" "${med_cpu[shoal,ka64]}")" "<=" 1.03
   verdict "CPU per request with [metrics], one connection per request" \
     "$(ratio "${med_cpu[shoal+metrics,close]}" "${med_cpu[shoal,close]}")" "<=" 1.03
+  # callgrind counts instructions, which a busy shared machine does not disturb: everything the loop
+  # runs (event_base_loop and what it calls) over the benchmark's requests, without and with [metrics].
+  if command -v valgrind >/dev/null; then
+    echo
+    echo "instructions per keep-alive request in the worker's loop (callgrind, in-process):"
+    for bench in BM_KeepAliveRequest BM_KeepAliveRequestCounted; do
+      valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" --toggle-collect=event_base_loop \
+        ./build-bench/micro_bench --benchmark_filter="^$bench\$" --benchmark_min_time=0.2 >/dev/null 2>&1
+      total=$(callgrind_annotate "$work/cg.out" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+      requests=$(callgrind_annotate --tree=caller "$work/cg.out" | grep -m1 'respond_rendered(shoal::RouteEntry const&) (' |
+                 grep -oP '\(\K[0-9,]+(?=x\))' | tr -d ,)
+      printf '  %-30s %8s\n' "$bench" "$(awk -v a="$total" -v b="$requests" 'BEGIN {printf "%.0f", a / b}')"
+    done
+  fi
 fi
 [ ${#scenarios[@]} -gt 0 ] || exit 0
 
@@ -318,3 +332,4 @@ verdict "windows with a failed request (socket error or non-2xx)" "$failed" "<="
 echo
 echo "micro benchmark (one keep-alive request through the connection code, in-process):"
 ./build-bench/micro_bench --benchmark_min_time=1 2>/dev/null | grep '^BM_' | sed 's/^/  /'
+

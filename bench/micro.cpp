@@ -72,6 +72,18 @@ void BM_KeepAliveRequestBrowserHeaders(benchmark::State& state) {
 }
 BENCHMARK(BM_KeepAliveRequestBrowserHeaders);
 
+// The same request counted for [metrics] in a real slot of the shared region.
+void BM_KeepAliveRequestCounted(benchmark::State& state) {
+  Fixture f("");
+  shoal::metrics::Shared shared;
+  std::string err;
+  if (!shared.create(err) || !shared.claim(getpid(), false, err)) return state.SkipWithError(err.c_str());
+  f.server->set_metrics(shared.counters(shared.take_slot(1, 0)), shared.region());
+  for (auto _ : state) f.round_trip();
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_KeepAliveRequestCounted);
+
 }  // namespace
 
 BENCHMARK_MAIN();
