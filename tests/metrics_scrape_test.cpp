@@ -96,6 +96,42 @@ TEST_F(MetricsTest, ALiveServersPagePassesPromtoolAndOnlyItsOwnListenerServesIt)
   expect_clean_log();
 }
 
+// After a reload, the old generation is seen draining, by generation, for as long as it holds a
+// request; then it is gone, and what it served stays counted.
+TEST_F(MetricsTest, AnOldGenerationThatStillDrainsStaysVisibleByGeneration) {
+  start("workers = 1", metrics_section() + slow_route("/slow", "2s"));
+  int metrics = metrics_port();
+  ASSERT_GT(metrics, 0);
+  Client slow(port_);
+  ASSERT_TRUE(slow.send(request("GET", "/slow")));
+  ASSERT_TRUE(wait_until([&] { return scrape(metrics).find("shoal_connections{generation=\"1\",state=\"writing\"} 1\n") !=
+                                      std::string::npos; }, 3s)) << scrape(metrics);
+  shoal_->signal(SIGHUP);
+  ASSERT_TRUE(shoal_->wait_for_log(R"(generation 2 ready)", 5s));
+  std::string page;
+  ASSERT_TRUE(wait_until([&] {
+    page = scrape(metrics);
+    return page.find("shoal_generation 2\n") != std::string::npos &&
+           page.find("shoal_workers{generation=\"1\",state=\"draining\"} 1\n") != std::string::npos;
+  }, 3s)) << page;
+  EXPECT_THAT(page, HasSubstr("shoal_workers{generation=\"2\",state=\"ready\"} 1\n"));
+  EXPECT_THAT(page, HasSubstr("shoal_draining 1\n"));
+  EXPECT_THAT(page, HasSubstr("shoal_connections{generation=\"1\",state=\"writing\"} 1\n"));
+  EXPECT_THAT(page, ::testing::ContainsRegex("shoal_generation_draining_seconds\\{generation=\"1\"\\} [0-9.]+\n"));
+  EXPECT_THAT(page, HasSubstr("shoal_generation_shutdown_timeout_seconds{generation=\"1\"} 30.000\n"));
+  EXPECT_THAT(page, HasSubstr("shoal_reloads_total{outcome=\"ok\"} 1\n"));
+  auto answer = slow.read(1, 5s);
+  ASSERT_EQ(answer.size(), 1u);
+  EXPECT_EQ(answer[0].status, 200);
+  ASSERT_TRUE(wait_until([&] {
+    page = scrape(metrics);
+    return page.find("generation=\"1\"") == std::string::npos;
+  }, 5s)) << page;
+  EXPECT_THAT(page, HasSubstr("shoal_requests_total{code=\"200\"} 1\n"));  // its slow answer, folded in at its exit
+  EXPECT_THAT(page, HasSubstr("shoal_draining 0\n"));
+  expect_clean_log();
+}
+
 // Prometheus on loopback, scraping every second.
 class Prometheus {
  public:
