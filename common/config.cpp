@@ -437,18 +437,9 @@ class Loader {
             proxy = found->second;
           }
         }
-        auto* text = address_node->as_string();
-        if (!text) {
-          error(address_node->source(), "[server] listen: expected a string or { address = ..., proxy_protocol = ... }, got " +
-                                            std::string(type_name(*address_node)));
-          continue;
-        }
-        std::string why;
-        auto address = parse_listen(text->get(), base_dir_, why);
-        if (!address) {
-          error(address_node->source(), "[server] listen: \"" + text->get() + "\": " + why);
-          continue;
-        }
+        auto address = read_address(*address_node, "[server] listen", "a string or { address = ..., proxy_protocol = ... }");
+        if (!address) continue;
+        const std::string& text = address->text;
         address->proxy_protocol = proxy;
         if (const toml::table* entry = item.as_table(); entry && entry->get("name")) {
           // systemd's rule for FileDescriptorName=: printable ASCII without ':', at most 255.
@@ -465,7 +456,7 @@ class Loader {
         bool duplicate = std::any_of(s.listen.begin(), s.listen.end(), [&](const ListenAddress& a) {
           return a.addr_len == address->addr_len && memcmp(&a.addr, &address->addr, a.addr_len) == 0;
         });
-        if (duplicate) error(item.source(), "[server] listen: \"" + text->get() + "\" is listed twice");
+        if (duplicate) error(item.source(), "[server] listen: \"" + text + "\" is listed twice");
         else s.listen.push_back(std::move(*address));
       }
     } else {
@@ -804,6 +795,19 @@ class Loader {
     if (t.get("readiness_path")) check_path_key(t, where, "readiness_path", h.readiness_path, true);
   }
 
+  // A listen address as a string: parsed, or nothing with an error at the node.
+  std::optional<ListenAddress> read_address(const toml::node& node, const std::string& where, const char* expected) {
+    auto* text = node.as_string();
+    if (!text) {
+      error(node.source(), where + ": expected " + expected + ", got " + std::string(type_name(node)));
+      return std::nullopt;
+    }
+    std::string why;
+    auto address = parse_listen(text->get(), base_dir_, why);
+    if (!address) error(node.source(), where + ": \"" + text->get() + "\": " + why);
+    return address;
+  }
+
   void load_metrics(const toml::table& t, Config& config) {
     const std::string where = "[metrics]";
     check_keys(t, where, {"listen", "path"});
@@ -814,20 +818,12 @@ class Loader {
       error(t.source(), "[metrics] listen is missing: the metrics need an address of their own, such as \"127.0.0.1:9180\"");
       return;
     }
-    auto* text = node->as_string();
-    if (!text) {
-      error(node->source(), "[metrics] listen: expected an address such as \"127.0.0.1:9180\", got " + std::string(type_name(*node)));
-      return;
-    }
-    std::string why;
-    auto address = parse_listen(text->get(), base_dir_, why);
-    if (!address) {
-      error(node->source(), "[metrics] listen: \"" + text->get() + "\": " + why);
-      return;
-    }
+    auto address = read_address(*node, "[metrics] listen", "an address such as \"127.0.0.1:9180\"");
+    if (!address) return;
+    const std::string& text = address->text;
     for (const ListenAddress& a : config.server.listen)
       if (a.addr_len == address->addr_len && memcmp(&a.addr, &address->addr, a.addr_len) == 0) {
-        error(node->source(), "[metrics] listen: \"" + text->get() + "\" is also in [server] listen: the metrics need a "
+        error(node->source(), "[metrics] listen: \"" + text + "\" is also in [server] listen: the metrics need a "
                               "listener of their own, which the public one must not be");
         return;
       }

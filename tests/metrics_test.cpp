@@ -41,11 +41,17 @@ std::unique_ptr<Lifecycle> life_with(uint64_t reloads_ok, uint64_t generation) {
   return owned;
 }
 
+// A new region with a block claimed, as the first master has it.
+void create_claimed(Shared& master, int pid = getpid()) {
+  std::string err;
+  ASSERT_TRUE(master.create(err)) << err;
+  ASSERT_TRUE(master.claim(pid, false, err)) << err;
+}
+
 TEST(Metrics, AWorkersCountsSurviveItsExitAndAHandOverToANewMaster) {
   Shared old_master;
+  create_claimed(old_master);
   std::string err;
-  ASSERT_TRUE(old_master.create(err)) << err;
-  ASSERT_TRUE(old_master.claim(getpid(), false, err)) << err;
   int slot = old_master.take_slot(1, 0);
   ASSERT_GE(slot, 0);
   old_master.slot_forked(slot, 4242);
@@ -95,9 +101,8 @@ TEST(Metrics, AWorkersCountsSurviveItsExitAndAHandOverToANewMaster) {
 
 TEST(Metrics, AnUpgradeInPlaceKeepsItsBlockAndWhatItsOldImageCounted) {
   Shared image;
+  create_claimed(image);
   std::string err;
-  ASSERT_TRUE(image.create(err)) << err;
-  ASSERT_TRUE(image.claim(getpid(), false, err)) << err;
   int slot = image.take_slot(1, 0);
   image.slot_forked(slot, 4242);
   image.counters(slot)->record(200, 5, 5);
@@ -121,10 +126,9 @@ TEST(Metrics, AnUpgradeInPlaceKeepsItsBlockAndWhatItsOldImageCounted) {
 
 TEST(Metrics, AMasterKilledWithoutExitingIsFoldedByTheNextOne) {
   Shared dead, next;
-  std::string err;
-  ASSERT_TRUE(dead.create(err)) << err;
   // A pid that cannot exist (above pid_max), standing for a master killed by SIGKILL.
-  ASSERT_TRUE(dead.claim(0x3fffffff, false, err)) << err;
+  create_claimed(dead, 0x3fffffff);
+  std::string err;
   int slot = dead.take_slot(1, 0);
   dead.counters(slot)->record(503, 0, 1);
   ASSERT_TRUE(next.map(dup(dead.fd()), err)) << err;
@@ -139,9 +143,8 @@ TEST(Metrics, AMasterKilledWithoutExitingIsFoldedByTheNextOne) {
 // counter go down, and in the end sees every request.
 TEST(Metrics, AReaderNeverSeesACounterGoDownWhileMastersFold) {
   Shared master;
+  create_claimed(master);
   std::string err;
-  ASSERT_TRUE(master.create(err)) << err;
-  ASSERT_TRUE(master.claim(getpid(), false, err)) << err;
   std::atomic<bool> done{false};
   std::atomic<uint64_t> recorded{0};
   std::atomic<int> current{master.take_slot(1, 0)};
@@ -176,9 +179,8 @@ TEST(Metrics, AReaderNeverSeesACounterGoDownWhileMastersFold) {
 
 TEST(Metrics, TheTextFormatPassesPromtoolAndNamesEveryFigure) {
   Shared master;
+  create_claimed(master);
   std::string err;
-  ASSERT_TRUE(master.create(err)) << err;
-  ASSERT_TRUE(master.claim(getpid(), false, err)) << err;
   int slot = master.take_slot(3, 1);
   master.slot_forked(slot, 77);
   WorkerCounters* w = master.counters(slot);
