@@ -48,13 +48,19 @@ void create_claimed(Shared& master, int pid = getpid()) {
   ASSERT_TRUE(master.claim(pid, false, err)) << err;
 }
 
+// A slot for a worker of `generation` that forked as `pid`.
+int live_slot(Shared& master, uint64_t generation, int index, int pid) {
+  int slot = master.take_slot(generation, index);
+  master.slot_forked(slot, pid);
+  return slot;
+}
+
 TEST(Metrics, AWorkersCountsSurviveItsExitAndAHandOverToANewMaster) {
   Shared old_master;
   create_claimed(old_master);
   std::string err;
-  int slot = old_master.take_slot(1, 0);
+  int slot = live_slot(old_master, 1, 0, 4242);
   ASSERT_GE(slot, 0);
-  old_master.slot_forked(slot, 4242);
   WorkerCounters* w = old_master.counters(slot);
   for (int i = 0; i < 10; ++i) w->record(200, 100, 300);
   w->record(404, 10, 20'000'000);
@@ -103,8 +109,7 @@ TEST(Metrics, AnUpgradeInPlaceKeepsItsBlockAndWhatItsOldImageCounted) {
   Shared image;
   create_claimed(image);
   std::string err;
-  int slot = image.take_slot(1, 0);
-  image.slot_forked(slot, 4242);
+  int slot = live_slot(image, 1, 0, 4242);
   image.counters(slot)->record(200, 5, 5);
   image.publish(*life_with(2, 1));
   // The new image maps the fd the hand-over names; its core counts from zero again.
@@ -144,7 +149,6 @@ TEST(Metrics, AMasterKilledWithoutExitingIsFoldedByTheNextOne) {
 TEST(Metrics, AReaderNeverSeesACounterGoDownWhileMastersFold) {
   Shared master;
   create_claimed(master);
-  std::string err;
   std::atomic<bool> done{false};
   std::atomic<uint64_t> recorded{0};
   std::atomic<int> current{master.take_slot(1, 0)};
@@ -160,12 +164,16 @@ TEST(Metrics, AReaderNeverSeesACounterGoDownWhileMastersFold) {
       reads.fetch_add(1);
     }
   });
-  // One "worker" at a time records, then "exits" and is folded; the next starts at once.
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  for (int generation = 0; generation < 20000 || (reads.load() < 2000 && std::chrono::steady_clock::now() < until);
-       ++generation) {
+  // One "worker" at a time records, then "exits" and is folded; the next starts at once. Each
+  // fold waits for the reader's next whole read (at most 1 s), so that folds and reads interleave
+  // however loaded the machine is; without the sequence check it fails (8 runs in 8 here).
+  constexpr int kFolds = 20000;
+  for (int generation = 0; generation < kFolds; ++generation) {
     WorkerCounters* w = master.counters(current.load());
     for (int i = 0; i < 50; ++i) w->record(200, 1, 1), recorded.fetch_add(1);
+    uint64_t seen = reads.load();
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (reads.load() == seen && std::chrono::steady_clock::now() < until) std::this_thread::yield();
     int next = master.take_slot(1, 0);
     master.fold_slot(current.load(), 0);
     current.store(next);
@@ -173,7 +181,7 @@ TEST(Metrics, AReaderNeverSeesACounterGoDownWhileMastersFold) {
   done.store(true);
   reader.join();
   EXPECT_EQ(went_down.load(), 0u);
-  EXPECT_GE(reads.load(), 2000u);
+  EXPECT_GE(reads.load(), static_cast<uint64_t>(kFolds));
   EXPECT_EQ(requests_now(master, 200), recorded.load());
 }
 
@@ -181,8 +189,7 @@ TEST(Metrics, TheTextFormatPassesPromtoolAndNamesEveryFigure) {
   Shared master;
   create_claimed(master);
   std::string err;
-  int slot = master.take_slot(3, 1);
-  master.slot_forked(slot, 77);
+  int slot = live_slot(master, 3, 1, 77);
   WorkerCounters* w = master.counters(slot);
   w->record(200, 10, 50);
   w->record(200, 10, 700);
