@@ -45,7 +45,8 @@ if [ -z "$inside" ]; then
   diff "$work/staged.txt" "$work/packaged.txt" || fail "the package and cmake --install hold different files"
   for path in /usr/bin/shoal /etc/shoal/server.toml /etc/logrotate.d/shoal /usr/lib/systemd/system/shoal.service \
               /usr/lib/systemd/system/shoal.socket /usr/lib/tmpfiles.d/shoal.conf /usr/share/man/man8/shoal.8.gz \
-              /usr/share/doc/shoal/README.md; do
+              /usr/share/doc/shoal/README.md /usr/share/doc/shoal/prometheus-alerts.yml \
+              /usr/share/doc/shoal/grafana-dashboard.json; do
     grep -qx "$path" "$work/packaged.txt" || fail "$path is not installed"
   done
   mkdir -p "$work/unpacked" && dpkg-deb -x "$deb" "$work/unpacked"
