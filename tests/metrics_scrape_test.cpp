@@ -83,7 +83,11 @@ TEST_F(MetricsTest, ALiveServersPagePassesPromtoolAndOnlyItsOwnListenerServesIt)
   for (auto it = std::sregex_iterator(rules.begin(), rules.end(), name); it != std::sregex_iterator(); ++it, ++names)
     EXPECT_THAT(page.body, HasSubstr("# TYPE " + it->str() + " ")) << "conf/prometheus-alerts.yml uses " << it->str();
   EXPECT_GE(names, 5u);
-  // Scrapes are not requests of the service: two in a row count the same.
+  // Scrapes are not requests of the service: two in a row count the same, and a scrape's own
+  // connection is not among the clients'.
+  EXPECT_TRUE(wait_until([&] {
+    return scrape(metrics).find("shoal_connections{generation=\"1\",state=\"writing\"} 0\n") != std::string::npos;
+  }, 3s)) << scrape(metrics);
   EXPECT_THAT(scrape(metrics), HasSubstr("shoal_requests_total{code=\"200\"} 20\n"));
   // The metrics listener answers nothing else, and the public one does not answer the metrics.
   EXPECT_EQ(get(metrics, "/hello").status, 404);

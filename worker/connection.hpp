@@ -44,6 +44,7 @@ class Connection {
   bool is_open() const { return fd_ >= 0; }
   // For shoal_connections{state}: 0 reading a request, 1 answering one (or closing), 2 idle.
   int gauge_state() const { return phase_ == Phase::Idle ? 2 : phase_ == Phase::Reading ? 0 : 1; }
+  bool metrics_only() const { return metrics_only_; }
   uint32_t slot() const { return slot_; }
 
   // True while the request numbered `serial` still waits for its response.

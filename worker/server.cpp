@@ -436,7 +436,7 @@ void HttpServer::refresh_gauges() {
   if (!counters_) return;
   uint64_t by_state[3] = {};
   for (const auto& c : slots_)
-    if (c->is_open()) ++by_state[c->gauge_state()];
+    if (c->is_open() && !c->metrics_only()) ++by_state[c->gauge_state()];  // scrapes are not clients
   counters_->reading.set(by_state[0]);
   counters_->writing.set(by_state[1]);
   counters_->idle.set(by_state[2]);
