@@ -421,10 +421,10 @@ void render(const Snapshot& s, std::string_view version, const std::vector<Liste
   sample(out, "shoal_generation", {}, s.serving_generation);
   Family(out, "shoal_draining", "gauge", "Generations whose workers are all draining (old generations after a reload).");
   sample(out, "shoal_draining", {}, s.draining_generations);
-  Family(out, "shoal_config_last_reload_successful", "gauge", "Whether the last configuration load (at start or reload) succeeded.");
+  Family(out, "shoal_config_last_reload_successful", "gauge", "1 if the last reload (or the start) put its config into service; 0: it failed and the old config serves on.");
   sample(out, "shoal_config_last_reload_successful", {}, s.last_load_ok ? 1 : 0);
   Family(out, "shoal_config_last_reload_success_timestamp_seconds", "gauge",
-         "When the configuration last loaded successfully, in seconds since the epoch.");
+         "When a reload (or the start) last put its config into service, in seconds since the epoch.");
   out += "shoal_config_last_reload_success_timestamp_seconds ";
   append_seconds(out, s.last_success_at_ms, 1000);
   out += '\n';

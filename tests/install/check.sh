@@ -149,8 +149,10 @@ deadline 15 answers || { cat "$work/stdout.log" "$root$log_dir/shoal.log" 2>/dev
 [ "$(cat "$root/run/shoal/shoal.pid")" = "$master" ] || fail "the pid file does not name the master"
 metrics_at=$(sed -n '/^\[metrics\]/,/^\[/s/^listen = "\(.*\)"/\1/p' "$root$config")
 if [ -n "$metrics_at" ]; then
-  curl -s --max-time 2 "http://$metrics_at/metrics" | grep -q '^shoal_workers{generation="1",state="ready"}' ||
-    fail "no metrics at http://$metrics_at/metrics under the unit"
+  curl -sS --max-time 2 "http://$metrics_at/metrics" > "$work/metrics.txt" 2>&1 || true
+  grep -q '^shoal_workers{generation="1",state="ready"}' "$work/metrics.txt" ||
+    { head -c 2000 "$work/metrics.txt"; cat "$work/stdout.log" "$root$log_dir/shoal.log" 2>/dev/null | tail -20
+      fail "no metrics at http://$metrics_at/metrics under the unit"; }
   step "metrics answer at http://$metrics_at/metrics"
 fi
 step "ExecReload: ${reload[*]}"
