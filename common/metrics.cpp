@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -148,13 +150,20 @@ void WorkerCounters::clear() {
   }
 }
 
+namespace {
+constexpr Counter Lifecycle::Generation::*kGenerationFields[] = {
+    &Lifecycle::Generation::number,   &Lifecycle::Generation::starting,
+    &Lifecycle::Generation::ready,    &Lifecycle::Generation::draining,
+    &Lifecycle::Generation::drain_started_at_ms, &Lifecycle::Generation::shutdown_timeout_ms};
+}  // namespace
+
 void Lifecycle::clear() {
   for (Counter* c : {&serving_generation, &last_load_ok, &last_load_at_ms, &last_success_at_ms}) c->set(0);
   zero(reloads, kOutcomes);
   zero(upgrades, kOutcomes);
   zero(restarts, kRestartReasons);
   for (Generation& g : generations)
-    for (Counter* c : {&g.number, &g.starting, &g.ready, &g.draining, &g.drain_started_at_ms, &g.shutdown_timeout_ms}) c->set(0);
+    for (auto field : kGenerationFields) (g.*field).set(0);
 }
 
 void Lifecycle::add_counters(const Lifecycle& other) {
@@ -279,9 +288,31 @@ void Shared::fold_slot(int slot, uint64_t cpu_us) {
   end();
 }
 
+// Whether publishing `life` would change what readers see (most steps change nothing).
+bool Shared::would_change(const Lifecycle& life) const {
+  const Lifecycle& to = block_->life;
+  auto differ = [](const Counter* a, const Counter* b, int n) {
+    for (int i = 0; i < n; ++i)
+      if (a[i].get() != b[i].get()) return true;
+    return false;
+  };
+  if (differ(to.reloads, life.reloads, kOutcomes) || differ(to.upgrades, life.upgrades, kOutcomes) ||
+      differ(to.restarts, life.restarts, kRestartReasons) || to.serving_generation.get() != life.serving_generation.get())
+    return true;
+  if (life.last_load_at_ms.get() && (to.last_load_at_ms.get() != life.last_load_at_ms.get() ||
+                                     to.last_load_ok.get() != life.last_load_ok.get()))
+    return true;
+  if (life.last_success_at_ms.get() && to.last_success_at_ms.get() != life.last_success_at_ms.get()) return true;
+  for (int g = 0; g < kGenerations; ++g)
+    for (auto field : kGenerationFields)
+      if ((to.generations[g].*field).get() != (life.generations[g].*field).get()) return true;
+  return false;
+}
+
 void Shared::publish(const Lifecycle& life) {
   if (!block_) return;
   fold_exited(false);
+  if (!would_change(life)) return;
   begin();
   Lifecycle& to = block_->life;
   auto copy = [](Counter* into, const Counter* from, int n) {
@@ -297,11 +328,7 @@ void Shared::publish(const Lifecycle& life) {
   }
   if (life.last_success_at_ms.get()) to.last_success_at_ms.set(life.last_success_at_ms.get());
   for (int g = 0; g < kGenerations; ++g)
-    for (Counter Lifecycle::Generation::*field : {&Lifecycle::Generation::number, &Lifecycle::Generation::starting,
-                                                  &Lifecycle::Generation::ready, &Lifecycle::Generation::draining,
-                                                  &Lifecycle::Generation::drain_started_at_ms,
-                                                  &Lifecycle::Generation::shutdown_timeout_ms})
-      (to.generations[g].*field).set((life.generations[g].*field).get());
+    for (auto field : kGenerationFields) (to.generations[g].*field).set((life.generations[g].*field).get());
   end();
 }
 
@@ -338,7 +365,22 @@ void Shared::fold_exited(bool dead_too) {
 
 bool read(const Region& region, Snapshot& out) {
   if (region.magic.load(std::memory_order_acquire) != Region::kMagic) return false;
-  for (int attempt = 0; attempt < 1000; ++attempt) {
+  // A master changes its block in microseconds, but may be preempted in the middle on a busy
+  // machine: spin a little, then yield, then sleep, for up to a second in all.
+  timespec started;
+  clock_gettime(CLOCK_MONOTONIC, &started);
+  for (int attempt = 0;; ++attempt) {
+    if (attempt >= 16) {
+      timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      if ((now.tv_sec - started.tv_sec) * 1000 + (now.tv_nsec - started.tv_nsec) / 1'000'000 > 1000) return false;
+      if (attempt < 64) {
+        sched_yield();
+      } else {
+        timespec pause{0, 100'000};
+        nanosleep(&pause, nullptr);
+      }
+    }
     uint32_t before[kBlocks];
     bool busy = false;
     for (int b = 0; b < kBlocks; ++b) {
@@ -400,7 +442,6 @@ bool read(const Region& region, Snapshot& out) {
               [](const auto& a, const auto& b) { return a.generation != b.generation ? a.generation < b.generation : a.index < b.index; });
     return true;
   }
-  return false;
 }
 
 void render(const Snapshot& s, std::string_view version, const std::vector<ListenQueue>& queues, std::string& out) {

@@ -172,6 +172,7 @@ class Shared {
   void fold_exited(bool dead_too);
 
  private:
+  bool would_change(const Lifecycle& life) const;
   void begin() { block_->seq.fetch_add(1, std::memory_order_acq_rel); }
   void end() { block_->seq.fetch_add(1, std::memory_order_release); }
   int fd_ = -1;
@@ -180,7 +181,7 @@ class Shared {
   int block_index_ = -1;
 };
 
-// Copies every block consistently: false if the masters kept changing it (after 1,000 tries).
+// Copies every block consistently: false if the masters kept changing it for a second.
 bool read(const Region& region, Snapshot& out);
 
 // The Prometheus text exposition format (0.0.4) of a snapshot, plus what only the scraping
