@@ -4,7 +4,10 @@
 // Date, no timers. It answers every request (a header section ended by an empty line; no bodies)
 // with the bytes shoal sends for /hello, so the client sees the same traffic.
 //
-//   floor PORT     listens on 127.0.0.1:PORT until killed
+//   floor PORT         listens on 127.0.0.1:PORT until killed
+//   floor PORT close   one connection per request: accept4, recv, send, close and nothing else
+//                      (the first read right after the accept, as shoal does; epoll only for a
+//                      connection whose request has not arrived yet)
 //
 // bench/compare.sh runs it beside shoal and nginx: its CPU time per request is the kernel's share
 // of every server's, and floor/nginx is the best ratio that user-space work alone can reach.
@@ -28,6 +31,10 @@ namespace {
 constexpr std::string_view kResponse =
     "HTTP/1.1 200 OK\r\nServer: shoal\r\nDate: Sat, 21 Nov 2026 12:00:00 GMT\r\n"
     "Content-Type: text/plain\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nok\n";
+
+constexpr std::string_view kCloseResponse =
+    "HTTP/1.1 200 OK\r\nServer: shoal\r\nDate: Sat, 21 Nov 2026 12:00:00 GMT\r\n"
+    "Content-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
 
 struct Conn {
   bool open = false;
@@ -57,10 +64,11 @@ int count_requests(Conn& c, const char* data, size_t length) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: floor PORT\n");
+  if (argc != 2 && !(argc == 3 && std::string_view(argv[2]) == "close")) {
+    fprintf(stderr, "usage: floor PORT [close]\n");
     return 2;
   }
+  const bool close_mode = argc == 3;
   int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (listener < 0) die("socket");
   int one = 1;
@@ -108,9 +116,23 @@ int main(int argc, char** argv) {
       int fd = events[i].data.fd;
       if (fd == listener) {
         for (int c; (c = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) {
-          setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
           if (static_cast<size_t>(c) >= conns.size()) conns.resize(c + 1024);
           conns[c].open = true;
+          if (close_mode) {
+            // The request is usually there already: answered and closed without entering epoll.
+            ssize_t got = recv(c, in, sizeof in, 0);
+            if (got > 0 && count_requests(conns[c], in, static_cast<size_t>(got)) > 0) {
+              send(c, kCloseResponse.data(), kCloseResponse.size(), MSG_NOSIGNAL);
+              close_conn(c);
+              continue;
+            }
+            if (got == 0 || (got < 0 && errno != EAGAIN)) {
+              close_conn(c);
+              continue;
+            }
+          } else {
+            setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          }
           watch(EPOLL_CTL_ADD, c, EPOLLIN);
         }
         continue;
@@ -128,6 +150,13 @@ int main(int argc, char** argv) {
         continue;
       }
       if (got < 0) continue;
+      if (close_mode) {
+        if (count_requests(c, in, static_cast<size_t>(got)) > 0) {
+          send(fd, kCloseResponse.data(), kCloseResponse.size(), MSG_NOSIGNAL);
+          close_conn(fd);
+        }
+        continue;
+      }
       out.clear();
       for (int n = count_requests(c, in, static_cast<size_t>(got)); n > 0; --n) out.append(kResponse);
       if (!out.empty()) flush(fd, out, false);

@@ -1,7 +1,8 @@
 // bench helper: opens N keep-alive connections to 127.0.0.1:PORT, sends one request on each,
 // reads its response, then holds them all idle until it gets SIGTERM (or stdin closes). Prints
 // "open N" once every connection has been answered. Used to measure a worker's memory per idle
-// keep-alive connection.
+// keep-alive connection. Beyond one source address's ephemeral ports, the connections come from
+// 127.0.0.2, 127.0.0.3, … (20,000 each): 100,000 need five.
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -34,9 +35,16 @@ int main(int argc, char** argv) {
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   const char request[] = "GET /hello HTTP/1.1\r\nHost: bench\r\n\r\n";
   std::vector<int> fds;
+  constexpr int kPerSource = 20000;
   for (int i = 0; i < count; ++i) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
+    sockaddr_in source{};
+    source.sin_family = AF_INET;
+    source.sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1 + static_cast<uint32_t>(i / kPerSource));
+    int one = 1;
+    // The port is chosen at connect, per destination, not at bind (which would reserve it for all).
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    if (fd < 0 || (i >= kPerSource && bind(fd, reinterpret_cast<sockaddr*>(&source), sizeof source) != 0) || connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
         send(fd, request, sizeof request - 1, 0) != static_cast<ssize_t>(sizeof request - 1)) {
       fprintf(stderr, "connection %d: %s\n", i, strerror(errno));
       return 1;
