@@ -11,14 +11,15 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <new>
+
+#include "common/sys.hpp"
 
 namespace shoal::metrics {
 namespace {
 
 constexpr std::memory_order relaxed = std::memory_order_relaxed;
 
-std::string errno_text(const char* call) { return std::string(call) + " failed: " + strerror(errno); }
+std::string failed(const char* call) { return std::string(call) + " failed: " + errno_text(errno); }
 
 void add_all(Counter* into, const Counter* from, int n) {
   for (int i = 0; i < n; ++i) into[i].add(from[i].get());
@@ -179,9 +180,9 @@ Shared::~Shared() {
 
 bool Shared::create(std::string& err) {
   int fd = memfd_create("shoal-metrics", MFD_CLOEXEC);
-  if (fd < 0) return err = errno_text("memfd_create"), false;
+  if (fd < 0) return err = failed("memfd_create"), false;
   if (ftruncate(fd, sizeof(Region)) != 0) {
-    err = errno_text("ftruncate");
+    err = failed("ftruncate");
     ::close(fd);
     return false;
   }
@@ -198,7 +199,7 @@ bool Shared::create(std::string& err) {
 bool Shared::map(int fd, std::string& err) {
   void* at = mmap(nullptr, sizeof(Region), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (at == MAP_FAILED) {
-    err = errno_text("mmap of the metrics region");
+    err = failed("mmap of the metrics region");
     ::close(fd);
     return false;
   }
