@@ -320,12 +320,15 @@ TEST_F(StreamsTest, AReloadStormUnderLongLivedStreamsNeverPilesUpGenerations) {
 class KeepAliveThroughStop : public StreamsTest {
  protected:
   // Runs the client every `period` through a SIGTERM 1.2 s in; what it printed.
-  std::string run_client(const char* period) {
+  // SIGTERM once the client has had `answers_before_stop` answers (its start may be slow on a
+  // loaded machine: a fixed delay could stop the server before its first request).
+  std::string run_client(const char* period, int answers_before_stop) {
     start("workers = 2", "[shutdown]\ndrain_delay = \"3s\"\ntimeout = \"10s\"\n");
     const std::string script = dir_.write("client.py", R"(
 import http.client, sys, time
 conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
 period = float(sys.argv[2])
+answered = sys.argv[3]
 ok = close = 0
 until = time.monotonic() + 9
 while time.monotonic() < until:
@@ -335,6 +338,8 @@ while time.monotonic() < until:
         r.read()
         ok += 1
         close += r.getheader("Connection") == "close"
+        with open(answered, "w") as f:
+            f.write(str(ok))
     except ConnectionRefusedError:
         print(f"ok={ok} close={close} end=refused")
         sys.exit(0)
@@ -345,11 +350,15 @@ while time.monotonic() < until:
 print(f"ok={ok} close={close} end=none")
 )");
     std::string out;
+    const std::string answered = dir_.path() + "/answered";
     std::thread stopper([&] {
-      std::this_thread::sleep_for(1200ms);
+      wait_until([&] {
+        std::string n = read_file(answered);
+        return !n.empty() && std::stoi(n) >= answers_before_stop;
+      }, 10s);
       shoal_->signal(SIGTERM);
     });
-    int rc = run_command({"/usr/bin/python3", script, std::to_string(port_), period}, out, 15s);
+    int rc = run_command({"/usr/bin/python3", script, std::to_string(port_), period, answered}, out, 25s);
     stopper.join();
     EXPECT_EQ(rc, 0);
     auto status = shoal_->wait_exit(10s);
@@ -360,7 +369,7 @@ print(f"ok={ok} close={close} end=none")
 };
 
 TEST_F(KeepAliveThroughStop, AClientSendingEveryHalfSecondIsNeverCutOff) {
-  std::string out = run_client("0.5");
+  std::string out = run_client("0.5", 3);
   EXPECT_THAT(out, HasSubstr("end=refused"));  // after the listeners closed, and nothing else
   std::smatch m;
   ASSERT_TRUE(std::regex_search(out, m, std::regex(R"(ok=(\d+) close=(\d+))")));
@@ -369,7 +378,7 @@ TEST_F(KeepAliveThroughStop, AClientSendingEveryHalfSecondIsNeverCutOff) {
 }
 
 TEST_F(KeepAliveThroughStop, AClientIdleThroughTheWholeDrainMeetsTheClose) {
-  std::string out = run_client("5");
+  std::string out = run_client("5", 1);
   // Its one keep-alive answer came before the stop; its next request found the connection closed.
   EXPECT_THAT(out, ::testing::MatchesRegex("ok=1 close=0 end=(RemoteDisconnected|ConnectionResetError|BrokenPipeError)\n"));
 }
