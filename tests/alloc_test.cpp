@@ -28,7 +28,11 @@ static void count_malloc(const volatile void*, size_t) {
 }
 static void ignore_free(const volatile void*) {}
 static const int g_hooks_installed = __sanitizer_install_malloc_and_free_hooks(count_malloc, ignore_free);
+extern "C" size_t __sanitizer_get_current_allocated_bytes();
+static size_t heap_in_use() { return __sanitizer_get_current_allocated_bytes(); }
 #else
+#include <malloc.h>
+static size_t heap_in_use() { return mallinfo2().uordblks; }  // chunk overhead included
 extern "C" {
 void* __libc_malloc(size_t);
 void* __libc_calloc(size_t, size_t);
@@ -157,6 +161,56 @@ TEST(Allocations, CountingRequestsForTheMetricsAllocatesNothingPerRequest) {
   for (const auto& bucket : counters->duration_buckets) timed += bucket.get();
   EXPECT_EQ(timed, 1100u);
   EXPECT_EQ(counters->response_bytes.get(), 1100u * 3);
+}
+
+// What an idle keep-alive connection costs the worker in heap: 400 connections, each answered once
+// and then left idle. Between requests a connection holds no parser, no buffers and no timer of
+// its own (see Connection::Work and KeepaliveList).
+TEST(Memory, AnIdleKeepAliveConnectionHoldsUnder400BytesOfHeap) {
+  auto parsed = parse_config("[server]\nlisten = [\"127.0.0.1:0\"]\n[http]\nkeepalive_timeout = \"65s\"\n"
+                             "[[route]]\npath = \"/hello\"\nbody = \"ok\\n\"\n",
+                             "/tmp/memory.toml");
+  ASSERT_TRUE(parsed.config);
+  Config config = std::move(*parsed.config);
+  event_base* base = event_base_new();
+  Application app;
+  auto server = std::make_unique<HttpServer>(base, config, app);
+  constexpr int kConnections = 400;
+  std::vector<int> clients;
+  clients.reserve(kConnections + 1);
+  const std::string_view request = "GET /hello HTTP/1.1\r\nHost: t\r\nUser-Agent: memory-test\r\n\r\n";
+  auto open_one = [&] {
+    int fds[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+    clients.push_back(fds[1]);
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    ASSERT_EQ(send(fds[1], request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+    server->adopt(fds[0], reinterpret_cast<sockaddr*>(&sun), sizeof(sa_family_t));
+    char buf[1024];
+    ssize_t n = -1;
+    for (int spins = 0; spins < 1000 && n <= 0; ++spins) {
+      event_base_loop(base, EVLOOP_NONBLOCK);
+      n = recv(fds[1], buf, sizeof buf, 0);
+      if (n < 0) {
+        pollfd pfd{fds[1], POLLIN, 0};
+        poll(&pfd, 1, 1);
+      }
+    }
+    ASSERT_GT(n, 0) << "no answer on connection " << clients.size();
+    ASSERT_EQ(std::string_view(buf, 15), "HTTP/1.1 200 OK");
+  };
+  open_one();  // the first request's one-time costs (the spare Work, the date) are not per connection
+  const size_t before = heap_in_use();
+  for (int i = 0; i < kConnections; ++i) open_one();
+  const size_t after = heap_in_use();
+  ASSERT_EQ(server->connection_count(), static_cast<size_t>(kConnections) + 1);
+  const double per_connection = static_cast<double>(after - before) / kConnections;
+  std::printf("heap per idle keep-alive connection: %.0f bytes\n", per_connection);
+  EXPECT_LT(per_connection, 400.0);
+  for (int fd : clients) close(fd);
+  server.reset();
+  event_base_free(base);
 }
 
 }  // namespace

@@ -485,6 +485,55 @@ TEST_F(HttpTest, IdleKeepAliveConnectionClosesAfterKeepaliveTimeout) {
   EXPECT_TRUE(p.parser.responses().empty());  // closed quietly, no 408
 }
 
+TEST_F(HttpTest, ABusyKeepAliveConnectionStaysOpenAndIsClosedKeepaliveTimeoutAfterItsLastResponse) {
+  // Requests 60 ms apart for 480 ms, more than three keep-alive timeouts: the connection is never
+  // idle for 150 ms, so it stays; it closes once it has been, counted from its last response.
+  start("keepalive_timeout = \"150ms\"\n");
+  Peer& p = connect();
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_EQ(exchange(p, request("GET", "/hello")).size(), 1u) << "request " << i;
+    pump(p, [&] { return p.eof != Eof::None; }, 60ms);
+    ASSERT_EQ(p.eof, Eof::None) << "closed after request " << i << ", busy all along";
+  }
+  ASSERT_EQ(exchange(p, request("GET", "/hello")).size(), 1u);
+  auto idle_from = std::chrono::steady_clock::now();
+  EXPECT_EQ(closed(p, 3s), Eof::Clean);
+  EXPECT_GE(std::chrono::steady_clock::now() - idle_from, 140ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - idle_from, 2s);
+}
+
+TEST_F(HttpTest, IdleKeepAliveConnectionsCloseInTheOrderTheyWentIdle) {
+  start("keepalive_timeout = \"200ms\"\n");
+  Peer& first = connect();
+  Peer& second = connect();
+  ASSERT_EQ(exchange(first, request("GET", "/hello")).size(), 1u);
+  pump(first, [] { return false; }, 100ms);
+  ASSERT_EQ(exchange(second, request("GET", "/hello")).size(), 1u);
+  auto second_idle_from = std::chrono::steady_clock::now();
+  EXPECT_EQ(closed(first, 3s), Eof::Clean);
+  char byte;
+  // The second went idle 100 ms later: still open when the first is closed.
+  EXPECT_EQ(recv(second.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT), -1);
+  EXPECT_EQ(errno, EAGAIN);
+  EXPECT_EQ(closed(second, 3s), Eof::Clean);
+  EXPECT_GE(std::chrono::steady_clock::now() - second_idle_from, 190ms);
+}
+
+TEST_F(HttpTest, AFirstRequestBegunLateIsStillDueHeaderTimeoutAfterTheAccept) {
+  // Nothing for 300 ms, then half a request: the 408 comes 400 ms after the accept, not 400 ms
+  // after the first byte (700 ms): a connection does not buy more time by sending late.
+  start("header_timeout = \"400ms\"\n");
+  Peer& p = connect();
+  auto accepted = std::chrono::steady_clock::now();
+  pump(p, [] { return false; }, 300ms);
+  auto r = exchange(p, "GET /hello HTTP/1.1\r\nHost: t\r\n", 1, 3s);
+  auto took = std::chrono::steady_clock::now() - accepted;
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 408);
+  EXPECT_GE(took, 390ms);
+  EXPECT_LT(took, 650ms);
+}
+
 TEST_F(HttpTest, KeepaliveTimeoutZeroTurnsKeepAliveOff) {
   start("keepalive_timeout = \"0s\"\n");
   Peer& p = connect();

@@ -184,7 +184,7 @@ void Connection::set_client(const sockaddr* addr, socklen_t addr_len) {
   }
 }
 
-void Connection::open(int fd, const sockaddr* addr, socklen_t addr_len, ProxyProtocol proxy, bool metrics_only) {
+const llhttp_settings_t& Connection::parser_settings() {
   static const llhttp_settings_t settings = [] {
     llhttp_settings_t s;
     llhttp_settings_init(&s);
@@ -204,64 +204,139 @@ void Connection::open(int fd, const sockaddr* addr, socklen_t addr_len, ProxyPro
     s.on_message_complete = on_message_complete;
     return s;
   }();
+  return settings;
+}
+
+void Connection::open(int fd, const sockaddr* addr, socklen_t addr_len, ProxyProtocol proxy, bool metrics_only) {
   fd_ = fd;
   ++serial_;
   metrics_only_ = metrics_only;
   phase_ = Phase::Idle;
-  timer_ = Timer::None;
-  reading_ = writing_ = read_eof_ = close_after_write_ = linger_ = more_input_ = headers_done_ = false;
-  pending_.clear(), pending_offset_ = 0;
-  out_.clear(), out_offset_ = 0;
-  method_ = {};
-  url_ = {};
+  idle_timer_ = IdleTimer::None;
+  reading_ = writing_ = read_eof_ = close_after_write_ = linger_ = more_input_ = false;
   keep_alive_ = true;
   answered_ = false;
-  error_status_ = 0;
   is_tcp_ = addr->sa_family == AF_INET || addr->sa_family == AF_INET6;
   set_client(addr, addr_len);
   proxy_ = proxy;
-  llhttp_init(&parser_, HTTP_REQUEST, &settings);
-  // HTTP/1.2 to 1.9 are parsed, and served as 1.1 (RFC 9110 2.5); majors other than 1 get 505.
-  parser_.lenient_flags |= LENIENT_VERSION;
-  fed_ = 0;
-  // A slot is reused: nothing of the last connection's chunked body may steer this one's input.
-  chunk_line_next_ = false;
-  chunk_line_.clear();
-  parser_.data = this;
   nodelay_set_ = false;
   event_assign(&read_ev_, server_.base(), fd_, EV_READ | EV_PERSIST, on_readable, this);
-  event_assign(&write_ev_, server_.base(), fd_, EV_WRITE | EV_PERSIST, on_writable, this);
-  evtimer_assign(&timer_ev_, server_.base(), on_timer, this);
   idle_since_ms_ = monotonic_ms();
-  // A new connection gets header_timeout to send its first request, not the longer keep-alive.
-  arm(Timer::Header, server_.header_timeout());
-  if (server_.draining()) on_drain();
   // The request has usually arrived with the connection: read it now rather than after a trip
   // through epoll. A connection answered and closed at once then never enters the epoll set.
-  // Nothing yet: wait for it, with the header timer (not the keep-alive one) running.
-  if (fd_ >= 0 && !read_input()) start_reading();
+  // Nothing yet: wait for it, header_timeout from now (not the longer keep-alive).
+  if (!read_input()) arm_idle(IdleTimer::FirstRequest, server_.header_timeout());
+}
+
+Connection::Work& Connection::work() {
+  if (work_) return *work_;
+  work_ = server_.work_pool().take();
+  Work& w = *work_;
+  // A parser per request, not per connection: between requests llhttp holds nothing.
+  llhttp_init(&w.parser_, HTTP_REQUEST, &parser_settings());
+  // HTTP/1.2 to 1.9 are parsed, and served as 1.1 (RFC 9110 2.5); majors other than 1 get 505.
+  w.parser_.lenient_flags |= LENIENT_VERSION;
+  w.parser_.data = this;
+  return w;  // its events are assigned when first needed: most requests need neither
+}
+
+bool Connection::buffered() const {
+  return work_ && (!work_->pending_.empty() || work_->out_offset_ < work_->out_.size());
+}
+
+size_t Connection::unsent_bytes() const { return work_ ? work_->out_.size() - work_->out_offset_ : 0; }
+
+int64_t Connection::request_started_ms() const { return work_ ? work_->request_started_ms_ : 0; }
+
+
+void Connection::release_work() {
+  if (!work_) return;
+  Work& w = *work_;
+  if (writing_) event_del(&w.write_ev_), writing_ = false;
+  if (w.timer_ != Timer::None) evtimer_del(&w.timer_ev_);
+  if (w.file_fd_ >= 0) ::close(w.file_fd_);
+  // Their capacity is kept for the next request (within a bound). The request's own buffers are
+  // emptied when the next one begins; input and output must be empty before it does.
+  w.pending_.clear();
+  w.out_.clear();
+  for (std::string* buffer : {&w.arena_, &w.body_, &w.pending_, &w.out_})
+    if (buffer->capacity() > kKeepCapacity) buffer->clear(), buffer->shrink_to_fit();
+  w.header_spans_.clear();
+  w.headers_.clear();
+  static_cast<WorkScalars&>(w) = WorkScalars{};
+  server_.work_pool().give(std::move(work_));
 }
 
 void Connection::close() {
   if (fd_ < 0) return;
   event_del(&read_ev_);
-  event_del(&write_ev_);
-  event_del(&timer_ev_);
+  reading_ = false;
+  idle_timer_ = IdleTimer::None;
+  if (in_keepalive_) server_.keepalive_list().remove(*this);
+  release_work();
   ::close(fd_);
   fd_ = -1;
-  if (file_fd_ >= 0) ::close(file_fd_), file_fd_ = -1;
   ++serial_;  // any Responder still held for this connection now does nothing
   phase_ = Phase::Idle;
-  delayed_ = nullptr;
   end_request_extras();
-  pending_.clear();
-  pending_offset_ = 0;
-  out_.clear();
-  out_offset_ = 0;
-  body_.clear();
-  for (std::string* buffer : {&pending_, &out_, &body_, &arena_})
-    if (buffer->capacity() > kKeepCapacity) buffer->shrink_to_fit();
   server_.release(*this);
+}
+
+KeepaliveList::KeepaliveList(event_base* base, Millis timeout)
+    : timer_(evtimer_new(base, on_timer, this)), timeout_(timeout) {}
+
+KeepaliveList::~KeepaliveList() { event_free(timer_); }
+
+void KeepaliveList::went_idle(Connection& c) {
+  // The timer runs whenever the list is not empty, due no later than this connection's deadline.
+  const bool timer_running = head_ != nullptr;
+  if (c.in_keepalive_) remove(c);
+  c.in_keepalive_ = true;
+  c.idle_prev_ = tail_;
+  c.idle_next_ = nullptr;
+  (tail_ ? tail_->idle_next_ : head_) = &c;
+  tail_ = &c;
+  if (!timer_running) arm(c.idle_since_ms_);
+}
+
+void KeepaliveList::remove(Connection& c) {
+  (c.idle_prev_ ? c.idle_prev_->idle_next_ : head_) = c.idle_next_;
+  (c.idle_next_ ? c.idle_next_->idle_prev_ : tail_) = c.idle_prev_;
+  c.idle_prev_ = c.idle_next_ = nullptr;
+  c.in_keepalive_ = false;
+}
+
+void KeepaliveList::arm(int64_t now_ms) {
+  timeval tv = to_timeval(Millis(std::max<int64_t>(head_->idle_since_ms_ + timeout_.count() - now_ms, 0)));
+  evtimer_add(timer_, &tv);
+}
+
+void KeepaliveList::on_timer(evutil_socket_t, short, void* self) {
+  auto* list = static_cast<KeepaliveList*>(self);
+  const int64_t now_ms = monotonic_ms();
+  while (Connection* c = list->head_) {
+    if (c->has_work()) {  // busy since it went idle: it comes back when it is idle again
+      list->remove(*c);
+      continue;
+    }
+    if (now_ms - c->idle_since_ms_ < list->timeout_.count()) break;  // the rest went idle later
+    c->close();  // takes it out
+  }
+  if (list->head_) list->arm(now_ms);
+}
+
+WorkPool::WorkPool() { spare_.reserve(kMaxSpare); }
+WorkPool::~WorkPool() = default;
+
+std::unique_ptr<Connection::Work> WorkPool::take() {
+  if (spare_.empty()) return std::make_unique<Connection::Work>();
+  std::unique_ptr<Connection::Work> work = std::move(spare_.back());
+  spare_.pop_back();
+  return work;
+}
+
+void WorkPool::give(std::unique_ptr<Connection::Work> work) {
+  if (spare_.size() < kMaxSpare) spare_.push_back(std::move(work));
 }
 
 // ---------------------------------------------------------------- parser callbacks
@@ -269,31 +344,31 @@ void Connection::close() {
 int Connection::on_message_begin(llhttp_t* p) {
   auto* c = static_cast<Connection*>(p->data);
   c->phase_ = Phase::Reading;
-  c->arena_.clear();
-  c->url_ = {};
-  c->header_spans_.clear();
-  c->header_bytes_ = 0;
-  c->in_header_value_ = false;
-  c->body_.clear();
-  c->error_status_ = 0;
-  c->headers_done_ = false;
-  c->method_ = {};
-  c->method_seen_ = false;
-  c->method_end_ = c->url_end_ = 0;
-  c->version_seen_ = false;
-  c->chunk_line_next_ = false;
-  c->chunk_line_.clear();
-  c->chunk_ext_bytes_ = 0;
-  c->authority_ = {};
-  c->origin_ = {};
-  c->forwarded_ = {};
-  c->request_start_us_ = c->server_.access_log_on() || c->server_.counters() ? monotonic_us() : 0;
-  c->request_started_ms_ = c->server_.now_ms();
+  c->work_->arena_.clear();
+  c->work_->url_ = {};
+  c->work_->header_spans_.clear();
+  c->work_->header_bytes_ = 0;
+  c->work_->in_header_value_ = false;
+  c->work_->body_.clear();
+  c->work_->error_status_ = 0;
+  c->work_->headers_done_ = false;
+  c->work_->method_ = {};
+  c->work_->method_seen_ = false;
+  c->work_->method_end_ = c->work_->url_end_ = 0;
+  c->work_->version_seen_ = false;
+  c->work_->chunk_line_next_ = false;
+  c->work_->chunk_line_.clear();
+  c->work_->chunk_ext_bytes_ = 0;
+  c->work_->authority_ = {};
+  c->work_->origin_ = {};
+  c->work_->forwarded_ = {};
+  c->work_->request_start_us_ = c->server_.access_log_on() || c->server_.counters() ? monotonic_us() : 0;
+  c->work_->request_started_ms_ = c->server_.now_ms();
   return 0;
 }
 
 bool Connection::over_header_limit() const {
-  return header_bytes_ + url_.length > server_.config().http.max_header_bytes;
+  return work_->header_bytes_ + work_->url_.length > server_.config().http.max_header_bytes;
 }
 
 // The request line is method SP target SP HTTP-version, one space each (RFC 9112 3): llhttp
@@ -301,27 +376,27 @@ bool Connection::over_header_limit() const {
 // in the stream are checked here.
 int Connection::on_method(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
-  if (!c->method_seen_) c->method_seen_ = true, c->line_at_ = c->offset_of(at);
-  c->method_end_ = c->offset_of(at) + static_cast<uint32_t>(length) - c->line_at_;
+  if (!c->work_->method_seen_) c->work_->method_seen_ = true, c->work_->line_at_ = c->offset_of(at);
+  c->work_->method_end_ = c->offset_of(at) + static_cast<uint32_t>(length) - c->work_->line_at_;
   return 0;
 }
 
 int Connection::on_url(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
-  if (c->url_.length == 0) {
-    c->url_.offset = static_cast<uint32_t>(c->arena_.size());
-    if (c->offset_of(at) - c->line_at_ != c->method_end_ + 1u) {
-      c->error_status_ = 400;
+  if (c->work_->url_.length == 0) {
+    c->work_->url_.offset = static_cast<uint32_t>(c->work_->arena_.size());
+    if (c->offset_of(at) - c->work_->line_at_ != c->work_->method_end_ + 1u) {
+      c->work_->error_status_ = 400;
       return -1;
     }
   }
-  c->url_end_ = c->offset_of(at) + static_cast<uint32_t>(length) - c->line_at_;
-  c->url_.length += static_cast<uint32_t>(length);
-  if (c->url_.length > c->server_.config().http.max_url_bytes) {
-    c->error_status_ = 414;
+  c->work_->url_end_ = c->offset_of(at) + static_cast<uint32_t>(length) - c->work_->line_at_;
+  c->work_->url_.length += static_cast<uint32_t>(length);
+  if (c->work_->url_.length > c->server_.config().http.max_url_bytes) {
+    c->work_->error_status_ = 414;
     return -1;
   }
-  c->arena_.append(at, length);
+  c->work_->arena_.append(at, length);
   return 0;
 }
 
@@ -329,7 +404,7 @@ int Connection::on_url_complete(llhttp_t* p) {
   // llhttp marks a request line without a version (HTTP/0.9, "GET /") as 0.9 here, and would
   // then wait for headers that never come: answer at once.
   if (p->http_major == 0 && p->http_minor == 9) {
-    static_cast<Connection*>(p->data)->error_status_ = 505;
+    static_cast<Connection*>(p->data)->work_->error_status_ = 505;
     return -1;
   }
   return 0;
@@ -337,10 +412,10 @@ int Connection::on_url_complete(llhttp_t* p) {
 
 int Connection::on_version(llhttp_t* p, const char* at, size_t) {
   auto* c = static_cast<Connection*>(p->data);
-  if (!c->version_seen_) {
-    c->version_seen_ = true;
-    if (c->offset_of(at) - c->line_at_ != c->url_end_ + 6u) {  // SP "HTTP/"
-      c->error_status_ = 400;
+  if (!c->work_->version_seen_) {
+    c->work_->version_seen_ = true;
+    if (c->offset_of(at) - c->work_->line_at_ != c->work_->url_end_ + 6u) {  // SP "HTTP/"
+      c->work_->error_status_ = 400;
       return -1;
     }
   }
@@ -349,22 +424,22 @@ int Connection::on_version(llhttp_t* p, const char* at, size_t) {
 
 int Connection::on_header_field(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
-  if (c->header_spans_.empty() || c->in_header_value_) {
-    if (c->header_spans_.size() >= c->server_.config().http.max_header_fields) {
-      c->error_status_ = 431;
+  if (c->work_->header_spans_.empty() || c->work_->in_header_value_) {
+    if (c->work_->header_spans_.size() >= c->server_.config().http.max_header_fields) {
+      c->work_->error_status_ = 431;
       return -1;
     }
-    c->header_spans_.push_back({{static_cast<uint32_t>(c->arena_.size()), 0}, {}});
-    c->in_header_value_ = false;
-    c->header_bytes_ += 4;  // ": " and CRLF
+    c->work_->header_spans_.push_back({{static_cast<uint32_t>(c->work_->arena_.size()), 0}, {}});
+    c->work_->in_header_value_ = false;
+    c->work_->header_bytes_ += 4;  // ": " and CRLF
   }
-  c->header_spans_.back().name.length += static_cast<uint32_t>(length);
-  c->header_bytes_ += length;
+  c->work_->header_spans_.back().name.length += static_cast<uint32_t>(length);
+  c->work_->header_bytes_ += length;
   if (c->over_header_limit()) {
-    c->error_status_ = 431;
+    c->work_->error_status_ = 431;
     return -1;
   }
-  c->arena_.append(at, length);
+  c->work_->arena_.append(at, length);
   return 0;
 }
 
@@ -372,8 +447,8 @@ int Connection::on_header_field(llhttp_t* p, const char* at, size_t length) {
 // spaces before the colon, which RFC 9112 5.1 says a server MUST reject with 400.
 int Connection::on_header_field_complete(llhttp_t* p) {
   auto* c = static_cast<Connection*>(p->data);
-  if (c->header_spans_.empty() || !is_token(c->span(c->header_spans_.back().name))) {
-    c->error_status_ = 400;
+  if (c->work_->header_spans_.empty() || !is_token(c->span(c->work_->header_spans_.back().name))) {
+    c->work_->error_status_ = 400;
     return -1;
   }
   return 0;
@@ -386,33 +461,33 @@ int Connection::on_header_value(llhttp_t* p, const char* at, size_t length) {
   // is split between two reads; that is the only other way: the previous piece ended where its
   // read ended, and this one starts where its read starts. Anything else is a fold, which
   // RFC 9112 5.2 lets a server reject: a proxy in front might unfold it differently.
-  if (c->in_header_value_ && !(c->value_piece_at_end_ && at == c->feed_begin_)) {
-    c->error_status_ = 400;
+  if (c->work_->in_header_value_ && !(c->work_->value_piece_at_end_ && at == c->work_->feed_begin_)) {
+    c->work_->error_status_ = 400;
     return -1;
   }
-  c->value_piece_at_end_ = at + length == c->feed_end_;
-  HeaderSpan& header = c->header_spans_.back();
-  if (!c->in_header_value_) {
-    header.value.offset = static_cast<uint32_t>(c->arena_.size());
-    c->in_header_value_ = true;
+  c->work_->value_piece_at_end_ = at + length == c->work_->feed_end_;
+  HeaderSpan& header = c->work_->header_spans_.back();
+  if (!c->work_->in_header_value_) {
+    header.value.offset = static_cast<uint32_t>(c->work_->arena_.size());
+    c->work_->in_header_value_ = true;
   }
   header.value.length += static_cast<uint32_t>(length);
-  c->header_bytes_ += length;
+  c->work_->header_bytes_ += length;
   if (c->over_header_limit()) {
-    c->error_status_ = 431;
+    c->work_->error_status_ = 431;
     return -1;
   }
-  c->arena_.append(at, length);
+  c->work_->arena_.append(at, length);
   return 0;
 }
 
 // Trailing OWS is not part of a field value (RFC 9110 5.5); llhttp drops only the leading.
 int Connection::on_header_value_complete(llhttp_t* p) {
   auto* c = static_cast<Connection*>(p->data);
-  if (c->header_spans_.empty()) return 0;
-  Span& value = c->header_spans_.back().value;
-  while (value.length > 0 && (c->arena_[value.offset + value.length - 1] == ' ' ||
-                              c->arena_[value.offset + value.length - 1] == '\t'))
+  if (c->work_->header_spans_.empty()) return 0;
+  Span& value = c->work_->header_spans_.back().value;
+  while (value.length > 0 && (c->work_->arena_[value.offset + value.length - 1] == ' ' ||
+                              c->work_->arena_[value.offset + value.length - 1] == '\t'))
     --value.length;
   return 0;
 }
@@ -425,36 +500,36 @@ int Connection::on_headers_complete(llhttp_t* p) {
   // llhttp parses any single-digit version; this server speaks HTTP/1.x, and a minor above 1 is
   // served as 1.1, the highest it implements (RFC 9110 2.5).
   if (p->http_major != 1) {
-    c->error_status_ = 505;
+    c->work_->error_status_ = 505;
     return -1;
   }
   const bool http11 = p->http_minor >= 1;
   // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing (an HTTP/1.0 hop
   // in front would not have decoded it): a smuggling vector. Rejected, and the connection closes.
   if (!http11 && (p->flags & F_TRANSFER_ENCODING)) {
-    c->error_status_ = 400;
+    c->work_->error_status_ = 400;
     return -1;
   }
   if (has_length && p->content_length > http.max_body_bytes) {
-    c->error_status_ = 413;
+    c->work_->error_status_ = 413;
     return -1;
   }
   int hosts = 0;
   bool continue_expected = false;
-  for (const HeaderSpan& h : c->header_spans_) {
+  for (const HeaderSpan& h : c->work_->header_spans_) {
     std::string_view name = c->span(h.name);
     if (name.size() == 4 && iequals(name, "host")) {
       ++hosts;
-      c->authority_ = h.value;
+      c->work_->authority_ = h.value;
     } else if (chunked && name.size() == 17 && iequals(name, "transfer-encoding") && !only_chunked(c->span(h.value))) {
       // llhttp checks that chunked comes last (else 400, RFC 9112 6.3); a coding before it
       // ("gzip, chunked") would reach the handler undecoded. RFC 9112 6.1: one the server does
       // not understand gets 501.
-      c->error_status_ = 501;
+      c->work_->error_status_ = 501;
       return -1;
     } else if (name.size() == 6 && iequals(name, "expect")) {
       if (!iequals(c->span(h.value), "100-continue")) {
-        c->error_status_ = 417;
+        c->work_->error_status_ = 417;
         return -1;
       }
       continue_expected = true;
@@ -463,87 +538,89 @@ int Connection::on_headers_complete(llhttp_t* p) {
   // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host, HTTP/1.0 at most one. A request that
   // names two hosts could be routed by one and served as the other.
   if (hosts > 1 || (hosts == 0 && http11)) {
-    c->error_status_ = 400;
+    c->work_->error_status_ = 400;
     return -1;
   }
   // The target's forms (RFC 9112 3.2): origin-form "/path?query"; absolute-form, whose path is
   // the target's path and whose authority replaces Host; "*" for OPTIONS only.
-  std::string_view target = c->span(c->url_);
+  std::string_view target = c->span(c->work_->url_);
   if (!target.empty() && target[0] == '/') {
-    c->origin_ = c->url_;
+    c->work_->origin_ = c->work_->url_;
   } else if (size_t after = absolute_form_prefix(target)) {
     size_t end = target.find_first_of("/?#", after);
     if (end == std::string_view::npos) end = target.size();
-    c->authority_ = {static_cast<uint32_t>(c->url_.offset + after), static_cast<uint32_t>(end - after)};
-    c->origin_ = {static_cast<uint32_t>(c->url_.offset + end), static_cast<uint32_t>(target.size() - end)};
-    if (c->authority_.length == 0) {  // "http:///x": an http URI has a host (RFC 9110 4.2.1)
-      c->error_status_ = 400;
+    c->work_->authority_ = {static_cast<uint32_t>(c->work_->url_.offset + after), static_cast<uint32_t>(end - after)};
+    c->work_->origin_ = {static_cast<uint32_t>(c->work_->url_.offset + end), static_cast<uint32_t>(target.size() - end)};
+    if (c->work_->authority_.length == 0) {  // "http:///x": an http URI has a host (RFC 9110 4.2.1)
+      c->work_->error_status_ = 400;
       return -1;
     }
   } else if (p->method == HTTP_CONNECT) {
-    c->error_status_ = 501;  // a tunnel: not something this server does
+    c->work_->error_status_ = 501;  // a tunnel: not something this server does
     return -1;
   } else if (target == "*" && p->method == HTTP_OPTIONS) {
-    c->origin_ = c->url_;
+    c->work_->origin_ = c->work_->url_;
   } else {
-    c->error_status_ = 400;
+    c->work_->error_status_ = 400;
     return -1;
   }
   // RFC 9110 7.2: Host is uri-host [":" port]; anything else is 400 (RFC 9112 3.2).
-  if (!is_authority(c->span(c->authority_))) {
-    c->error_status_ = 400;
+  if (!is_authority(c->span(c->work_->authority_))) {
+    c->work_->error_status_ = 400;
     return -1;
   }
   // Each chunk-size line goes through feed_chunk_line() first, which checks and counts its
   // extensions and hands llhttp the size alone.
-  c->chunk_line_next_ = chunked;
+  c->work_->chunk_line_next_ = chunked;
   // RFC 9110 10.1.1: the client waits for this before sending the body. HTTP/1.0 has no 1xx.
   if (continue_expected && http11 && (chunked || p->content_length > 0))
-    c->out_.append("HTTP/1.1 100 Continue\r\n\r\n");
-  c->headers_done_ = true;
-  return c->chunk_line_next_ ? HPE_PAUSED : 0;
+    c->work_->out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+  c->work_->headers_done_ = true;
+  return c->work_->chunk_line_next_ ? HPE_PAUSED : 0;
 }
 
 int Connection::on_chunk_header(llhttp_t* p) {
-  static_cast<Connection*>(p->data)->last_chunk_ = p->content_length == 0;
+  static_cast<Connection*>(p->data)->work_->last_chunk_ = p->content_length == 0;
   return 0;
 }
 
 int Connection::on_chunk_complete(llhttp_t* p) {
   auto* c = static_cast<Connection*>(p->data);
-  if (c->last_chunk_) return 0;
-  c->chunk_line_next_ = true;  // another chunk-size line follows
+  if (c->work_->last_chunk_) return 0;
+  c->work_->chunk_line_next_ = true;  // another chunk-size line follows
   return HPE_PAUSED;
 }
 
 int Connection::on_body(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
-  if (c->body_.size() + length > c->server_.config().http.max_body_bytes) {
-    c->error_status_ = 413;
+  if (c->work_->body_.size() + length > c->server_.config().http.max_body_bytes) {
+    c->work_->error_status_ = 413;
     return -1;
   }
-  c->body_.append(at, length);
+  c->work_->body_.append(at, length);
   return 0;
 }
 
 int Connection::on_message_complete(llhttp_t* p) {
   auto* c = static_cast<Connection*>(p->data);
   // HTTP/0.9 ("GET /path" and nothing else) comes here without a header section.
-  if (!c->headers_done_) {
-    c->error_status_ = 505;
+  if (!c->work_->headers_done_) {
+    c->work_->error_status_ = 505;
     return -1;
   }
   // Decided now, while the parser still holds this request's flags.
   c->keep_alive_ = llhttp_should_keep_alive(p) && !p->upgrade;
-  c->is_head_ = p->method == HTTP_HEAD;
+  c->work_->is_head_ = p->method == HTTP_HEAD;
   // Pause so that the request is handled before anything behind it is parsed.
   return HPE_PAUSED;
 }
 
 // ---------------------------------------------------------------- input
 
-void Connection::on_readable(evutil_socket_t, short, void* self) {
-  static_cast<Connection*>(self)->read_input();
+void Connection::on_readable(evutil_socket_t, short what, void* self) {
+  auto* c = static_cast<Connection*>(self);
+  if (what & EV_READ) c->read_input();
+  else c->on_idle_timeout();
 }
 
 void Connection::on_writable(evutil_socket_t, short, void* self) {
@@ -572,13 +649,15 @@ bool Connection::read_input() {
   }
   if (phase_ == Phase::Lingering) return true;  // discarding
   size_t length = static_cast<size_t>(n);
+  Work& w = work();
   if (proxy_ != ProxyProtocol::Off) {
-    pending_.append(buffer.data(), length);
+    w.pending_.append(buffer.data(), length);
     if (read_proxy_header()) advance();
+    else if (fd_ >= 0) arm_request_clock();  // the PROXY header is due within header_timeout too
     return true;
   }
   size_t used = feed_all(buffer.data(), length);
-  if (used < length) pending_.append(buffer.data() + used, length - used);
+  if (used < length) w.pending_.append(buffer.data() + used, length - used);
   // A request left incomplete at the end of a read is now on the clock; one that arrived whole
   // never touches a timer.
   if (phase_ == Phase::Reading && fd_ >= 0) arm_request_clock();
@@ -590,7 +669,7 @@ bool Connection::read_input() {
 // address it carries is the client's for every request on the connection; what follows it is
 // the first request, left in pending_ for advance() to parse.
 bool Connection::read_proxy_header() {
-  ProxyHeader header = parse_proxy_header(pending_, proxy_);
+  ProxyHeader header = parse_proxy_header(work_->pending_, proxy_);
   if (header.status == ProxyHeader::Status::NeedMore) return false;
   if (header.status == ProxyHeader::Status::Invalid) {
     server_.proxy_header_refused(remote_, header.why);
@@ -599,14 +678,13 @@ bool Connection::read_proxy_header() {
   }
   proxy_ = ProxyProtocol::Off;
   if (header.has_address) set_client(reinterpret_cast<const sockaddr*>(&header.source), header.source_length);
-  pending_offset_ = header.length;
-  if (pending_offset_ == pending_.size()) pending_.clear(), pending_offset_ = 0;
+  work_->pending_offset_ = header.length;
+  if (work_->pending_offset_ == work_->pending_.size()) work_->pending_.clear(), work_->pending_offset_ = 0;
   return true;
 }
 
 bool Connection::can_parse() const {
-  return (phase_ == Phase::Idle || phase_ == Phase::Reading) && !close_after_write_ &&
-         out_.size() - out_offset_ < kOutputHighWater;
+  return (phase_ == Phase::Idle || phase_ == Phase::Reading) && !close_after_write_ && unsent_bytes() < kOutputHighWater;
 }
 
 size_t Connection::feed_all(const char* data, size_t length) {
@@ -618,20 +696,20 @@ size_t Connection::feed_all(const char* data, size_t length) {
 }
 
 size_t Connection::feed(const char* data, size_t length) {
-  if (chunk_line_next_) return feed_chunk_line(data, length);
-  feed_begin_ = data;
-  feed_end_ = data + length;
-  feed_at_ = fed_;
-  llhttp_errno_t err = llhttp_execute(&parser_, data, length);
+  if (work_->chunk_line_next_) return feed_chunk_line(data, length);
+  work_->feed_begin_ = data;
+  work_->feed_end_ = data + length;
+  work_->feed_at_ = work_->fed_;
+  llhttp_errno_t err = llhttp_execute(&work_->parser_, data, length);
   if (err == HPE_OK) {
-    fed_ += static_cast<uint32_t>(length);
+    work_->fed_ += static_cast<uint32_t>(length);
     return length;
   }
   if (err == HPE_PAUSED) {
-    size_t used = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
-    fed_ += static_cast<uint32_t>(used);
-    llhttp_resume(&parser_);
-    if (chunk_line_next_) return used;  // paused before a chunk-size line, not at a request's end
+    size_t used = static_cast<size_t>(llhttp_get_error_pos(&work_->parser_) - data);
+    work_->fed_ += static_cast<uint32_t>(used);
+    llhttp_resume(&work_->parser_);
+    if (work_->chunk_line_next_) return used;  // paused before a chunk-size line, not at a request's end
     more_input_ = used < length;
     dispatch();
     return used;
@@ -641,12 +719,12 @@ size_t Connection::feed(const char* data, size_t length) {
     close_after_write_ = true;
     return length;
   }
-  int status = error_status_ != 0 ? error_status_ : 400;
+  int status = work_->error_status_ != 0 ? work_->error_status_ : 400;
   if (err == HPE_INVALID_VERSION) status = 505;
   // A method llhttp does not know, but a well-formed token followed by a space: 501 (RFC 9110
   // 9.1), not the 400 of a line that is not HTTP at all.
   if (err == HPE_INVALID_METHOD && starts_with_token_and_space({data, length})) status = 501;
-  reject(status, error_status_ != 0 ? std::string_view() : llhttp_get_error_reason(&parser_));
+  reject(status, work_->error_status_ != 0 ? std::string_view() : llhttp_get_error_reason(&work_->parser_));
   return length;
 }
 
@@ -658,22 +736,22 @@ size_t Connection::feed_chunk_line(const char* data, size_t length) {
   const auto& http = server_.config().http;
   const char* lf = static_cast<const char*>(memchr(data, '\n', length));
   size_t take = lf ? static_cast<size_t>(lf - data) + 1 : length;
-  fed_ += static_cast<uint32_t>(take);
+  work_->fed_ += static_cast<uint32_t>(take);
   // 16 hex digits of size, and CRLF, beside the extensions.
-  if (chunk_line_.size() + take > http.max_chunk_ext_bytes - chunk_ext_bytes_ + 18) {
+  if (work_->chunk_line_.size() + take > http.max_chunk_ext_bytes - work_->chunk_ext_bytes_ + 18) {
     reject(400, "chunk extensions over max_chunk_ext_bytes");
     return length;
   }
-  chunk_line_.append(data, take);
+  work_->chunk_line_.append(data, take);
   if (!lf) return length;
-  chunk_line_next_ = false;
+  work_->chunk_line_next_ = false;
   size_t size_end = 0;
-  while (size_end < chunk_line_.size() && hex_value(chunk_line_[size_end]) >= 0) ++size_end;
-  size_t line_end = chunk_line_.size() - 1;  // the LF; llhttp checks the CR before it
-  if (line_end > size_end && chunk_line_[line_end - 1] == '\r') --line_end;
-  std::string_view extensions(chunk_line_.data() + size_end, line_end - size_end);
-  chunk_ext_bytes_ += static_cast<uint32_t>(extensions.size());
-  if (chunk_ext_bytes_ > http.max_chunk_ext_bytes) {
+  while (size_end < work_->chunk_line_.size() && hex_value(work_->chunk_line_[size_end]) >= 0) ++size_end;
+  size_t line_end = work_->chunk_line_.size() - 1;  // the LF; llhttp checks the CR before it
+  if (line_end > size_end && work_->chunk_line_[line_end - 1] == '\r') --line_end;
+  std::string_view extensions(work_->chunk_line_.data() + size_end, line_end - size_end);
+  work_->chunk_ext_bytes_ += static_cast<uint32_t>(extensions.size());
+  if (work_->chunk_ext_bytes_ > http.max_chunk_ext_bytes) {
     reject(400, "chunk extensions over max_chunk_ext_bytes");
     return take;
   }
@@ -681,13 +759,13 @@ size_t Connection::feed_chunk_line(const char* data, size_t length) {
     reject(400, "invalid chunk extension");
     return take;
   }
-  chunk_line_.erase(size_end, extensions.size());
-  feed_begin_ = chunk_line_.data();
-  feed_end_ = chunk_line_.data() + chunk_line_.size();
-  llhttp_errno_t err = llhttp_execute(&parser_, chunk_line_.data(), chunk_line_.size());
-  chunk_line_.clear();
+  work_->chunk_line_.erase(size_end, extensions.size());
+  work_->feed_begin_ = work_->chunk_line_.data();
+  work_->feed_end_ = work_->chunk_line_.data() + work_->chunk_line_.size();
+  llhttp_errno_t err = llhttp_execute(&work_->parser_, work_->chunk_line_.data(), work_->chunk_line_.size());
+  work_->chunk_line_.clear();
   if (err != HPE_OK) {
-    reject(error_status_ != 0 ? error_status_ : 400, llhttp_get_error_reason(&parser_));
+    reject(work_->error_status_ != 0 ? work_->error_status_ : 400, llhttp_get_error_reason(&work_->parser_));
     return length;
   }
   return take;
@@ -698,16 +776,16 @@ size_t Connection::feed_chunk_line(const char* data, size_t length) {
 void Connection::dispatch() {
   phase_ = Phase::Handling;
   ++serial_;
-  if (timer_ == Timer::Header || timer_ == Timer::Body) disarm();
+  if (work_->timer_ == Timer::Header || work_->timer_ == Timer::Body) disarm();
 
   // From a trusted proxy, the client is who its forwarding headers say (the arena grows here,
   // before any view into it is taken).
-  forwarded_ = {};
+  work_->forwarded_ = {};
   const auto& trusted = server_.config().http.trusted_proxies;
   if (!trusted.empty() && client_family_ != 0 &&
       std::any_of(trusted.begin(), trusted.end(), [&](const Cidr& c) { return c.contains(client_family_, client_ip_); })) {
     std::string_view forwarded, x_forwarded_for;
-    for (const HeaderSpan& h : header_spans_) {
+    for (const HeaderSpan& h : work_->header_spans_) {
       std::string_view name = span(h.name);
       if (name.size() == 9 && iequals(name, "forwarded")) forwarded = span(h.value);
       else if (name.size() == 15 && iequals(name, "x-forwarded-for")) x_forwarded_for = span(h.value);
@@ -715,33 +793,33 @@ void Connection::dispatch() {
     char client[46];
     std::string_view found = forwarded_client(forwarded, x_forwarded_for, trusted, client);
     if (!found.empty()) {
-      forwarded_ = {static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(found.size())};
-      arena_.append(found);
+      work_->forwarded_ = {static_cast<uint32_t>(work_->arena_.size()), static_cast<uint32_t>(found.size())};
+      work_->arena_.append(found);
     }
   }
-  headers_.clear();
-  for (const HeaderSpan& h : header_spans_) headers_.push_back({span(h.name), span(h.value)});
+  work_->headers_.clear();
+  for (const HeaderSpan& h : work_->header_spans_) work_->headers_.push_back({span(h.name), span(h.value)});
   Request request;
-  request.method = method_ = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  request.method = work_->method_ = llhttp_method_name(static_cast<llhttp_method_t>(work_->parser_.method));
   // Routed by the origin form: an absolute-form target's path (RFC 9112 3.2.2), "/" when it has
   // none; "*" (OPTIONS) stays as it is.
-  request.target = span(origin_);
+  request.target = span(work_->origin_);
   if (request.target.empty()) request.target = "/";
   auto question = request.target.find('?');
   request.path = request.target.substr(0, question);
   if (request.path.empty()) request.path = "/";  // "http://host?q" (RFC 9110 4.2.3)
   if (question != std::string_view::npos) request.query = request.target.substr(question + 1);
-  request.host = span(authority_);
-  request.body = body_;
-  request.remote = forwarded_.length ? span(forwarded_) : std::string_view(remote_);
-  request.version_major = parser_.http_major;
-  request.version_minor = std::min<int>(parser_.http_minor, 1);  // 1.2 to 1.9 are served as 1.1
-  request.headers = headers_;
+  request.host = span(work_->authority_);
+  request.body = work_->body_;
+  request.remote = work_->forwarded_.length ? span(work_->forwarded_) : std::string_view(remote_);
+  request.version_major = work_->parser_.http_major;
+  request.version_minor = std::min<int>(work_->parser_.http_minor, 1);  // 1.2 to 1.9 are served as 1.1
+  request.headers = work_->headers_;
 
   if (metrics_only_) {
     // The [metrics] listener: the metrics page, or nothing else.
     if (request.path != server_.config().metrics.path) return respond(404, "text/plain", "not found\n");
-    if (method_ != "GET" && method_ != "HEAD") return respond(405, "text/plain", "method not allowed\n", "Allow: GET, HEAD\r\n");
+    if (work_->method_ != "GET" && work_->method_ != "HEAD") return respond(405, "text/plain", "method not allowed\n", "Allow: GET, HEAD\r\n");
     return respond(200, "text/plain; version=0.0.4; charset=utf-8", server_.metrics_page());
   }
   const RouteEntry* route = server_.route(request.path);
@@ -768,7 +846,7 @@ void Connection::dispatch() {
         if (route->config->delay.count() == 0) {
           respond_rendered(*route);
         } else {
-          delayed_ = route->config;
+          work_->delayed_ = route->config;
           timeval tv = to_timeval(route->config->delay);
           arm(Timer::Delay, &tv);
         }
@@ -799,7 +877,7 @@ void Connection::dispatch() {
 void Connection::respond(const Response& response) {
   if (phase_ != Phase::Handling) return;
   if (!response.problem().empty()) {
-    spdlog::error("{} {}: the handler's response was not sent: {}; answered 500 instead", method_, span(url_),
+    spdlog::error("{} {}: the handler's response was not sent: {}; answered 500 instead", work_->method_, span(work_->url_),
                   response.problem());
     return respond(500, "text/plain", "internal server error\n");
   }
@@ -813,16 +891,16 @@ void Connection::respond(const Response& response) {
 bool Connection::start_stream(const Response& head) {
   if (phase_ != Phase::Handling) return false;
   if (!head.problem().empty() || head.status_ == 204 || head.status_ == 304) {
-    spdlog::error("{} {}: the handler's stream was not started: {}; answered 500 instead", method_, span(url_),
+    spdlog::error("{} {}: the handler's stream was not started: {}; answered 500 instead", work_->method_, span(work_->url_),
                   head.problem().empty() ? "a " + std::to_string(head.status_) + " has no body to stream" : head.problem());
     respond(500, "text/plain", "internal server error\n");
     return false;
   }
   if (head.close_) keep_alive_ = false;
-  const bool chunked = parser_.http_minor >= 1;
+  const bool chunked = work_->parser_.http_minor >= 1;
   if (!chunked) keep_alive_ = false;  // HTTP/1.0: the close ends the body
   write_head(head.status_, head.content_type_, kStreamed, {}, {head.fields_, head.count_}, head.server_);
-  if (is_head_) {  // the head says what a GET would get; there is no body to stream
+  if (work_->is_head_) {  // the head says what a GET would get; there is no body to stream
     finish_response(head.status_, 0);
     end_request();
     return false;
@@ -853,11 +931,11 @@ Stream::Write Connection::stream_write(std::string_view piece) {
   if (x.chunked) {
     char size[20];
     auto end = std::to_chars(size, size + sizeof size, piece.size(), 16).ptr;
-    out_.append(size, static_cast<size_t>(end - size));
-    out_.append("\r\n"sv);
+    work_->out_.append(size, static_cast<size_t>(end - size));
+    work_->out_.append("\r\n"sv);
   }
-  out_.append(piece);
-  if (x.chunked) out_.append("\r\n"sv);
+  work_->out_.append(piece);
+  if (x.chunked) work_->out_.append("\r\n"sv);
   x.body_bytes += piece.size();
   // Sent at once as far as the client takes it; what it does not take waits for on_writable.
   // Inside the handler's call the parse loop sends it, with whatever else this read produced.
@@ -865,7 +943,7 @@ Stream::Write Connection::stream_write(std::string_view piece) {
     if (send_output() == Sent::Failed) {
       // Closed from the loop, not from inside the application's call.
       x.failed = true;
-      event_active(&write_ev_, EV_WRITE, 0);
+      event_active(&write_event(), EV_WRITE, 0);
       return Stream::Write::Closed;
     }
   }
@@ -879,7 +957,7 @@ Stream::Write Connection::stream_write(std::string_view piece) {
 void Connection::stream_end() {
   if (phase_ != Phase::Streaming) return;
   Extras& x = extras();
-  if (x.chunked) out_.append("0\r\n\r\n");
+  if (x.chunked) work_->out_.append("0\r\n\r\n");
   // Its head went out before the drain began, saying keep-alive: the close after the terminator
   // tells the client now (a complete response, then the end: no request of its is lost).
   if (!x.chunked || !server_.ready()) close_after_write_ = true;
@@ -889,9 +967,9 @@ void Connection::stream_end() {
 
 void Connection::stream_abort() {
   if (phase_ != Phase::Streaming) return;
-  spdlog::debug("{} {}: the stream to {} was aborted", method_, span(url_), remote_);
-  out_.resize(out_offset_);  // unsent output goes: the body is cut short
-  pending_.clear(), pending_offset_ = 0;
+  spdlog::debug("{} {}: the stream to {} was aborted", work_->method_, span(work_->url_), remote_);
+  work_->out_.resize(work_->out_offset_);  // unsent output goes: the body is cut short
+  work_->pending_.clear(), work_->pending_offset_ = 0;
   close_after_write_ = true;
   linger_ = false;
   end_request();
@@ -944,7 +1022,7 @@ void Connection::advance_stream() {
   else if (read_eof_) return close();  // the client went away: nobody reads the stream
   // Input while streaming is only watched for the client's leaving, and kept for its next request
   // (within a bound: a client that sends much while it is streamed to waits for the end).
-  else if (pending_.size() < server_.config().http.max_header_bytes) start_reading();
+  else if (work_->pending_.size() < server_.config().http.max_header_bytes) start_reading();
   else stop_reading();
   if (extras_ && extras_->wants_writable && unsent_bytes() < Stream::kSlowBytes) {
     extras_->wants_writable = false;
@@ -961,7 +1039,7 @@ void Connection::respond(int status, std::string_view content_type, std::string_
   if (phase_ != Phase::Handling) return;
   const bool no_content = status == 204 || status == 304;  // RFC 9112 6.3: whatever the handler gave
   write_head(status, content_type, no_content ? 0 : body.size(), extra_headers, fields, server);
-  if (!is_head_ && !no_content) out_.append(body);
+  if (!work_->is_head_ && !no_content) work_->out_.append(body);
   finish_response(status, no_content ? 0 : body.size());
   end_request();
 }
@@ -969,12 +1047,12 @@ void Connection::respond(int status, std::string_view content_type, std::string_
 void Connection::reject(int status, std::string_view why) {
   spdlog::debug("{} from {}: {}", status, remote_, why.empty() ? reason_phrase(status) : why);
   keep_alive_ = false;
-  is_head_ = false;
+  work_->is_head_ = false;
   linger_ = true;  // the client may still be sending: read it away before closing (see advance)
   phase_ = Phase::Handling;
   std::string body = std::to_string(status) + " " + std::string(reason_phrase(status)) + "\n";
-  if (method_.empty()) method_ = "-";
-  if (phase_ == Phase::Idle) url_ = {};
+  if (work_->method_.empty()) work_->method_ = "-";
+  if (phase_ == Phase::Idle) work_->url_ = {};
   respond(status, "text/plain", body);
   close_after_write_ = true;
 }
@@ -999,7 +1077,7 @@ bool Connection::keep_alive_after_response() {
 
 void Connection::respond_rendered(const RouteEntry& route) {
   bool keep = keep_alive_after_response();
-  out_.append(server_.rendered(route, keep, is_head_));
+  work_->out_.append(server_.rendered(route, keep, work_->is_head_));
   finish_response(route.config->status, route.config->body.size());
   phase_ = Phase::Idle;
 }
@@ -1009,58 +1087,58 @@ void Connection::write_head(int status, std::string_view content_type, size_t co
   bool keep = keep_alive_after_response();
   // Literal pieces as string_views: their lengths are known at compile time (no strlen per request).
   using namespace std::string_view_literals;
-  out_.append("HTTP/1.1 "sv);
-  append_number(out_, static_cast<uint64_t>(status));
-  out_ += ' ';
-  out_.append(reason_phrase(status));
-  out_.append("\r\nServer: "sv);
-  out_.append(server);
-  out_.append("\r\nDate: "sv);
-  out_.append(server_.date());
+  work_->out_.append("HTTP/1.1 "sv);
+  append_number(work_->out_, static_cast<uint64_t>(status));
+  work_->out_ += ' ';
+  work_->out_.append(reason_phrase(status));
+  work_->out_.append("\r\nServer: "sv);
+  work_->out_.append(server);
+  work_->out_.append("\r\nDate: "sv);
+  work_->out_.append(server_.date());
   if (!content_type.empty()) {
-    out_.append("\r\nContent-Type: "sv);
-    out_.append(content_type);
+    work_->out_.append("\r\nContent-Type: "sv);
+    work_->out_.append(content_type);
   }
   // RFC 9110 8.6: never in a 204; a 304 says nothing of a body it does not have (nginx sends none).
   if (content_length == kStreamed) {
     // HTTP/1.0 has no chunked coding (RFC 9112 7): its body ends with the connection.
-    if (parser_.http_minor >= 1) out_.append("\r\nTransfer-Encoding: chunked"sv);
+    if (work_->parser_.http_minor >= 1) work_->out_.append("\r\nTransfer-Encoding: chunked"sv);
   } else if (status != 204 && status != 304) {
-    out_.append("\r\nContent-Length: "sv);
-    append_number(out_, content_length);
+    work_->out_.append("\r\nContent-Length: "sv);
+    append_number(work_->out_, content_length);
   }
-  out_.append(keep ? "\r\nConnection: keep-alive\r\n"sv : "\r\nConnection: close\r\n"sv);
+  work_->out_.append(keep ? "\r\nConnection: keep-alive\r\n"sv : "\r\nConnection: close\r\n"sv);
   for (const Header& field : fields) {
-    out_.append(field.name);
-    out_.append(": "sv);
-    out_.append(field.value);
-    out_.append("\r\n"sv);
+    work_->out_.append(field.name);
+    work_->out_.append(": "sv);
+    work_->out_.append(field.value);
+    work_->out_.append("\r\n"sv);
   }
-  out_.append(extra_headers);
-  out_.append("\r\n"sv);
+  work_->out_.append(extra_headers);
+  work_->out_.append("\r\n"sv);
 }
 
 void Connection::finish_response(int status, size_t body_bytes) {
   server_.count_response();
-  int64_t duration_us = request_start_us_ ? monotonic_us() - request_start_us_ : 0;
+  int64_t duration_us = work_->request_start_us_ ? monotonic_us() - work_->request_start_us_ : 0;
   if (metrics::WorkerCounters* counters = server_.counters(); counters && !metrics_only_)
     counters->record(status, body_bytes, duration_us);
   if (!server_.access_log_on()) return;
   AccessRecord r;
-  if (forwarded_.length) {
-    r.address = span(forwarded_);  // trusted forwarding headers name an address, no port
+  if (work_->forwarded_.length) {
+    r.address = span(work_->forwarded_);  // trusted forwarding headers name an address, no port
   } else {
     r.address = {remote_ + client_address_at_, client_address_length_};
     r.port = client_port_;
   }
-  r.method = method_;
-  r.target = span(url_);
-  r.http_major = parser_.http_major;
-  r.http_minor = parser_.http_minor;
+  r.method = work_->method_;
+  r.target = span(work_->url_);
+  r.http_major = work_->parser_.http_major;
+  r.http_minor = work_->parser_.http_minor;
   r.status = status;
   r.body_bytes = body_bytes;
   r.duration_us = duration_us;
-  for (const HeaderSpan& h : header_spans_) {
+  for (const HeaderSpan& h : work_->header_spans_) {
     std::string_view name = span(h.name);
     if (name.size() == 7 && iequals(name, "referer")) r.referer = span(h.value);
     else if (name.size() == 10 && iequals(name, "user-agent")) r.user_agent = span(h.value);
@@ -1080,7 +1158,7 @@ void Connection::serve_static(const RouteEntry& route, const Request& request) {
   if (request.method != "GET" && request.method != "HEAD")
     return respond(405, "text/plain", "method not allowed\n", "Allow: GET, HEAD\r\n");
   if (route.root_fd < 0) return respond(500, "text/plain", "static root unavailable\n");
-  std::string& relative = path_scratch_;
+  std::string& relative = work_->path_scratch_;
   if (!percent_decode(request.path.substr(route.path.size()), relative))
     return respond(400, "text/plain", "bad path encoding\n");
   if (relative.empty() || relative.back() == '/') relative += "index.html";
@@ -1130,7 +1208,7 @@ void Connection::serve_static(const RouteEntry& route, const Request& request) {
     if (pre == Precondition::Failed) return respond(412, "text/plain", "412 Precondition Failed\n", {head, head_length});
     return respond(304, {}, {}, {head, head_length});
   }
-  ByteRange range = is_head_ ? ByteRange{} : select_range(request.header("range"), request.header("if-range"), size, file);
+  ByteRange range = work_->is_head_ ? ByteRange{} : select_range(request.header("range"), request.header("if-range"), size, file);
   if (range.kind == ByteRange::Kind::Unsatisfiable) {
     ::close(fd);
     add("Content-Range: bytes */"), add_number(size), add("\r\n");
@@ -1147,14 +1225,14 @@ void Connection::serve_static(const RouteEntry& route, const Request& request) {
   }
   write_head(status, content_type_for(relative), static_cast<size_t>(length), {head, head_length}, {}, "shoal");
   finish_response(status, static_cast<size_t>(length));
-  if (is_head_ || length == 0) {
+  if (work_->is_head_ || length == 0) {
     ::close(fd);
     phase_ = Phase::Idle;
     return;
   }
-  file_fd_ = fd;
-  file_offset_ = static_cast<off_t>(first);
-  file_end_ = static_cast<off_t>(first + length);
+  work_->file_fd_ = fd;
+  work_->file_offset_ = static_cast<off_t>(first);
+  work_->file_end_ = static_cast<off_t>(first + length);
   phase_ = Phase::SendingFile;
 }
 
@@ -1162,11 +1240,15 @@ void Connection::serve_static(const RouteEntry& route, const Request& request) {
 
 void Connection::advance() {
   if (phase_ == Phase::Streaming) return advance_stream();
+  if (!work_) {  // idle, nothing held: only the client's leaving moves it
+    if (read_eof_) close();
+    return;
+  }
   while (fd_ >= 0) {
     // Requests held back while the previous one was answered.
-    if (can_parse() && pending_offset_ < pending_.size()) {
-      pending_offset_ += feed_all(pending_.data() + pending_offset_, pending_.size() - pending_offset_);
-      if (pending_offset_ == pending_.size()) pending_.clear(), pending_offset_ = 0;
+    if (can_parse() && work_->pending_offset_ < work_->pending_.size()) {
+      work_->pending_offset_ += feed_all(work_->pending_.data() + work_->pending_offset_, work_->pending_.size() - work_->pending_offset_);
+      if (work_->pending_offset_ == work_->pending_.size()) work_->pending_.clear(), work_->pending_offset_ = 0;
     }
     if (!flush_output()) return;
     if (phase_ == Phase::SendingFile) {
@@ -1174,7 +1256,7 @@ void Connection::advance() {
       phase_ = Phase::Idle;
       continue;
     }
-    if (can_parse() && pending_offset_ < pending_.size()) continue;
+    if (can_parse() && work_->pending_offset_ < work_->pending_.size()) continue;
     break;
   }
   if (fd_ < 0) return;
@@ -1184,12 +1266,12 @@ void Connection::advance() {
     return;
   }
   if (close_after_write_) {
-    if (!linger_ && pending_.empty()) return close();
+    if (!linger_ && work_->pending_.empty()) return close();
     // Shut our side (the response is complete) and read away what the client still sends,
     // so that closing with unread input does not reset the connection under its response.
     ::shutdown(fd_, SHUT_WR);
     phase_ = Phase::Lingering;
-    pending_.clear(), pending_offset_ = 0;
+    work_->pending_.clear(), work_->pending_offset_ = 0;
     if (read_eof_) return close();
     start_reading();
     arm(Timer::Linger, server_.linger_timeout());
@@ -1197,10 +1279,10 @@ void Connection::advance() {
   }
   if (phase_ == Phase::Handling) {
     stop_reading();
-    if (timer_ != Timer::Delay) disarm();
+    if (work_->timer_ != Timer::Delay) disarm();
     return;
   }
-  if (!pending_.empty()) {  // held back by output that could not be written yet
+  if (!work_->pending_.empty()) {  // held back by output that could not be written yet
     stop_reading();
     return;
   }
@@ -1214,15 +1296,17 @@ void Connection::advance() {
 }
 
 std::string Connection::describe_request() const {
-  std::string out(method_.empty() ? std::string_view("(receiving)") : method_);
+  if (!work_) return "(idle)";
+  std::string out(work_->method_.empty() ? std::string_view("(receiving)") : work_->method_);
   out += ' ';
-  out.append(span(url_));
+  out.append(span(work_->url_));
   return out;
 }
 
 void Connection::wait_idle() {
   answered_ = true;
   idle_since_ms_ = monotonic_ms();
+  release_work();  // nothing is held: the advance() that calls this wrote everything out
   if (server_.draining()) return on_drain();
   if (is_tcp_ && !nodelay_set_) {
     // Kept alive: from now on a response may follow another one still unacknowledged, which
@@ -1231,14 +1315,42 @@ void Connection::wait_idle() {
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     nodelay_set_ = true;
   }
-  // Lazy: a keep-alive timer already running is left alone; when it fires, it checks how long the
-  // connection has really been idle. Busy connections re-arm nothing per request.
-  if (timer_ == Timer::Keepalive && evtimer_pending(&timer_ev_, nullptr)) return;
-  arm(Timer::Keepalive, server_.keepalive_timeout());
+  if (idle_timer_ != IdleTimer::None) event_remove_timer(&read_ev_), idle_timer_ = IdleTimer::None;  // FirstRequest
+  server_.keepalive_list().went_idle(*this);
+}
+
+void Connection::arm_idle(IdleTimer purpose, const timeval* after) {
+  idle_timer_ = purpose;
+  event_add(&read_ev_, after);
+  reading_ = true;
+}
+
+void Connection::on_idle_timeout() {
+  if (has_work()) {
+    // A request is under way, or input or output is held: the request's own timers watch it, and
+    // the idle deadline starts again once it is over (wait_idle).
+    event_remove_timer(&read_ev_);
+    idle_timer_ = IdleTimer::None;
+    return;
+  }
+  switch (idle_timer_) {
+    case IdleTimer::FirstRequest:
+      if (proxy_ != ProxyProtocol::Off) {  // no PROXY header in time: no response either
+        server_.proxy_header_refused(remote_, "no PROXY header within header_timeout");
+        return close();
+      }
+      work().error_status_ = 408;
+      return reject(408, "header section not received within header_timeout");
+    case IdleTimer::DrainIdle:
+      return close();
+    case IdleTimer::None:
+      event_remove_timer(&read_ev_);
+      return;
+  }
 }
 
 void Connection::on_drain(Millis not_before) {
-  if (fd_ < 0 || phase_ != Phase::Idle || !pending_.empty() || out_offset_ < out_.size()) return;
+  if (fd_ < 0 || phase_ != Phase::Idle || buffered()) return;
   // A connection not answered yet is not idle: its client connected to send a request, which may
   // still be on its way (a busy client, or one accepted from the queue as the drain began). It
   // waits under header_timeout, like any connection, and its answer says Connection: close.
@@ -1248,16 +1360,17 @@ void Connection::on_drain(Millis not_before) {
   int64_t grace_ms = server_.config().shutdown.idle_grace.count();
   int64_t left_ms = std::max<int64_t>(grace_ms - (monotonic_ms() - idle_since_ms_), not_before.count());
   if (left_ms <= 0) return close();
+  if (in_keepalive_) server_.keepalive_list().remove(*this);
   timeval tv = to_timeval(Millis(left_ms));
-  arm(Timer::DrainIdle, &tv);
+  arm_idle(IdleTimer::DrainIdle, &tv);
 }
 
 Connection::Sent Connection::send_output() {
-  while (out_offset_ < out_.size()) {
+  while (work_->out_offset_ < work_->out_.size()) {
     int flags = MSG_NOSIGNAL | (phase_ == Phase::SendingFile ? MSG_MORE : 0);
-    ssize_t n = send(fd_, out_.data() + out_offset_, out_.size() - out_offset_, flags);
+    ssize_t n = send(fd_, work_->out_.data() + work_->out_offset_, work_->out_.size() - work_->out_offset_, flags);
     if (n > 0) {
-      out_offset_ += static_cast<size_t>(n);
+      work_->out_offset_ += static_cast<size_t>(n);
     } else if (n < 0 && errno == EINTR) {
       continue;
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -1267,8 +1380,8 @@ Connection::Sent Connection::send_output() {
       return Sent::Failed;
     }
   }
-  out_.clear();
-  out_offset_ = 0;
+  work_->out_.clear();
+  work_->out_offset_ = 0;
   if (phase_ != Phase::SendingFile) want_write(false);
   return Sent::All;
 }
@@ -1280,9 +1393,9 @@ bool Connection::flush_output() {
 }
 
 bool Connection::send_file() {
-  while (file_offset_ < file_end_) {
-    size_t chunk = static_cast<size_t>(std::min<off_t>(file_end_ - file_offset_, 1 << 20));
-    ssize_t n = sendfile(fd_, file_fd_, &file_offset_, chunk);
+  while (work_->file_offset_ < work_->file_end_) {
+    size_t chunk = static_cast<size_t>(std::min<off_t>(work_->file_end_ - work_->file_offset_, 1 << 20));
+    ssize_t n = sendfile(fd_, work_->file_fd_, &work_->file_offset_, chunk);
     if (n > 0) continue;
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -1294,16 +1407,16 @@ bool Connection::send_file() {
     close();
     return false;
   }
-  ::close(file_fd_);
-  file_fd_ = -1;
+  ::close(work_->file_fd_);
+  work_->file_fd_ = -1;
   want_write(false);
   return true;
 }
 
 void Connection::on_timer(evutil_socket_t, short, void* self) {
   auto* c = static_cast<Connection*>(self);
-  Timer fired = c->timer_;
-  c->timer_ = Timer::None;
+  Timer fired = c->work_->timer_;
+  c->work_->timer_ = Timer::None;
   switch (fired) {
     case Timer::Header:
     case Timer::Body:
@@ -1312,31 +1425,17 @@ void Connection::on_timer(evutil_socket_t, short, void* self) {
         return c->close();
       }
       if (c->phase_ == Phase::Reading || c->phase_ == Phase::Idle) {
-        c->error_status_ = 408;
+        c->work_->error_status_ = 408;
         c->reject(408, fired == Timer::Header ? "header section not received within header_timeout"
                                               : "no part of the body received within body_timeout");
       }
       return;
     case Timer::Delay: {
-      const RouteConfig* route = c->delayed_;
-      c->delayed_ = nullptr;
+      const RouteConfig* route = c->work_->delayed_;
+      c->work_->delayed_ = nullptr;
       if (route) c->respond(route->status, route->content_type, route->body);
       return;
     }
-    case Timer::Keepalive: {
-      if (c->phase_ != Phase::Idle || !c->pending_.empty()) return;  // never one with a request under way
-      int64_t idle_ms = monotonic_ms() - c->idle_since_ms_;
-      int64_t limit_ms = c->server_.config().http.keepalive_timeout.count();
-      if (idle_ms >= limit_ms) return c->close();
-      // It was busy meanwhile (the timer is not re-armed per request): wait for the rest.
-      int64_t left_ms = limit_ms - idle_ms;
-      timeval tv = to_timeval(Millis(left_ms));
-      return c->arm(Timer::Keepalive, &tv);
-    }
-    case Timer::DrainIdle:
-      // Only an idle connection is closed for being idle: never one with a request under way.
-      if (c->phase_ == Phase::Idle && c->pending_.empty()) c->close();
-      return;
     case Timer::Write:
       spdlog::info("closing the connection from {}: it read nothing for send_timeout", c->remote_);
       return c->close();
@@ -1348,23 +1447,35 @@ void Connection::on_timer(evutil_socket_t, short, void* self) {
 }
 
 void Connection::arm(Timer purpose, const timeval* after) {
-  timer_ = purpose;
-  evtimer_add(&timer_ev_, after);
+  Work& w = *work_;
+  if (!w.timer_ev_assigned_) evtimer_assign(&w.timer_ev_, server_.base(), on_timer, this), w.timer_ev_assigned_ = true;
+  w.timer_ = purpose;
+  evtimer_add(&w.timer_ev_, after);
 }
 
 // The header section has one deadline as a whole (a later read does not restart it); the body's
 // timeout restarts with every read that brings some of it.
 void Connection::arm_request_clock() {
-  if (!headers_done_) {
-    if (timer_ != Timer::Header) arm(Timer::Header, server_.header_timeout());
-  } else {
-    arm(Timer::Body, server_.body_timeout());
-  }
+  if (work_->headers_done_) return arm(Timer::Body, server_.body_timeout());
+  if (work_->timer_ == Timer::Header) return;
+  if (answered_) return arm(Timer::Header, server_.header_timeout());
+  // A connection's first request (its PROXY header too) is due header_timeout after the accept.
+  int64_t left_ms = server_.config().http.header_timeout.count() - (monotonic_ms() - idle_since_ms_);
+  timeval tv = to_timeval(Millis(std::max<int64_t>(left_ms, 0)));
+  arm(Timer::Header, &tv);
 }
 
 void Connection::disarm() {
-  timer_ = Timer::None;
-  evtimer_del(&timer_ev_);
+  if (work_->timer_ == Timer::None) return;
+  work_->timer_ = Timer::None;
+  evtimer_del(&work_->timer_ev_);
+}
+
+event& Connection::write_event() {
+  Work& w = *work_;
+  if (!w.write_ev_assigned_)
+    event_assign(&w.write_ev_, server_.base(), fd_, EV_WRITE | EV_PERSIST, on_writable, this), w.write_ev_assigned_ = true;
+  return w.write_ev_;
 }
 
 void Connection::start_reading() {
@@ -1372,21 +1483,21 @@ void Connection::start_reading() {
 }
 
 void Connection::stop_reading() {
-  if (reading_) event_del(&read_ev_), reading_ = false;
+  if (reading_) event_del(&read_ev_), reading_ = false, idle_timer_ = IdleTimer::None;
 }
 
 void Connection::want_write(bool on) {
   if (on) {
-    if (!writing_) event_add(&write_ev_, nullptr), writing_ = true;
+    if (!writing_) event_add(&write_event(), nullptr), writing_ = true;
     // send_timeout runs from the last write that made progress: a slow reader that keeps taking
     // bytes is never cut off, one that stopped reading is. (Called on EAGAIN, after a write.)
-    if (timer_ != Timer::Delay) arm(Timer::Write, server_.send_timeout());
+    if (work_->timer_ != Timer::Delay) arm(Timer::Write, server_.send_timeout());
     return;
   }
   if (!writing_) return;
   writing_ = false;
-  event_del(&write_ev_);
-  if (timer_ == Timer::Write) {
+  event_del(&work_->write_ev_);
+  if (work_->timer_ == Timer::Write) {
     disarm();
     // A pipelined request may have begun arriving while output waited: it is on the clock again.
     if (phase_ == Phase::Reading) arm_request_clock();

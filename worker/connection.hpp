@@ -8,6 +8,10 @@
 // - Responses produced while parsing one read are written together, in one send().
 // - close() is only called from the top of an event callback (advance()), never from inside
 //   llhttp_execute or a handler, so no code runs on a closed connection.
+// - An idle connection holds its socket, its read event and its client's address, nothing else
+//   (about 300 bytes): the parser, the buffers, the write event and the request's timer are a
+//   Work, taken from the server's WorkPool when bytes arrive and given back once the connection
+//   is idle with nothing buffered. Its keepalive_timeout is kept by the server's KeepaliveList.
 #pragma once
 
 #include <event2/event.h>
@@ -66,7 +70,7 @@ class Connection {
   Stream::Write stream_write(std::string_view piece);
   void stream_end();    // the terminator; by the application, or by shoal at the drain
   void stream_abort();
-  size_t unsent_bytes() const { return out_.size() - out_offset_; }
+  size_t unsent_bytes() const;
   // Callbacks of a stream or a long-poll; kept only while such a request is under way.
   void set_writable_callback(std::function<void()> fn) { extras().writable = std::move(fn); }
   void set_close_callback(std::function<void()> fn) { extras().closed = std::move(fn); }
@@ -78,14 +82,14 @@ class Connection {
   // The worker began draining: close now if idle long enough, else after the idle grace (and
   // not before not_before from now: the closes of many idle connections are spread).
   void on_drain(Millis not_before = Millis(0));
-  bool idle() const { return fd_ >= 0 && phase_ == Phase::Idle && pending_.empty() && answered_; }
+  bool idle() const { return fd_ >= 0 && phase_ == Phase::Idle && !buffered() && answered_; }
 
   // A request has begun arriving and is not fully answered yet.
   bool in_flight() const {
     return fd_ >= 0 && (phase_ == Phase::Reading || phase_ == Phase::Handling || phase_ == Phase::SendingFile ||
                         phase_ == Phase::Streaming);
   }
-  int64_t request_started_ms() const { return request_started_ms_; }
+  int64_t request_started_ms() const;
   std::string describe_request() const;  // "GET /slow", or what has arrived of it
 
  private:
@@ -97,7 +101,15 @@ class Connection {
     Lingering,    // response sent, write side shut, discarding input until EOF or timeout
     Streaming,    // a streamed response's head is out; its body comes from the application
   };
-  enum class Timer : uint8_t { None, Header, Body, Keepalive, Write, Delay, DrainIdle, Linger };
+  // The timers of a request under way (Work's timer_ev_).
+  enum class Timer : uint8_t { None, Header, Body, Write, Delay, Linger };
+  // The deadlines of an idle connection other than keepalive_timeout (read_ev_'s timeout); that
+  // one is the KeepaliveList's.
+  enum class IdleTimer : uint8_t { None, FirstRequest, DrainIdle };
+  friend class WorkPool;
+  friend class KeepaliveList;
+  struct Work;
+  struct WorkScalars;
 
   struct Span {
     uint32_t offset = 0, length = 0;
@@ -121,7 +133,8 @@ class Connection {
   static int on_body(llhttp_t* p, const char* at, size_t length);
   static int on_message_complete(llhttp_t* p);
 
-  static void on_readable(evutil_socket_t, short, void* self);
+  static const llhttp_settings_t& parser_settings();
+  static void on_readable(evutil_socket_t, short what, void* self);
   static void on_writable(evutil_socket_t, short, void* self);
   static void on_timer(evutil_socket_t, short, void* self);
 
@@ -132,7 +145,7 @@ class Connection {
   size_t feed(const char* data, size_t length);
   size_t feed_chunk_line(const char* data, size_t length);
   // Where a byte handed to llhttp now sits in the connection's input stream.
-  uint32_t offset_of(const char* at) const { return feed_at_ + static_cast<uint32_t>(at - feed_begin_); }
+  uint32_t offset_of(const char* at) const;
   bool can_parse() const;
   void advance();
   bool flush_output();
@@ -143,7 +156,16 @@ class Connection {
   void end_request();         // its response is complete: Idle, extras gone, the connection moves on
   bool send_file();
   void wait_idle();
+  void on_idle_timeout();
+  void arm_idle(IdleTimer purpose, const timeval* after);
   void close();
+  // The request state, taken from the server's pool when a request begins (or input or output
+  // must be held) and given back when the connection is idle again: an idle keep-alive connection
+  // holds none of it.
+  Work& work();
+  bool has_work() const { return work_ != nullptr; }
+  void release_work();
+  bool buffered() const;  // input not parsed yet, or output not written yet
 
   void dispatch();
   void serve_static(const RouteEntry& route, const Request& request);
@@ -163,7 +185,8 @@ class Connection {
   void start_reading();
   void stop_reading();
   void want_write(bool on);
-  std::string_view span(Span s) const { return {arena_.data() + s.offset, s.length}; }
+  event& write_event();
+  std::string_view span(Span s) const;
   bool over_header_limit() const;
 
   HttpServer& server_;
@@ -171,7 +194,7 @@ class Connection {
   int fd_ = -1;
   uint64_t serial_ = 0;  // bumped per request and on close: identifies the request a Responder answers
   Phase phase_ = Phase::Idle;
-  Timer timer_ = Timer::None;
+  IdleTimer idle_timer_ = IdleTimer::None;  // what read_ev_'s timeout is for
   bool reading_ = false;
   bool writing_ = false;
   bool read_eof_ = false;
@@ -181,65 +204,25 @@ class Connection {
   bool linger_ = false;            // unread input may remain: shut the write side and drain before closing
   bool more_input_ = false;        // bytes of a pipelined request follow the current one
   bool in_parse_ = false;          // inside feed_all: respond() must not re-enter advance()
-  bool headers_done_ = false;
-  bool is_head_ = false;
-  int error_status_ = 0;           // set by a parser callback that rejects the request
-  bool in_header_value_ = false;
   bool is_tcp_ = true;
   bool nodelay_set_ = false;
   bool metrics_only_ = false;
-  bool value_piece_at_end_ = false;  // the last piece of a header value ended where its read ended
-  const char* feed_begin_ = nullptr;  // what llhttp_execute is parsing now
-  const char* feed_end_ = nullptr;
-  // Stream offsets, modulo 2^32: only differences within one request line are used.
-  uint32_t feed_at_ = 0;  // the stream offset of feed_begin_
-  uint32_t fed_ = 0;      // bytes of the stream handed to llhttp so far
-  // The request line's parts, as offsets from its first byte, to check its single spaces.
-  uint32_t line_at_ = 0;
-  bool method_seen_ = false;
-  uint32_t method_end_ = 0, url_end_ = 0;
-  bool version_seen_ = false;
-  bool chunk_line_next_ = false;  // the next input is a chunk-size line (see feed_chunk_line)
-  bool last_chunk_ = false;
-  uint32_t chunk_ext_bytes_ = 0;  // of this request's chunk extensions so far
-  std::string chunk_line_;        // a chunk-size line split between reads
-
-  llhttp_t parser_;
-  event read_ev_, write_ev_, timer_ev_;
-
-  // The request being parsed: URL and headers are copied into one arena reused across requests.
-  std::string arena_;
-  Span url_;
-  Span origin_;     // the target's origin form (path and query); of an absolute-form target too
-  Span authority_;  // the absolute-form target's authority, else the Host header's value
-  std::vector<HeaderSpan> header_spans_;
-  std::vector<Header> headers_;
-  size_t header_bytes_ = 0;
-  std::string body_;
-
-  std::string pending_;  // input read but not parsed yet (see the invariants above)
-  size_t pending_offset_ = 0;
-  std::string out_;      // output not written yet
-  size_t out_offset_ = 0;
-
-  int file_fd_ = -1;
-  off_t file_offset_ = 0;
-  off_t file_end_ = 0;
-
-  const RouteConfig* delayed_ = nullptr;  // fixed route answering after its delay
-  char remote_[64] = {};  // "127.0.0.1:51234", formatted once per connection without allocating
-  // The client's IP, for trusted_proxies: the socket's peer, or what the PROXY header carried.
-  unsigned char client_ip_[16] = {};
+  bool in_keepalive_ = false;  // in the server's KeepaliveList (between idle_prev_ and idle_next_)
+  ProxyProtocol proxy_ = ProxyProtocol::Off;  // a PROXY header is still expected
   uint8_t client_family_ = 0;  // AF_INET, AF_INET6, or 0 (a unix socket)
   uint8_t client_address_at_ = 0, client_address_length_ = 0;  // the address alone, within remote_
   int32_t client_port_ = -1;                                     // -1: none (a unix socket)
-  ProxyProtocol proxy_ = ProxyProtocol::Off;  // a PROXY header is still expected
-  Span forwarded_;  // this request's client address from trusted forwarding headers, in arena_
-  std::string path_scratch_;  // decoded static-file path, reused
-  int64_t idle_since_ms_ = 0;  // monotonic; when the last response was fully written
-  int64_t request_start_us_ = 0;
-  int64_t request_started_ms_ = 0;  // loop time, for the drain's report of the oldest request
-  std::string_view method_;     // of the current request, for the access log
+  // Read readiness, and (its timeout) header_timeout for a first request not sent with the
+  // connection, or the idle grace while draining.
+  event read_ev_;
+  Connection* idle_prev_ = nullptr;
+  Connection* idle_next_ = nullptr;
+  int64_t idle_since_ms_ = 0;  // monotonic; when the last response was fully written (or the accept)
+  // "127.0.0.1:51234", formatted once per connection without allocating; the longest IPv6 one,
+  // "[ffff:...:255.255.255.255]:65535", takes 54 bytes with its NUL.
+  char remote_[56] = {};
+  // The client's IP, for trusted_proxies: the socket's peer, or what the PROXY header carried.
+  unsigned char client_ip_[16] = {};
 
   // What only a stream or a long-poll needs, allocated for it and freed when it is over: an idle
   // connection carries one pointer of it.
@@ -258,6 +241,105 @@ class Connection {
     return *extras_;
   }
   std::unique_ptr<Extras> extras_;
+  std::unique_ptr<Work> work_;  // while a request is under way, or input or output is buffered
+};
+
+// What a connection needs only while a request is under way: the parser, the request's fields,
+// the buffers, the write event and the request's timer. Taken from the WorkPool and given back.
+struct Connection::WorkScalars {  // reset to these values whenever a Work is taken
+  Timer timer_ = Timer::None;
+  bool write_ev_assigned_ = false, timer_ev_assigned_ = false;  // to this connection
+  bool headers_done_ = false;
+  bool is_head_ = false;
+  int error_status_ = 0;           // set by a parser callback that rejects the request
+  bool in_header_value_ = false;
+  bool value_piece_at_end_ = false;  // the last piece of a header value ended where its read ended
+  const char* feed_begin_ = nullptr;  // what llhttp_execute is parsing now
+  const char* feed_end_ = nullptr;
+  // Stream offsets, modulo 2^32: only differences within one request line are used.
+  uint32_t feed_at_ = 0;  // the stream offset of feed_begin_
+  uint32_t fed_ = 0;      // bytes of the stream handed to llhttp so far
+  // The request line's parts, as offsets from its first byte, to check its single spaces.
+  uint32_t line_at_ = 0;
+  bool method_seen_ = false;
+  uint32_t method_end_ = 0, url_end_ = 0;
+  bool version_seen_ = false;
+  bool chunk_line_next_ = false;  // the next input is a chunk-size line (see feed_chunk_line)
+  bool last_chunk_ = false;
+  uint32_t chunk_ext_bytes_ = 0;  // of this request's chunk extensions so far
+  Span url_;
+  Span origin_;     // the target's origin form (path and query); of an absolute-form target too
+  Span authority_;  // the absolute-form target's authority, else the Host header's value
+  Span forwarded_;  // this request's client address from trusted forwarding headers, in arena_
+  size_t header_bytes_ = 0;
+  size_t pending_offset_ = 0;
+  size_t out_offset_ = 0;
+  int file_fd_ = -1;
+  off_t file_offset_ = 0;
+  off_t file_end_ = 0;
+  const RouteConfig* delayed_ = nullptr;  // fixed route answering after its delay
+  int64_t request_start_us_ = 0;
+  int64_t request_started_ms_ = 0;  // loop time, for the drain's report of the oldest request
+  std::string_view method_;     // of the current request, for the access log
+};
+
+struct Connection::Work : WorkScalars {
+  llhttp_t parser_;
+  event write_ev_, timer_ev_;
+  // The request being parsed: URL and headers are copied into one arena reused across requests.
+  std::string arena_;
+  std::vector<HeaderSpan> header_spans_;
+  std::vector<Header> headers_;
+  std::string body_;
+  std::string chunk_line_;        // a chunk-size line split between reads
+  std::string pending_;  // input read but not parsed yet (see the invariants above)
+  std::string out_;      // output not written yet
+  std::string path_scratch_;  // decoded static-file path, reused
+};
+
+inline uint32_t Connection::offset_of(const char* at) const {
+  return work_->feed_at_ + static_cast<uint32_t>(at - work_->feed_begin_);
+}
+
+inline std::string_view Connection::span(Span s) const { return {work_->arena_.data() + s.offset, s.length}; }
+
+// A server's idle keep-alive connections, in the order they went idle, under one timer: each is
+// closed keepalive_timeout after it went idle. One that becomes busy stays where it is until the
+// timer's sweep meets it (and takes it out) or it goes idle again (and moves to the end): a
+// request costs two pointer moves, not a timer of its own.
+class KeepaliveList {
+ public:
+  KeepaliveList(event_base* base, Millis timeout);
+  ~KeepaliveList();
+  KeepaliveList(const KeepaliveList&) = delete;
+  KeepaliveList& operator=(const KeepaliveList&) = delete;
+  void went_idle(Connection& c);  // its idle_since_ms_ is now: to the end
+  void remove(Connection& c);
+
+ private:
+  static void on_timer(evutil_socket_t, short, void* self);
+  void arm(int64_t now_ms);
+  Connection* head_ = nullptr;
+  Connection* tail_ = nullptr;
+  event* timer_;
+  Millis timeout_;
+};
+
+// A server's spare Works: a request takes one and gives it back, so that the buffers' capacity
+// is reused (no allocation per request) while idle connections hold none.
+class WorkPool {
+ public:
+  WorkPool();
+  ~WorkPool();
+  std::unique_ptr<Connection::Work> take();
+  void give(std::unique_ptr<Connection::Work> work);
+  size_t spare() const { return spare_.size(); }
+
+ private:
+  // Requests under way at once are few (one per read callback, unless answers wait): past this
+  // many spares, a burst's Works are freed rather than kept for good.
+  static constexpr size_t kMaxSpare = 64;
+  std::vector<std::unique_ptr<Connection::Work>> spare_;
 };
 
 }  // namespace shoal

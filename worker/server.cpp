@@ -235,13 +235,12 @@ HttpServer::HttpServer(event_base* base, const Config& config, const Application
                        std::string identity)
     : base_(base), config_(config), app_(app), access_log_fd_(access_log_fd), identity_(std::move(identity) + "\n"),
       read_buffer_(kReadBufferBytes) {
+  work_pool_ = std::make_unique<WorkPool>();
+  keepalive_list_ = std::make_unique<KeepaliveList>(base_, config_.http.keepalive_timeout);
   // Common timeouts: libevent keeps same-length timers in a queue instead of its heap, so
-  // re-arming a connection's keep-alive timer per request costs O(1).
+  // arming a connection's request timer costs O(1).
   timeval header = to_timeval(config.http.header_timeout);
-  timeval keepalive = to_timeval(config.http.keepalive_timeout.count() > 0 ? config.http.keepalive_timeout
-                                                                           : Millis(60'000));
   header_tv_ = event_base_init_common_timeout(base_, &header);
-  keepalive_tv_ = event_base_init_common_timeout(base_, &keepalive);
   linger_tv_ = event_base_init_common_timeout(base_, &kLinger);
   timeval body = to_timeval(config.http.body_timeout);
   timeval send = to_timeval(config.http.send_timeout);
@@ -545,7 +544,7 @@ std::string_view HttpServer::next_request_id() {
     // Random per worker start, so that ids of different workers and starts do not collide.
     if (getrandom(&request_id_prefix_, sizeof request_id_prefix_, 0) != sizeof request_id_prefix_ ||
         request_id_prefix_ == 0)
-      request_id_prefix_ = static_cast<uint64_t>(monotonic_us()) ^ (static_cast<uint64_t>(getpid()) << 40) | 1;
+      request_id_prefix_ = (static_cast<uint64_t>(monotonic_us()) ^ (static_cast<uint64_t>(getpid()) << 40)) | 1;
   }
   int n = snprintf(request_id_, sizeof request_id_, "%016llx-%llx", static_cast<unsigned long long>(request_id_prefix_),
                    static_cast<unsigned long long>(++request_ids_));

@@ -23,6 +23,8 @@
 namespace shoal {
 
 class Connection;
+class WorkPool;
+class KeepaliveList;
 struct WorkerBoard;
 
 // A fixed response rendered once: status line, headers and body, in a keep-alive and a close
@@ -123,6 +125,8 @@ class HttpServer {
   std::string_view rendered(const RouteEntry& route, bool keep_alive, bool head);
   int64_t now_ms() const;  // the loop's cached wall-clock time: no system call
   std::span<char> read_buffer() { return {read_buffer_.data(), read_buffer_.size()}; }
+  WorkPool& work_pool() { return *work_pool_; }
+  KeepaliveList& keepalive_list() { return *keepalive_list_; }
   const RouteEntry* route(std::string_view path) const;
   Connection* awaiting(uint32_t slot, uint64_t serial) const;
   Connection* streaming(uint32_t slot, uint64_t serial) const;
@@ -140,7 +144,6 @@ class HttpServer {
   void access_log_written();
   const std::string& identity() const { return identity_; }
   const timeval* header_timeout() const { return header_tv_; }
-  const timeval* keepalive_timeout() const { return keepalive_tv_; }
   const timeval* linger_timeout() const { return linger_tv_; }
   const timeval* body_timeout() const { return body_tv_; }
   const timeval* send_timeout() const { return send_tv_; }
@@ -185,6 +188,9 @@ class HttpServer {
   event* accept_retry_ = nullptr;  // re-enables accepting after EMFILE and the like
   int64_t last_accept_error_log_ms_ = 0;
 
+  // Declared before the connections, which give their Works back and leave the list as they close.
+  std::unique_ptr<WorkPool> work_pool_;
+  std::unique_ptr<KeepaliveList> keepalive_list_;
   std::vector<std::unique_ptr<Connection>> slots_;
   std::vector<uint32_t> free_slots_;
   size_t live_ = 0;
@@ -235,7 +241,6 @@ class HttpServer {
   char request_id_[40] = {};
 
   const timeval* header_tv_;
-  const timeval* keepalive_tv_;
   const timeval* linger_tv_;
   const timeval* body_tv_;
   const timeval* send_tv_;
