@@ -6,6 +6,8 @@
 //
 //   floor PORT         listens on 127.0.0.1:PORT until killed
 //   floor PORT close   one connection per request: accept4, recv, send, close and nothing else
+//                      (the send with MSG_MORE, so that the close sends it with the FIN, as shoal
+//                      does for a client that asked to close)
 //                      (the first read right after the accept, as shoal does; epoll only for a
 //                      connection whose request has not arrived yet)
 //
@@ -122,7 +124,7 @@ int main(int argc, char** argv) {
             // The request is usually there already: answered and closed without entering epoll.
             ssize_t got = recv(c, in, sizeof in, 0);
             if (got > 0 && count_requests(conns[c], in, static_cast<size_t>(got)) > 0) {
-              send(c, kCloseResponse.data(), kCloseResponse.size(), MSG_NOSIGNAL);
+              send(c, kCloseResponse.data(), kCloseResponse.size(), MSG_NOSIGNAL | MSG_MORE);  // out with the FIN
               close_conn(c);
               continue;
             }
@@ -152,7 +154,7 @@ int main(int argc, char** argv) {
       if (got < 0) continue;
       if (close_mode) {
         if (count_requests(c, in, static_cast<size_t>(got)) > 0) {
-          send(fd, kCloseResponse.data(), kCloseResponse.size(), MSG_NOSIGNAL);
+          send(fd, kCloseResponse.data(), kCloseResponse.size(), MSG_NOSIGNAL | MSG_MORE);
           close_conn(fd);
         }
         continue;

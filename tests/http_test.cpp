@@ -2,6 +2,7 @@
 // of a socketpair. Single, keep-alive, pipelined, chunked, oversized and malformed requests,
 // timeouts, static files and asynchronous handlers.
 #include <arpa/inet.h>
+#include <linux/tcp.h>  // tcp_info with tcpi_segs_in (glibc's lacks it)
 #include <event2/event.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -532,6 +533,62 @@ TEST_F(HttpTest, AFirstRequestBegunLateIsStillDueHeaderTimeoutAfterTheAccept) {
   EXPECT_EQ(r[0].status, 408);
   EXPECT_GE(took, 390ms);
   EXPECT_LT(took, 650ms);
+}
+
+// One request over a real loopback TCP connection, read to the close: the response and how many
+// segments the client received in all (the SYN-ACK and any ACK included).
+struct TcpExchange {
+  std::string response;
+  uint32_t segments_in = 0;
+};
+TcpExchange tcp_exchange(HttpServer& server, event_base* base, std::string_view request) {
+  TcpExchange out;
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sin;
+  EXPECT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  EXPECT_EQ(::listen(listener, 1), 0);
+  EXPECT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&sin), &len), 0);
+  int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  EXPECT_EQ(connect(client, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  EXPECT_EQ(::send(client, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  sockaddr_in peer{};
+  len = sizeof peer;
+  int accepted = accept4(listener, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  EXPECT_GE(accepted, 0);
+  close(listener);
+  server.adopt(accepted, reinterpret_cast<sockaddr*>(&peer), len);
+  auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    char buf[4096];
+    ssize_t n = recv(client, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0) break;
+    if (n > 0) out.response.append(buf, static_cast<size_t>(n));
+    else poll(nullptr, 0, 1);
+  }
+  tcp_info info{};
+  len = sizeof info;
+  EXPECT_EQ(getsockopt(client, IPPROTO_TCP, TCP_INFO, &info, &len), 0);
+  out.segments_in = info.tcpi_segs_in;
+  close(client);
+  return out;
+}
+
+TEST_F(HttpTest, AResponseTheClientAskedToBeTheLastLeavesWithItsFinInOneSegment) {
+  // The client says Connection: close: the response is corked and the close sends it with the
+  // FIN. When shoal decides the close (keep-alive off here), the client may not know and may be
+  // sending: no cork, the FIN follows on its own. The same bytes either way.
+  start();
+  TcpExchange asked = tcp_exchange(*server_, base_, "GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  start("keepalive_timeout = \"0s\"\n");
+  TcpExchange decided = tcp_exchange(*server_, base_, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+  ASSERT_THAT(asked.response, ::testing::StartsWith("HTTP/1.1 200 OK\r\n"));
+  ASSERT_THAT(asked.response, ::testing::EndsWith("\r\nConnection: close\r\n\r\nok\n"));
+  EXPECT_EQ(asked.response.size(), decided.response.size());
+  EXPECT_EQ(asked.segments_in + 1, decided.segments_in) << "asked " << asked.segments_in << ", decided " << decided.segments_in;
 }
 
 TEST_F(HttpTest, KeepaliveTimeoutZeroTurnsKeepAliveOff) {

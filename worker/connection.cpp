@@ -609,7 +609,8 @@ int Connection::on_message_complete(llhttp_t* p) {
     return -1;
   }
   // Decided now, while the parser still holds this request's flags.
-  c->keep_alive_ = llhttp_should_keep_alive(p) && !p->upgrade;
+  c->work_->client_closes_ = !llhttp_should_keep_alive(p);
+  c->keep_alive_ = !c->work_->client_closes_ && !p->upgrade;
   c->work_->is_head_ = p->method == HTTP_HEAD;
   // Pause so that the request is handled before anything behind it is parsed.
   return HPE_PAUSED;
@@ -1366,8 +1367,13 @@ void Connection::on_drain(Millis not_before) {
 }
 
 Connection::Sent Connection::send_output() {
+  // The last response, on a connection its client asked to close: corked, so that the close
+  // right after it sends it with the FIN in one segment, one segment (and its ACK) less for the
+  // kernel. Not when shoal decides the close: a client that does not know may be sending its
+  // next request, which would make the close a reset that drops a corked response.
+  const bool last = close_after_write_ && work_->client_closes_ && phase_ != Phase::Streaming;
   while (work_->out_offset_ < work_->out_.size()) {
-    int flags = MSG_NOSIGNAL | (phase_ == Phase::SendingFile ? MSG_MORE : 0);
+    int flags = MSG_NOSIGNAL | (phase_ == Phase::SendingFile || last ? MSG_MORE : 0);
     ssize_t n = send(fd_, work_->out_.data() + work_->out_offset_, work_->out_.size() - work_->out_offset_, flags);
     if (n > 0) {
       work_->out_offset_ += static_cast<size_t>(n);

@@ -251,6 +251,7 @@ struct Connection::WorkScalars {  // reset to these values whenever a Work is ta
   bool write_ev_assigned_ = false, timer_ev_assigned_ = false;  // to this connection
   bool headers_done_ = false;
   bool is_head_ = false;
+  bool client_closes_ = false;     // the request said Connection: close (or was HTTP/1.0 without keep-alive)
   int error_status_ = 0;           // set by a parser callback that rejects the request
   bool in_header_value_ = false;
   bool value_piece_at_end_ = false;  // the last piece of a header value ended where its read ended
