@@ -2,7 +2,10 @@
 // reads its response, then holds them all idle until it gets SIGTERM (or stdin closes). Prints
 // "open N" once every connection has been answered. Used to measure a worker's memory per idle
 // keep-alive connection. Beyond one source address's ephemeral ports, the connections come from
-// 127.0.0.2, 127.0.0.3, … (20,000 each): 100,000 need five.
+// 127.0.0.2, 127.0.0.3, … (20,000 each): 100,000 need five. With SOURCE (an IPv4 address) they
+// all come from it: several holders, each within its fd limit, then use one address each.
+//
+//   idle_conns PORT COUNT [SOURCE]
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -18,8 +21,13 @@
 #include <vector>
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: idle_conns PORT COUNT\n");
+  if (argc != 3 && argc != 4) {
+    fprintf(stderr, "usage: idle_conns PORT COUNT [SOURCE]\n");
+    return 2;
+  }
+  in_addr only_source{};
+  if (argc == 4 && inet_pton(AF_INET, argv[3], &only_source) != 1) {
+    fprintf(stderr, "idle_conns: %s is not an IPv4 address\n", argv[3]);
     return 2;
   }
   int port = atoi(argv[1]);
@@ -40,11 +48,11 @@ int main(int argc, char** argv) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in source{};
     source.sin_family = AF_INET;
-    source.sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1 + static_cast<uint32_t>(i / kPerSource));
+    source.sin_addr.s_addr = argc == 4 ? only_source.s_addr : htonl(INADDR_LOOPBACK + 1 + static_cast<uint32_t>(i / kPerSource));
     int one = 1;
     // The port is chosen at connect, per destination, not at bind (which would reserve it for all).
     setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-    if (fd < 0 || (i >= kPerSource && bind(fd, reinterpret_cast<sockaddr*>(&source), sizeof source) != 0) || connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
+    if (fd < 0 || ((argc == 4 || i >= kPerSource) && bind(fd, reinterpret_cast<sockaddr*>(&source), sizeof source) != 0) || connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
         send(fd, request, sizeof request - 1, 0) != static_cast<ssize_t>(sizeof request - 1)) {
       fprintf(stderr, "connection %d: %s\n", i, strerror(errno));
       return 1;
