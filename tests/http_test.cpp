@@ -1173,6 +1173,40 @@ TEST_F(HttpTest, AStreamToAClientThatDoesNotReadStaysBoundedAndSendTimeoutCloses
   EXPECT_EQ(held->write("x"), Stream::Write::Closed);
 }
 
+// A write that finds the client gone makes the connection's write event active, to close it from
+// the loop. If the application aborts the stream at once, the connection closes first and gives
+// its Work back before the loop runs that event: more streams than the pool keeps, so that some
+// Works are freed. The queued events must go with them (ASan sees a use after free otherwise).
+TEST_F(HttpTest, StreamsAbortedRightAfterAFailedWriteLeaveNoEventBehind) {
+  std::vector<Stream> held;
+  app_.handle("/stream", [&](const Request&, Responder r) { held.push_back(r.stream(Response(200))); });
+  start();
+  constexpr size_t kStreams = 80;  // more than the pool's 64 spares
+  for (size_t i = 0; i < kStreams; ++i) send(connect(), request("GET", "/stream"));
+  for (int i = 0; i < 50 && held.size() < kStreams; ++i) event_base_loop(base_, EVLOOP_NONBLOCK);
+  ASSERT_EQ(held.size(), kStreams);
+  for (auto& peer : peers_) close(peer->fd), peer->fd = -1;  // every client leaves, unseen by the loop
+  for (Stream& stream : held) {
+    EXPECT_EQ(stream.write("x"), Stream::Write::Closed);
+    stream.abort();
+    EXPECT_FALSE(stream.alive());
+  }
+  // The freed Works' memory is taken again at once and scribbled on (malloc hands back the chunks
+  // just freed): an event of theirs still queued in libevent would now lead it astray.
+  std::vector<std::unique_ptr<char[]>> scribbled;
+  for (size_t bytes = 640; bytes <= 1024; bytes += 16)
+    for (int i = 0; i < 20; ++i) {
+      scribbled.push_back(std::make_unique<char[]>(bytes));
+      memset(scribbled.back().get(), 0xA5, bytes);
+    }
+  for (int i = 0; i < 20; ++i) event_base_loop(base_, EVLOOP_NONBLOCK);
+  EXPECT_EQ(server_->connection_count(), 0u);
+  // The server goes on serving, on Works taken back from the pool.
+  auto r = exchange(connect(), request("GET", "/hello"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, 200);
+}
+
 // Backpressure works both ways: once the client has read what waited, on_writable says go on.
 TEST_F(HttpTest, AStreamSaysWhenItIsWritableAgain) {
   std::optional<Stream> held;

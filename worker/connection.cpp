@@ -252,8 +252,12 @@ int64_t Connection::request_started_ms() const { return work_ ? work_->request_s
 void Connection::release_work() {
   if (!work_) return;
   Work& w = *work_;
-  if (writing_) event_del(&w.write_ev_), writing_ = false;
-  if (w.timer_ != Timer::None) evtimer_del(&w.timer_ev_);
+  // Deleted whenever assigned, not only while added: a write event made active by hand (a
+  // stream's failed write) sits in libevent's queue until the loop runs it, and the Work may be
+  // freed or taken by another connection before then.
+  if (w.write_ev_assigned_) event_del(&w.write_ev_);
+  if (w.timer_ev_assigned_) evtimer_del(&w.timer_ev_);
+  writing_ = false;
   if (w.file_fd_ >= 0) ::close(w.file_fd_);
   // Their capacity is kept for the next request (within a bound). The request's own buffers are
   // emptied when the next one begins; input and output must be empty before it does.
