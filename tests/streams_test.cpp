@@ -373,8 +373,11 @@ TEST_F(KeepAliveThroughStop, AClientSendingEveryHalfSecondIsNeverCutOff) {
   EXPECT_THAT(out, HasSubstr("end=refused"));  // after the listeners closed, and nothing else
   std::smatch m;
   ASSERT_TRUE(std::regex_search(out, m, std::regex(R"(ok=(\d+) close=(\d+))")));
-  EXPECT_GE(std::stoi(m[1]), 7);  // about 3 before the stop and 6 in the drain delay
-  EXPECT_GE(std::stoi(m[2]), 5);  // every answer in the drain delay said close
+  // About 3 before the stop and 5 or 6 in the 3 s drain delay (each period is 0.5 s and a request);
+  // at least 4 there on a loaded machine, and every one of them said close.
+  EXPECT_GE(std::stoi(m[1]), 7);
+  EXPECT_GE(std::stoi(m[2]), 4);
+  EXPECT_GE(std::stoi(m[1]) - std::stoi(m[2]), 3);  // the answers before the stop kept the connection
 }
 
 TEST_F(KeepAliveThroughStop, AClientIdleThroughTheWholeDrainMeetsTheClose) {
