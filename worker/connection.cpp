@@ -1340,18 +1340,26 @@ void Connection::on_idle_timeout() {
   }
   switch (idle_timer_) {
     case IdleTimer::FirstRequest:
-      if (proxy_ != ProxyProtocol::Off) {  // no PROXY header in time: no response either
-        server_.proxy_header_refused(remote_, "no PROXY header within header_timeout");
-        return close();
-      }
-      work().error_status_ = 408;
-      return reject(408, "header section not received within header_timeout");
+      return request_timed_out(Timer::Header);
     case IdleTimer::DrainIdle:
       return close();
     case IdleTimer::None:
       event_remove_timer(&read_ev_);
       return;
   }
+}
+
+// header_timeout (Header) or body_timeout (Body) passed, from a request's timer or, for a first
+// request that has not begun, from the idle one.
+void Connection::request_timed_out(Timer which) {
+  if (proxy_ != ProxyProtocol::Off) {  // no PROXY header in time: no response either
+    server_.proxy_header_refused(remote_, "no PROXY header within header_timeout");
+    return close();
+  }
+  if (phase_ != Phase::Reading && phase_ != Phase::Idle) return;
+  work().error_status_ = 408;
+  reject(408, which == Timer::Header ? "header section not received within header_timeout"
+                                     : "no part of the body received within body_timeout");
 }
 
 void Connection::on_drain(Millis not_before) {
@@ -1430,16 +1438,7 @@ void Connection::on_timer(evutil_socket_t, short, void* self) {
   switch (fired) {
     case Timer::Header:
     case Timer::Body:
-      if (c->proxy_ != ProxyProtocol::Off) {  // no PROXY header in time: no response either
-        c->server_.proxy_header_refused(c->remote_, "no PROXY header within header_timeout");
-        return c->close();
-      }
-      if (c->phase_ == Phase::Reading || c->phase_ == Phase::Idle) {
-        c->work_->error_status_ = 408;
-        c->reject(408, fired == Timer::Header ? "header section not received within header_timeout"
-                                              : "no part of the body received within body_timeout");
-      }
-      return;
+      return c->request_timed_out(fired);
     case Timer::Delay: {
       const RouteConfig* route = c->work_->delayed_;
       c->work_->delayed_ = nullptr;

@@ -157,6 +157,7 @@ class Connection {
   bool send_file();
   void wait_idle();
   void on_idle_timeout();
+  void request_timed_out(Timer which);
   void arm_idle(IdleTimer purpose, const timeval* after);
   void close();
   // The request state, taken from the server's pool when a request begins (or input or output
@@ -246,7 +247,7 @@ class Connection {
 
 // What a connection needs only while a request is under way: the parser, the request's fields,
 // the buffers, the write event and the request's timer. Taken from the WorkPool and given back.
-struct Connection::WorkScalars {  // reset to these values whenever a Work is taken
+struct Connection::WorkScalars {  // reset to these values whenever a Work is given back
   Timer timer_ = Timer::None;
   bool write_ev_assigned_ = false, timer_ev_assigned_ = false;  // to this connection
   bool headers_done_ = false;
@@ -334,7 +335,6 @@ class WorkPool {
   ~WorkPool();
   std::unique_ptr<Connection::Work> take();
   void give(std::unique_ptr<Connection::Work> work);
-  size_t spare() const { return spare_.size(); }
 
  private:
   // Requests under way at once are few (one per read callback, unless answers wait): past this
