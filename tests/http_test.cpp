@@ -288,6 +288,21 @@ TEST_F(HttpTest, ObsFoldSplitAcrossReadsIsStillRejected) {
   EXPECT_EQ(closed(p), Eof::Clean);
 }
 
+// The server remembers the last Host it found valid: a different value is still checked whole,
+// whether it is as long as the remembered one, a part of it, or longer.
+TEST_F(HttpTest, AHostDifferentFromTheLastValidOneIsCheckedAgain) {
+  start();
+  const std::pair<const char*, int> hosts[] = {
+      {"example.com:80", 200},   {"example.co m:", 400}, {"example.com:8x", 400}, {"example.com", 200},
+      {"example.com:80:1", 400}, {"example.com:80", 200}, {"[::1]:80", 200},       {"[::1]:8o", 400}};
+  for (const auto& [host, status] : hosts) {
+    Peer& p = connect();
+    auto r = exchange(p, std::string("GET /hello HTTP/1.1\r\nHost: ") + host + "\r\n\r\n");
+    ASSERT_EQ(r.size(), 1u) << host;
+    EXPECT_EQ(r[0].status, status) << host;
+  }
+}
+
 TEST_F(HttpTest, ChunkedRequestBody) {
   start();
   Peer& p = connect();

@@ -347,27 +347,28 @@ void WorkPool::give(std::unique_ptr<Connection::Work> work) {
 
 int Connection::on_message_begin(llhttp_t* p) {
   auto* c = static_cast<Connection*>(p->data);
+  Work& w = *c->work_;
   c->phase_ = Phase::Reading;
-  c->work_->arena_.clear();
-  c->work_->url_ = {};
-  c->work_->header_spans_.clear();
-  c->work_->header_bytes_ = 0;
-  c->work_->in_header_value_ = false;
-  c->work_->body_.clear();
-  c->work_->error_status_ = 0;
-  c->work_->headers_done_ = false;
-  c->work_->method_ = {};
-  c->work_->method_seen_ = false;
-  c->work_->method_end_ = c->work_->url_end_ = 0;
-  c->work_->version_seen_ = false;
-  c->work_->chunk_line_next_ = false;
-  c->work_->chunk_line_.clear();
-  c->work_->chunk_ext_bytes_ = 0;
-  c->work_->authority_ = {};
-  c->work_->origin_ = {};
-  c->work_->forwarded_ = {};
-  c->work_->request_start_us_ = c->server_.access_log_on() || c->server_.counters() ? monotonic_us() : 0;
-  c->work_->request_started_ms_ = c->server_.now_ms();
+  w.arena_.clear();
+  w.url_ = {};
+  w.header_spans_.clear();
+  w.header_bytes_ = 0;
+  w.in_header_value_ = false;
+  w.body_.clear();
+  w.error_status_ = 0;
+  w.headers_done_ = false;
+  w.method_ = {};
+  w.method_seen_ = false;
+  w.method_end_ = w.url_end_ = 0;
+  w.version_seen_ = false;
+  w.chunk_line_next_ = false;
+  w.chunk_line_.clear();
+  w.chunk_ext_bytes_ = 0;
+  w.authority_ = {};
+  w.origin_ = {};
+  w.forwarded_ = {};
+  w.request_start_us_ = c->server_.access_log_on() || c->server_.counters() ? monotonic_us() : 0;
+  w.request_started_ms_ = c->server_.now_ms();
   return 0;
 }
 
@@ -380,27 +381,29 @@ bool Connection::over_header_limit() const {
 // in the stream are checked here.
 int Connection::on_method(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
-  if (!c->work_->method_seen_) c->work_->method_seen_ = true, c->work_->line_at_ = c->offset_of(at);
-  c->work_->method_end_ = c->offset_of(at) + static_cast<uint32_t>(length) - c->work_->line_at_;
+  Work& w = *c->work_;
+  if (!w.method_seen_) w.method_seen_ = true, w.line_at_ = c->offset_of(at);
+  w.method_end_ = c->offset_of(at) + static_cast<uint32_t>(length) - w.line_at_;
   return 0;
 }
 
 int Connection::on_url(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
-  if (c->work_->url_.length == 0) {
-    c->work_->url_.offset = static_cast<uint32_t>(c->work_->arena_.size());
-    if (c->offset_of(at) - c->work_->line_at_ != c->work_->method_end_ + 1u) {
-      c->work_->error_status_ = 400;
+  Work& w = *c->work_;
+  if (w.url_.length == 0) {
+    w.url_.offset = static_cast<uint32_t>(w.arena_.size());
+    if (c->offset_of(at) - w.line_at_ != w.method_end_ + 1u) {
+      w.error_status_ = 400;
       return -1;
     }
   }
-  c->work_->url_end_ = c->offset_of(at) + static_cast<uint32_t>(length) - c->work_->line_at_;
-  c->work_->url_.length += static_cast<uint32_t>(length);
-  if (c->work_->url_.length > c->server_.config().http.max_url_bytes) {
-    c->work_->error_status_ = 414;
+  w.url_end_ = c->offset_of(at) + static_cast<uint32_t>(length) - w.line_at_;
+  w.url_.length += static_cast<uint32_t>(length);
+  if (w.url_.length > c->server_.config().http.max_url_bytes) {
+    w.error_status_ = 414;
     return -1;
   }
-  c->work_->arena_.append(at, length);
+  w.arena_.append(at, length);
   return 0;
 }
 
@@ -416,10 +419,11 @@ int Connection::on_url_complete(llhttp_t* p) {
 
 int Connection::on_version(llhttp_t* p, const char* at, size_t) {
   auto* c = static_cast<Connection*>(p->data);
-  if (!c->work_->version_seen_) {
-    c->work_->version_seen_ = true;
-    if (c->offset_of(at) - c->work_->line_at_ != c->work_->url_end_ + 6u) {  // SP "HTTP/"
-      c->work_->error_status_ = 400;
+  Work& w = *c->work_;
+  if (!w.version_seen_) {
+    w.version_seen_ = true;
+    if (c->offset_of(at) - w.line_at_ != w.url_end_ + 6u) {  // SP "HTTP/"
+      w.error_status_ = 400;
       return -1;
     }
   }
@@ -428,22 +432,23 @@ int Connection::on_version(llhttp_t* p, const char* at, size_t) {
 
 int Connection::on_header_field(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
-  if (c->work_->header_spans_.empty() || c->work_->in_header_value_) {
-    if (c->work_->header_spans_.size() >= c->server_.config().http.max_header_fields) {
-      c->work_->error_status_ = 431;
+  Work& w = *c->work_;
+  if (w.header_spans_.empty() || w.in_header_value_) {
+    if (w.header_spans_.size() >= c->server_.config().http.max_header_fields) {
+      w.error_status_ = 431;
       return -1;
     }
-    c->work_->header_spans_.push_back({{static_cast<uint32_t>(c->work_->arena_.size()), 0}, {}});
-    c->work_->in_header_value_ = false;
-    c->work_->header_bytes_ += 4;  // ": " and CRLF
+    w.header_spans_.push_back({{static_cast<uint32_t>(w.arena_.size()), 0}, {}});
+    w.in_header_value_ = false;
+    w.header_bytes_ += 4;  // ": " and CRLF
   }
-  c->work_->header_spans_.back().name.length += static_cast<uint32_t>(length);
-  c->work_->header_bytes_ += length;
+  w.header_spans_.back().name.length += static_cast<uint32_t>(length);
+  w.header_bytes_ += length;
   if (c->over_header_limit()) {
-    c->work_->error_status_ = 431;
+    w.error_status_ = 431;
     return -1;
   }
-  c->work_->arena_.append(at, length);
+  w.arena_.append(at, length);
   return 0;
 }
 
@@ -451,8 +456,9 @@ int Connection::on_header_field(llhttp_t* p, const char* at, size_t length) {
 // spaces before the colon, which RFC 9112 5.1 says a server MUST reject with 400.
 int Connection::on_header_field_complete(llhttp_t* p) {
   auto* c = static_cast<Connection*>(p->data);
-  if (c->work_->header_spans_.empty() || !is_token(c->span(c->work_->header_spans_.back().name))) {
-    c->work_->error_status_ = 400;
+  Work& w = *c->work_;
+  if (w.header_spans_.empty() || !is_token(c->span(w.header_spans_.back().name))) {
+    w.error_status_ = 400;
     return -1;
   }
   return 0;
@@ -460,80 +466,83 @@ int Connection::on_header_field_complete(llhttp_t* p) {
 
 int Connection::on_header_value(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
+  Work& w = *c->work_;
   // llhttp accepts obs-fold (a value continued on the next line, after CRLF and a space) and
   // hands the continuation as one more piece of the value. A value also comes in pieces when it
   // is split between two reads; that is the only other way: the previous piece ended where its
   // read ended, and this one starts where its read starts. Anything else is a fold, which
   // RFC 9112 5.2 lets a server reject: a proxy in front might unfold it differently.
-  if (c->work_->in_header_value_ && !(c->work_->value_piece_at_end_ && at == c->work_->feed_begin_)) {
-    c->work_->error_status_ = 400;
+  if (w.in_header_value_ && !(w.value_piece_at_end_ && at == w.feed_begin_)) {
+    w.error_status_ = 400;
     return -1;
   }
-  c->work_->value_piece_at_end_ = at + length == c->work_->feed_end_;
-  HeaderSpan& header = c->work_->header_spans_.back();
-  if (!c->work_->in_header_value_) {
-    header.value.offset = static_cast<uint32_t>(c->work_->arena_.size());
-    c->work_->in_header_value_ = true;
+  w.value_piece_at_end_ = at + length == w.feed_end_;
+  HeaderSpan& header = w.header_spans_.back();
+  if (!w.in_header_value_) {
+    header.value.offset = static_cast<uint32_t>(w.arena_.size());
+    w.in_header_value_ = true;
   }
   header.value.length += static_cast<uint32_t>(length);
-  c->work_->header_bytes_ += length;
+  w.header_bytes_ += length;
   if (c->over_header_limit()) {
-    c->work_->error_status_ = 431;
+    w.error_status_ = 431;
     return -1;
   }
-  c->work_->arena_.append(at, length);
+  w.arena_.append(at, length);
   return 0;
 }
 
 // Trailing OWS is not part of a field value (RFC 9110 5.5); llhttp drops only the leading.
 int Connection::on_header_value_complete(llhttp_t* p) {
   auto* c = static_cast<Connection*>(p->data);
-  if (c->work_->header_spans_.empty()) return 0;
-  Span& value = c->work_->header_spans_.back().value;
-  while (value.length > 0 && (c->work_->arena_[value.offset + value.length - 1] == ' ' ||
-                              c->work_->arena_[value.offset + value.length - 1] == '\t'))
+  Work& w = *c->work_;
+  if (w.header_spans_.empty()) return 0;
+  Span& value = w.header_spans_.back().value;
+  while (value.length > 0 && (w.arena_[value.offset + value.length - 1] == ' ' ||
+                              w.arena_[value.offset + value.length - 1] == '\t'))
     --value.length;
   return 0;
 }
 
 int Connection::on_headers_complete(llhttp_t* p) {
   auto* c = static_cast<Connection*>(p->data);
+  Work& w = *c->work_;
   const auto& http = c->server_.config().http;
   const bool has_length = (p->flags & F_CONTENT_LENGTH) != 0;
   const bool chunked = (p->flags & F_CHUNKED) != 0;
   // llhttp parses any single-digit version; this server speaks HTTP/1.x, and a minor above 1 is
   // served as 1.1, the highest it implements (RFC 9110 2.5).
   if (p->http_major != 1) {
-    c->work_->error_status_ = 505;
+    w.error_status_ = 505;
     return -1;
   }
   const bool http11 = p->http_minor >= 1;
   // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing (an HTTP/1.0 hop
   // in front would not have decoded it): a smuggling vector. Rejected, and the connection closes.
   if (!http11 && (p->flags & F_TRANSFER_ENCODING)) {
-    c->work_->error_status_ = 400;
+    w.error_status_ = 400;
     return -1;
   }
   if (has_length && p->content_length > http.max_body_bytes) {
-    c->work_->error_status_ = 413;
+    w.error_status_ = 413;
     return -1;
   }
   int hosts = 0;
   bool continue_expected = false;
-  for (const HeaderSpan& h : c->work_->header_spans_) {
+  for (const HeaderSpan& h : w.header_spans_) {
     std::string_view name = c->span(h.name);
     if (name.size() == 4 && iequals(name, "host")) {
       ++hosts;
-      c->work_->authority_ = h.value;
+      w.authority_ = h.value;
     } else if (chunked && name.size() == 17 && iequals(name, "transfer-encoding") && !only_chunked(c->span(h.value))) {
       // llhttp checks that chunked comes last (else 400, RFC 9112 6.3); a coding before it
       // ("gzip, chunked") would reach the handler undecoded. RFC 9112 6.1: one the server does
       // not understand gets 501.
-      c->work_->error_status_ = 501;
+      w.error_status_ = 501;
       return -1;
     } else if (name.size() == 6 && iequals(name, "expect")) {
       if (!iequals(c->span(h.value), "100-continue")) {
-        c->work_->error_status_ = 417;
+        w.error_status_ = 417;
         return -1;
       }
       continue_expected = true;
@@ -542,45 +551,45 @@ int Connection::on_headers_complete(llhttp_t* p) {
   // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host, HTTP/1.0 at most one. A request that
   // names two hosts could be routed by one and served as the other.
   if (hosts > 1 || (hosts == 0 && http11)) {
-    c->work_->error_status_ = 400;
+    w.error_status_ = 400;
     return -1;
   }
   // The target's forms (RFC 9112 3.2): origin-form "/path?query"; absolute-form, whose path is
   // the target's path and whose authority replaces Host; "*" for OPTIONS only.
-  std::string_view target = c->span(c->work_->url_);
+  std::string_view target = c->span(w.url_);
   if (!target.empty() && target[0] == '/') {
-    c->work_->origin_ = c->work_->url_;
+    w.origin_ = w.url_;
   } else if (size_t after = absolute_form_prefix(target)) {
     size_t end = target.find_first_of("/?#", after);
     if (end == std::string_view::npos) end = target.size();
-    c->work_->authority_ = {static_cast<uint32_t>(c->work_->url_.offset + after), static_cast<uint32_t>(end - after)};
-    c->work_->origin_ = {static_cast<uint32_t>(c->work_->url_.offset + end), static_cast<uint32_t>(target.size() - end)};
-    if (c->work_->authority_.length == 0) {  // "http:///x": an http URI has a host (RFC 9110 4.2.1)
-      c->work_->error_status_ = 400;
+    w.authority_ = {static_cast<uint32_t>(w.url_.offset + after), static_cast<uint32_t>(end - after)};
+    w.origin_ = {static_cast<uint32_t>(w.url_.offset + end), static_cast<uint32_t>(target.size() - end)};
+    if (w.authority_.length == 0) {  // "http:///x": an http URI has a host (RFC 9110 4.2.1)
+      w.error_status_ = 400;
       return -1;
     }
   } else if (p->method == HTTP_CONNECT) {
-    c->work_->error_status_ = 501;  // a tunnel: not something this server does
+    w.error_status_ = 501;  // a tunnel: not something this server does
     return -1;
   } else if (target == "*" && p->method == HTTP_OPTIONS) {
-    c->work_->origin_ = c->work_->url_;
+    w.origin_ = w.url_;
   } else {
-    c->work_->error_status_ = 400;
+    w.error_status_ = 400;
     return -1;
   }
   // RFC 9110 7.2: Host is uri-host [":" port]; anything else is 400 (RFC 9112 3.2).
-  if (!is_authority(c->span(c->work_->authority_))) {
-    c->work_->error_status_ = 400;
+  if (!c->server_.valid_authority(c->span(w.authority_))) {
+    w.error_status_ = 400;
     return -1;
   }
   // Each chunk-size line goes through feed_chunk_line() first, which checks and counts its
   // extensions and hands llhttp the size alone.
-  c->work_->chunk_line_next_ = chunked;
+  w.chunk_line_next_ = chunked;
   // RFC 9110 10.1.1: the client waits for this before sending the body. HTTP/1.0 has no 1xx.
   if (continue_expected && http11 && (chunked || p->content_length > 0))
-    c->work_->out_.append("HTTP/1.1 100 Continue\r\n\r\n");
-  c->work_->headers_done_ = true;
-  return c->work_->chunk_line_next_ ? HPE_PAUSED : 0;
+    w.out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+  w.headers_done_ = true;
+  return w.chunk_line_next_ ? HPE_PAUSED : 0;
 }
 
 int Connection::on_chunk_header(llhttp_t* p) {
@@ -590,32 +599,35 @@ int Connection::on_chunk_header(llhttp_t* p) {
 
 int Connection::on_chunk_complete(llhttp_t* p) {
   auto* c = static_cast<Connection*>(p->data);
-  if (c->work_->last_chunk_) return 0;
-  c->work_->chunk_line_next_ = true;  // another chunk-size line follows
+  Work& w = *c->work_;
+  if (w.last_chunk_) return 0;
+  w.chunk_line_next_ = true;  // another chunk-size line follows
   return HPE_PAUSED;
 }
 
 int Connection::on_body(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
-  if (c->work_->body_.size() + length > c->server_.config().http.max_body_bytes) {
-    c->work_->error_status_ = 413;
+  Work& w = *c->work_;
+  if (w.body_.size() + length > c->server_.config().http.max_body_bytes) {
+    w.error_status_ = 413;
     return -1;
   }
-  c->work_->body_.append(at, length);
+  w.body_.append(at, length);
   return 0;
 }
 
 int Connection::on_message_complete(llhttp_t* p) {
   auto* c = static_cast<Connection*>(p->data);
+  Work& w = *c->work_;
   // HTTP/0.9 ("GET /path" and nothing else) comes here without a header section.
-  if (!c->work_->headers_done_) {
-    c->work_->error_status_ = 505;
+  if (!w.headers_done_) {
+    w.error_status_ = 505;
     return -1;
   }
   // Decided now, while the parser still holds this request's flags.
-  c->work_->client_closes_ = !llhttp_should_keep_alive(p);
-  c->keep_alive_ = !c->work_->client_closes_ && !p->upgrade;
-  c->work_->is_head_ = p->method == HTTP_HEAD;
+  w.client_closes_ = !llhttp_should_keep_alive(p);
+  c->keep_alive_ = !w.client_closes_ && !p->upgrade;
+  w.is_head_ = p->method == HTTP_HEAD;
   // Pause so that the request is handled before anything behind it is parsed.
   return HPE_PAUSED;
 }
@@ -802,18 +814,32 @@ void Connection::dispatch() {
       work_->arena_.append(found);
     }
   }
+  work_->method_ = llhttp_method_name(static_cast<llhttp_method_t>(work_->parser_.method));
+  // Routed by the origin form: an absolute-form target's path (RFC 9112 3.2.2), "/" when it has
+  // none; "*" (OPTIONS) stays as it is.
+  std::string_view target = span(work_->origin_);
+  if (target.empty()) target = "/";
+  const size_t question = target.find('?');
+  std::string_view path = target.substr(0, question);
+  if (path.empty()) path = "/";  // "http://host?q" (RFC 9110 4.2.3)
+
+  if (metrics_only_) {
+    // The [metrics] listener: the metrics page, or nothing else.
+    if (path != server_.config().metrics.path) return respond(404, "text/plain", "not found\n");
+    if (work_->method_ != "GET" && work_->method_ != "HEAD") return respond(405, "text/plain", "method not allowed\n", "Allow: GET, HEAD\r\n");
+    return respond(200, "text/plain; version=0.0.4; charset=utf-8", server_.metrics_page());
+  }
+  const RouteEntry* route = server_.route(path);
+  // A fixed response reads nothing of the request: it needs no Request built.
+  if (route && route->kind == RouteEntry::Kind::Fixed && route->config->delay.count() == 0) return respond_rendered(*route);
+
   work_->headers_.clear();
   for (const HeaderSpan& h : work_->header_spans_) work_->headers_.push_back({span(h.name), span(h.value)});
   Request request;
-  request.method = work_->method_ = llhttp_method_name(static_cast<llhttp_method_t>(work_->parser_.method));
-  // Routed by the origin form: an absolute-form target's path (RFC 9112 3.2.2), "/" when it has
-  // none; "*" (OPTIONS) stays as it is.
-  request.target = span(work_->origin_);
-  if (request.target.empty()) request.target = "/";
-  auto question = request.target.find('?');
-  request.path = request.target.substr(0, question);
-  if (request.path.empty()) request.path = "/";  // "http://host?q" (RFC 9110 4.2.3)
-  if (question != std::string_view::npos) request.query = request.target.substr(question + 1);
+  request.method = work_->method_;
+  request.target = target;
+  request.path = path;
+  if (question != std::string_view::npos) request.query = target.substr(question + 1);
   request.host = span(work_->authority_);
   request.body = work_->body_;
   request.remote = work_->forwarded_.length ? span(work_->forwarded_) : std::string_view(remote_);
@@ -821,13 +847,6 @@ void Connection::dispatch() {
   request.version_minor = std::min<int>(work_->parser_.http_minor, 1);  // 1.2 to 1.9 are served as 1.1
   request.headers = work_->headers_;
 
-  if (metrics_only_) {
-    // The [metrics] listener: the metrics page, or nothing else.
-    if (request.path != server_.config().metrics.path) return respond(404, "text/plain", "not found\n");
-    if (work_->method_ != "GET" && work_->method_ != "HEAD") return respond(405, "text/plain", "method not allowed\n", "Allow: GET, HEAD\r\n");
-    return respond(200, "text/plain; version=0.0.4; charset=utf-8", server_.metrics_page());
-  }
-  const RouteEntry* route = server_.route(request.path);
   if (!route) {
     respond(404, "text/plain", "not found\n");
   } else {
@@ -847,15 +866,12 @@ void Connection::dispatch() {
       case RouteEntry::Kind::Info:
         respond(200, "text/plain", server_.identity());
         break;
-      case RouteEntry::Kind::Fixed:
-        if (route->config->delay.count() == 0) {
-          respond_rendered(*route);
-        } else {
-          work_->delayed_ = route->config;
-          timeval tv = to_timeval(route->config->delay);
-          arm(Timer::Delay, &tv);
-        }
+      case RouteEntry::Kind::Fixed: {  // one with a delay (the others were answered above)
+        work_->delayed_ = route->config;
+        timeval tv = to_timeval(route->config->delay);
+        arm(Timer::Delay, &tv);
         break;
+      }
       case RouteEntry::Kind::Static:
         serve_static(*route, request);
         break;

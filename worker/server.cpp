@@ -503,6 +503,18 @@ const RouteEntry* HttpServer::route(std::string_view path) const {
   return nullptr;
 }
 
+bool HttpServer::valid_authority(std::string_view authority) {
+  if (authority.empty()) return true;  // HTTP/1.0 without Host
+  if (authority.size() == known_authority_length_ && memcmp(authority.data(), known_authority_, authority.size()) == 0)
+    return true;
+  if (!is_authority(authority)) return false;
+  if (authority.size() <= sizeof known_authority_) {
+    memcpy(known_authority_, authority.data(), authority.size());
+    known_authority_length_ = authority.size();
+  }
+  return true;
+}
+
 std::string_view HttpServer::format_second(SecondText& cache, bool local, const char* format) {
   timeval now;
   event_base_gettimeofday_cached(base_, &now);
