@@ -9,9 +9,11 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <algorithm>
@@ -301,6 +303,47 @@ TEST_F(HttpTest, AHostDifferentFromTheLastValidOneIsCheckedAgain) {
     ASSERT_EQ(r.size(), 1u) << host;
     EXPECT_EQ(r[0].status, status) << host;
   }
+}
+
+// A request's head is read where it arrived, in the worker's read buffer, and kept only when the
+// request outlives that read. A delayed answer (its head whole in one read, or byte by byte) is
+// logged with its own target and fields after other requests have been read into that buffer.
+TEST_F(HttpTest, ARequestAnsweredLaterKeepsItsHeadAfterOthersAreRead) {
+  const std::string log_path = dir_.path() + "/access.log";
+  int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ASSERT_GE(log_fd, 0);
+  start();
+  server_ = std::make_unique<HttpServer>(base_, *config_, app_, log_fd);
+  Peer& whole = connect();
+  Peer& split = connect();
+  Peer& other = connect();
+  send(whole, "GET /slow?first=1 HTTP/1.1\r\nHost: t\r\nUser-Agent: first-agent\r\nReferer: http://r/one\r\n\r\n");
+  event_base_loop(base_, EVLOOP_NONBLOCK);
+  send_byte_by_byte(split, "GET /slow?split=2 HTTP/1.1\r\nHost: t\r\nUser-Agent: split-agent\r\n\r\n");
+  for (int i = 0; i < 3; ++i) {
+    auto r = exchange(other, "GET /hello?other=" + std::string(40, 'x') + " HTTP/1.1\r\nHost: t\r\nUser-Agent: " +
+                                 std::string(60, 'o') + "\r\nReferer: http://r/" + std::string(30, 'z') + "\r\n\r\n");
+    ASSERT_EQ(r.size(), 1u);
+  }
+  auto a = exchange(whole, "");
+  auto b = exchange(split, "");
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(a[0].body, "slow\n");
+  EXPECT_EQ(b[0].body, "slow\n");
+  ASSERT_TRUE(server_->flush_access_log());
+  close(log_fd);
+  std::ifstream in(log_path);
+  std::string line, first, second;
+  int others = 0;
+  while (std::getline(in, line)) {
+    if (line.find("/slow?first=1") != std::string::npos) first = line;
+    else if (line.find("/slow?split=2") != std::string::npos) second = line;
+    else if (line.find("/hello?other=") != std::string::npos) ++others;
+  }
+  EXPECT_EQ(others, 3);
+  EXPECT_THAT(first, HasSubstr("\"GET /slow?first=1 HTTP/1.1\" 200 5 \"http://r/one\" \"first-agent\""));
+  EXPECT_THAT(second, HasSubstr("\"GET /slow?split=2 HTTP/1.1\" 200 5 \"-\" \"split-agent\""));
 }
 
 TEST_F(HttpTest, ChunkedRequestBody) {

@@ -382,7 +382,11 @@ bool Connection::over_header_limit() const {
 int Connection::on_method(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
   Work& w = *c->work_;
-  if (!w.method_seen_) w.method_seen_ = true, w.line_at_ = c->offset_of(at);
+  if (!w.method_seen_) {  // the head's first byte: its bytes are read where they are, for now
+    w.method_seen_ = true;
+    w.line_at_ = c->offset_of(at);
+    w.head_in_feed_ = at;
+  }
   w.method_end_ = c->offset_of(at) + static_cast<uint32_t>(length) - w.line_at_;
   return 0;
 }
@@ -391,7 +395,7 @@ int Connection::on_url(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
   Work& w = *c->work_;
   if (w.url_.length == 0) {
-    w.url_.offset = static_cast<uint32_t>(w.arena_.size());
+    w.url_.offset = c->head_offset(at);
     if (c->offset_of(at) - w.line_at_ != w.method_end_ + 1u) {
       w.error_status_ = 400;
       return -1;
@@ -403,7 +407,6 @@ int Connection::on_url(llhttp_t* p, const char* at, size_t length) {
     w.error_status_ = 414;
     return -1;
   }
-  w.arena_.append(at, length);
   return 0;
 }
 
@@ -433,22 +436,23 @@ int Connection::on_version(llhttp_t* p, const char* at, size_t) {
 int Connection::on_header_field(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
   Work& w = *c->work_;
-  if (w.header_spans_.empty() || w.in_header_value_) {
+  const bool first_piece = w.header_spans_.empty() || w.in_header_value_;
+  if (first_piece) {
     if (w.header_spans_.size() >= c->server_.config().http.max_header_fields) {
       w.error_status_ = 431;
       return -1;
     }
-    w.header_spans_.push_back({{static_cast<uint32_t>(w.arena_.size()), 0}, {}});
     w.in_header_value_ = false;
     w.header_bytes_ += 4;  // ": " and CRLF
   }
-  w.header_spans_.back().name.length += static_cast<uint32_t>(length);
   w.header_bytes_ += length;
   if (c->over_header_limit()) {
     w.error_status_ = 431;
     return -1;
   }
-  w.arena_.append(at, length);
+  const uint32_t offset = c->field_piece(at, length);
+  if (first_piece) w.header_spans_.push_back({{offset, 0}, {}});
+  w.header_spans_.back().name.length += static_cast<uint32_t>(length);
   return 0;
 }
 
@@ -477,18 +481,18 @@ int Connection::on_header_value(llhttp_t* p, const char* at, size_t length) {
     return -1;
   }
   w.value_piece_at_end_ = at + length == w.feed_end_;
-  HeaderSpan& header = w.header_spans_.back();
-  if (!w.in_header_value_) {
-    header.value.offset = static_cast<uint32_t>(w.arena_.size());
-    w.in_header_value_ = true;
-  }
-  header.value.length += static_cast<uint32_t>(length);
   w.header_bytes_ += length;
   if (c->over_header_limit()) {
     w.error_status_ = 431;
     return -1;
   }
-  w.arena_.append(at, length);
+  const uint32_t offset = c->field_piece(at, length);
+  HeaderSpan& header = w.header_spans_.back();
+  if (!w.in_header_value_) {
+    header.value.offset = offset;
+    w.in_header_value_ = true;
+  }
+  header.value.length += static_cast<uint32_t>(length);
   return 0;
 }
 
@@ -498,9 +502,8 @@ int Connection::on_header_value_complete(llhttp_t* p) {
   Work& w = *c->work_;
   if (w.header_spans_.empty()) return 0;
   Span& value = w.header_spans_.back().value;
-  while (value.length > 0 && (w.arena_[value.offset + value.length - 1] == ' ' ||
-                              w.arena_[value.offset + value.length - 1] == '\t'))
-    --value.length;
+  const char* bytes = c->span(value).data();
+  while (value.length > 0 && (bytes[value.length - 1] == ' ' || bytes[value.length - 1] == '\t')) --value.length;
   return 0;
 }
 
@@ -713,36 +716,76 @@ size_t Connection::feed_all(const char* data, size_t length) {
 }
 
 size_t Connection::feed(const char* data, size_t length) {
-  if (work_->chunk_line_next_) return feed_chunk_line(data, length);
-  work_->feed_begin_ = data;
-  work_->feed_end_ = data + length;
-  work_->feed_at_ = work_->fed_;
-  llhttp_errno_t err = llhttp_execute(&work_->parser_, data, length);
+  Work& w = *work_;
+  if (w.chunk_line_next_) return feed_chunk_line(data, length);
+  const char* parse = data;
+  if (w.method_seen_ && !w.headers_done_) {
+    // A head begun in an earlier read (kept in the arena since): it continues there, so that
+    // its bytes stay in one piece.
+    const size_t kept = w.arena_.size();
+    w.arena_.append(data, length);
+    parse = w.arena_.data() + kept;
+  }
+  w.feed_begin_ = parse;
+  w.feed_end_ = parse + length;
+  w.feed_at_ = w.fed_;
+  llhttp_errno_t err = llhttp_execute(&w.parser_, parse, length);
+  size_t used = err == HPE_PAUSED ? static_cast<size_t>(llhttp_get_error_pos(&w.parser_) - parse) : length;
+  w.parsed_end_ = parse + used;
   if (err == HPE_OK) {
-    work_->fed_ += static_cast<uint32_t>(length);
+    w.fed_ += static_cast<uint32_t>(length);
+    keep_head();  // the request goes on in a later read
     return length;
   }
   if (err == HPE_PAUSED) {
-    size_t used = static_cast<size_t>(llhttp_get_error_pos(&work_->parser_) - data);
-    work_->fed_ += static_cast<uint32_t>(used);
-    llhttp_resume(&work_->parser_);
-    if (work_->chunk_line_next_) return used;  // paused before a chunk-size line, not at a request's end
+    w.fed_ += static_cast<uint32_t>(used);
+    llhttp_resume(&w.parser_);
+    if (w.chunk_line_next_) {  // paused before a chunk-size line, not at a request's end
+      keep_head();
+      return used;
+    }
     more_input_ = used < length;
     dispatch();
+    keep_head();  // unless dispatch() answered it (or kept it) already
     return used;
   }
+  keep_head();
   if (err == HPE_PAUSED_UPGRADE) {
     // The request before it was answered with Connection: close; nothing after it is HTTP.
     close_after_write_ = true;
     return length;
   }
-  int status = work_->error_status_ != 0 ? work_->error_status_ : 400;
+  int status = w.error_status_ != 0 ? w.error_status_ : 400;
   if (err == HPE_INVALID_VERSION) status = 505;
   // A method llhttp does not know, but a well-formed token followed by a space: 501 (RFC 9110
   // 9.1), not the 400 of a line that is not HTTP at all.
   if (err == HPE_INVALID_METHOD && starts_with_token_and_space({data, length})) status = 501;
-  reject(status, work_->error_status_ != 0 ? std::string_view() : llhttp_get_error_reason(&work_->parser_));
+  reject(status, w.error_status_ != 0 ? std::string_view() : llhttp_get_error_reason(&w.parser_));
   return length;
+}
+
+uint32_t Connection::field_piece(const char* at, size_t length) {
+  Work& w = *work_;
+  if (!w.headers_done_) return head_offset(at);
+  const auto offset = static_cast<uint32_t>(w.arena_.size());
+  w.arena_.append(at, length);
+  return offset;
+}
+
+void Connection::keep_head() {
+  Work& w = *work_;
+  if (!w.head_in_feed_) return;
+  w.arena_.assign(w.head_in_feed_, static_cast<size_t>(w.parsed_end_ - w.head_in_feed_));
+  w.head_in_feed_ = nullptr;
+}
+
+void Connection::forget_head() {
+  Work& w = *work_;
+  if (!w.head_in_feed_) return;
+  w.head_in_feed_ = nullptr;
+  // Nothing reads them again; emptied rather than left pointing at bytes that are gone.
+  w.url_ = w.origin_ = w.authority_ = {};
+  w.header_spans_.clear();
 }
 
 // A chunk-size line, gathered whole (within max_chunk_ext_bytes). Its extensions are checked
@@ -790,6 +833,19 @@ size_t Connection::feed_chunk_line(const char* data, size_t length) {
 
 // ---------------------------------------------------------------- requests
 
+Connection::Target Connection::request_target() const {
+  // Routed by the origin form: an absolute-form target's path (RFC 9112 3.2.2), "/" when it has
+  // none; "*" (OPTIONS) stays as it is.
+  Target t;
+  t.target = span(work_->origin_);
+  if (t.target.empty()) t.target = "/";
+  const size_t question = t.target.find('?');
+  t.path = t.target.substr(0, question);
+  if (t.path.empty()) t.path = "/";  // "http://host?q" (RFC 9110 4.2.3)
+  if (question != std::string_view::npos) t.query = t.target.substr(question + 1);
+  return t;
+}
+
 void Connection::dispatch() {
   phase_ = Phase::Handling;
   ++serial_;
@@ -810,36 +866,35 @@ void Connection::dispatch() {
     char client[46];
     std::string_view found = forwarded_client(forwarded, x_forwarded_for, trusted, client);
     if (!found.empty()) {
+      keep_head();  // the arena takes the address after the head
       work_->forwarded_ = {static_cast<uint32_t>(work_->arena_.size()), static_cast<uint32_t>(found.size())};
       work_->arena_.append(found);
     }
   }
   work_->method_ = llhttp_method_name(static_cast<llhttp_method_t>(work_->parser_.method));
-  // Routed by the origin form: an absolute-form target's path (RFC 9112 3.2.2), "/" when it has
-  // none; "*" (OPTIONS) stays as it is.
-  std::string_view target = span(work_->origin_);
-  if (target.empty()) target = "/";
-  const size_t question = target.find('?');
-  std::string_view path = target.substr(0, question);
-  if (path.empty()) path = "/";  // "http://host?q" (RFC 9110 4.2.3)
-
+  Target target = request_target();
   if (metrics_only_) {
     // The [metrics] listener: the metrics page, or nothing else.
-    if (path != server_.config().metrics.path) return respond(404, "text/plain", "not found\n");
+    if (target.path != server_.config().metrics.path) return respond(404, "text/plain", "not found\n");
     if (work_->method_ != "GET" && work_->method_ != "HEAD") return respond(405, "text/plain", "method not allowed\n", "Allow: GET, HEAD\r\n");
     return respond(200, "text/plain; version=0.0.4; charset=utf-8", server_.metrics_page());
   }
-  const RouteEntry* route = server_.route(path);
+  const RouteEntry* route = server_.route(target.path);
   // A fixed response reads nothing of the request: it needs no Request built.
-  if (route && route->kind == RouteEntry::Kind::Fixed && route->config->delay.count() == 0) return respond_rendered(*route);
+  if (route && route->kind == RouteEntry::Kind::Fixed && route->config->delay.count() == 0) {
+    respond_rendered(*route);
+    return forget_head();
+  }
+  keep_head();  // a Request's views may outlive the buffer being parsed
+  target = request_target();
 
   work_->headers_.clear();
   for (const HeaderSpan& h : work_->header_spans_) work_->headers_.push_back({span(h.name), span(h.value)});
   Request request;
   request.method = work_->method_;
-  request.target = target;
-  request.path = path;
-  if (question != std::string_view::npos) request.query = target.substr(question + 1);
+  request.target = target.target;
+  request.path = target.path;
+  request.query = target.query;
   request.host = span(work_->authority_);
   request.body = work_->body_;
   request.remote = work_->forwarded_.length ? span(work_->forwarded_) : std::string_view(remote_);

@@ -146,6 +146,16 @@ class Connection {
   size_t feed_chunk_line(const char* data, size_t length);
   // Where a byte handed to llhttp now sits in the connection's input stream.
   uint32_t offset_of(const char* at) const;
+  // The request's head (its request line and header section) is read where the parser found
+  // it: in the buffer being parsed, while that lives, and copied into the arena only if the
+  // request outlives it. A fixed route answered at once never copies it. Spans are offsets
+  // among the head's bytes (from its first one), wherever those are.
+  uint32_t head_offset(const char* at) const;
+  // A piece of a field name or value: of the head, where it lies; of a trailer section (after
+  // the body), appended to the arena. Its offset, as a span takes it.
+  uint32_t field_piece(const char* at, size_t length);
+  void keep_head();    // the head's bytes into the arena: the buffer being parsed goes away
+  void forget_head();  // the request was answered while its head was in that buffer
   bool can_parse() const;
   void advance();
   bool flush_output();
@@ -169,6 +179,10 @@ class Connection {
   bool buffered() const;  // input not parsed yet, or output not written yet
 
   void dispatch();
+  struct Target {
+    std::string_view target, path, query;
+  };
+  Target request_target() const;  // views into the head, wherever it is now
   void serve_static(const RouteEntry& route, const Request& request);
   void reject(int status, std::string_view why);
   // Appends a status line and headers; the body (content_length bytes) follows from the caller.
@@ -258,6 +272,10 @@ struct Connection::WorkScalars {  // reset to these values whenever a Work is gi
   bool value_piece_at_end_ = false;  // the last piece of a header value ended where its read ended
   const char* feed_begin_ = nullptr;  // what llhttp_execute is parsing now
   const char* feed_end_ = nullptr;
+  const char* parsed_end_ = nullptr;  // how far it parsed
+  // The head's first byte while its bytes are only in the buffer being parsed (nullptr: they
+  // are in arena_, from its start, or there is no head yet).
+  const char* head_in_feed_ = nullptr;
   // Stream offsets, modulo 2^32: only differences within one request line are used.
   uint32_t feed_at_ = 0;  // the stream offset of feed_begin_
   uint32_t fed_ = 0;      // bytes of the stream handed to llhttp so far
@@ -288,7 +306,8 @@ struct Connection::WorkScalars {  // reset to these values whenever a Work is gi
 struct Connection::Work : WorkScalars {
   llhttp_t parser_;
   event write_ev_, timer_ev_;
-  // The request being parsed: URL and headers are copied into one arena reused across requests.
+  // The request's head once kept (see keep_head), then any trailer fields and the forwarded
+  // client address; reused across requests.
   std::string arena_;
   std::vector<HeaderSpan> header_spans_;
   std::vector<Header> headers_;
@@ -303,7 +322,12 @@ inline uint32_t Connection::offset_of(const char* at) const {
   return work_->feed_at_ + static_cast<uint32_t>(at - work_->feed_begin_);
 }
 
-inline std::string_view Connection::span(Span s) const { return {work_->arena_.data() + s.offset, s.length}; }
+inline uint32_t Connection::head_offset(const char* at) const { return offset_of(at) - work_->line_at_; }
+
+inline std::string_view Connection::span(Span s) const {
+  const char* base = work_->head_in_feed_ ? work_->head_in_feed_ : work_->arena_.data();
+  return {base + s.offset, s.length};
+}
 
 // A server's idle keep-alive connections, in the order they went idle, under one timer: each is
 // closed keepalive_timeout after it went idle. One that becomes busy stays where it is until the
