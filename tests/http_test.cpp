@@ -346,6 +346,29 @@ TEST_F(HttpTest, ARequestAnsweredLaterKeepsItsHeadAfterOthersAreRead) {
   EXPECT_THAT(second, HasSubstr("\"GET /slow?split=2 HTTP/1.1\" 200 5 \"-\" \"split-agent\""));
 }
 
+// The drain's report names the oldest request in flight and its age: a request answered later
+// and one still arriving are both counted from when they began, not from the epoch.
+TEST_F(HttpTest, RequestsInFlightAreReportedWithTheirAge) {
+  start();
+  Peer& slow = connect();
+  send(slow, request("GET", "/slow"));
+  event_base_loop(base_, EVLOOP_NONBLOCK);
+  Peer& partial = connect();
+  send(partial, "GET /hello HTTP/1.1\r\nHo");
+  event_base_loop(base_, EVLOOP_NONBLOCK);
+  HttpServer::InFlight now = server_->in_flight();
+  EXPECT_EQ(now.requests, 2u);
+  EXPECT_GE(now.oldest_age_ms, 0);
+  EXPECT_LT(now.oldest_age_ms, 2000);
+  EXPECT_TRUE(now.oldest == "GET /slow" || now.oldest == "(receiving) /hello") << now.oldest;
+  auto r = exchange(slow, "");
+  ASSERT_EQ(r.size(), 1u);
+  now = server_->in_flight();
+  EXPECT_EQ(now.requests, 1u);
+  EXPECT_EQ(now.oldest, "(receiving) /hello");
+  EXPECT_LT(now.oldest_age_ms, 2000);
+}
+
 TEST_F(HttpTest, ChunkedRequestBody) {
   start();
   Peer& p = connect();

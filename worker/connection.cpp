@@ -63,6 +63,15 @@ std::string_view content_type_for(std::string_view path) {
   return "application/octet-stream";
 }
 
+// A 4-byte field name is Host, in any case, in one comparison: OR 0x20 lowers a letter, and of
+// a token's characters only H, O, S and T themselves lower to h, o, s and t.
+bool is_host(std::string_view name) {
+  uint32_t word, host;
+  memcpy(&word, name.data(), 4);
+  memcpy(&host, "host", 4);
+  return (word | 0x20202020u) == host;
+}
+
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -368,7 +377,7 @@ int Connection::on_message_begin(llhttp_t* p) {
   w.origin_ = {};
   w.forwarded_ = {};
   w.request_start_us_ = c->server_.access_log_on() || c->server_.counters() ? monotonic_us() : 0;
-  w.request_started_ms_ = c->server_.now_ms();
+  w.request_started_ms_ = 0;  // noted if the request outlives this read (see keep_request)
   return 0;
 }
 
@@ -534,7 +543,7 @@ int Connection::on_headers_complete(llhttp_t* p) {
   bool continue_expected = false;
   for (const HeaderSpan& h : w.header_spans_) {
     std::string_view name = c->span(h.name);
-    if (name.size() == 4 && iequals(name, "host")) {
+    if (name.size() == 4 && is_host(name)) {
       ++hosts;
       w.authority_ = h.value;
     } else if (chunked && name.size() == 17 && iequals(name, "transfer-encoding") && !only_chunked(c->span(h.value))) {
@@ -734,22 +743,24 @@ size_t Connection::feed(const char* data, size_t length) {
   w.parsed_end_ = parse + used;
   if (err == HPE_OK) {
     w.fed_ += static_cast<uint32_t>(length);
-    keep_head();  // the request goes on in a later read
+    keep_request();  // the request goes on in a later read
     return length;
   }
   if (err == HPE_PAUSED) {
     w.fed_ += static_cast<uint32_t>(used);
     llhttp_resume(&w.parser_);
     if (w.chunk_line_next_) {  // paused before a chunk-size line, not at a request's end
-      keep_head();
+      keep_request();
       return used;
     }
     more_input_ = used < length;
     dispatch();
-    keep_head();  // unless dispatch() answered it (or kept it) already
+    // Answered within this read: nothing reads its head again. Else it outlives the read.
+    if (phase_ == Phase::Idle) forget_head();
+    else keep_request();
     return used;
   }
-  keep_head();
+  keep_request();
   if (err == HPE_PAUSED_UPGRADE) {
     // The request before it was answered with Connection: close; nothing after it is HTTP.
     close_after_write_ = true;
@@ -772,8 +783,10 @@ uint32_t Connection::field_piece(const char* at, size_t length) {
   return offset;
 }
 
-void Connection::keep_head() {
+void Connection::keep_request() {
   Work& w = *work_;
+  // The loop's time, which this read began at too: what the drain reports of the oldest request.
+  if (w.request_started_ms_ == 0) w.request_started_ms_ = server_.now_ms();
   if (!w.head_in_feed_) return;
   w.arena_.assign(w.head_in_feed_, static_cast<size_t>(w.parsed_end_ - w.head_in_feed_));
   w.head_in_feed_ = nullptr;
@@ -866,13 +879,13 @@ void Connection::dispatch() {
     char client[46];
     std::string_view found = forwarded_client(forwarded, x_forwarded_for, trusted, client);
     if (!found.empty()) {
-      keep_head();  // the arena takes the address after the head
+      keep_request();  // the arena takes the address after the head
       work_->forwarded_ = {static_cast<uint32_t>(work_->arena_.size()), static_cast<uint32_t>(found.size())};
       work_->arena_.append(found);
     }
   }
   work_->method_ = llhttp_method_name(static_cast<llhttp_method_t>(work_->parser_.method));
-  Target target = request_target();
+  const Target target = request_target();
   if (metrics_only_) {
     // The [metrics] listener: the metrics page, or nothing else.
     if (target.path != server_.config().metrics.path) return respond(404, "text/plain", "not found\n");
@@ -881,12 +894,7 @@ void Connection::dispatch() {
   }
   const RouteEntry* route = server_.route(target.path);
   // A fixed response reads nothing of the request: it needs no Request built.
-  if (route && route->kind == RouteEntry::Kind::Fixed && route->config->delay.count() == 0) {
-    respond_rendered(*route);
-    return forget_head();
-  }
-  keep_head();  // a Request's views may outlive the buffer being parsed
-  target = request_target();
+  if (route && route->kind == RouteEntry::Kind::Fixed && route->config->delay.count() == 0) return respond_rendered(*route);
 
   work_->headers_.clear();
   for (const HeaderSpan& h : work_->header_spans_) work_->headers_.push_back({span(h.name), span(h.value)});

@@ -154,7 +154,9 @@ class Connection {
   // A piece of a field name or value: of the head, where it lies; of a trailer section (after
   // the body), appended to the arena. Its offset, as a span takes it.
   uint32_t field_piece(const char* at, size_t length);
-  void keep_head();    // the head's bytes into the arena: the buffer being parsed goes away
+  // The request outlives the buffer being parsed: its head's bytes into the arena, and when it
+  // began noted (a request answered within its read never needs either).
+  void keep_request();
   void forget_head();  // the request was answered while its head was in that buffer
   bool can_parse() const;
   void advance();
@@ -306,7 +308,7 @@ struct Connection::WorkScalars {  // reset to these values whenever a Work is gi
 struct Connection::Work : WorkScalars {
   llhttp_t parser_;
   event write_ev_, timer_ev_;
-  // The request's head once kept (see keep_head), then any trailer fields and the forwarded
+  // The request's head once kept (see keep_request), then any trailer fields and the forwarded
   // client address; reused across requests.
   std::string arena_;
   std::vector<HeaderSpan> header_spans_;

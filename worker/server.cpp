@@ -252,7 +252,7 @@ HttpServer::HttpServer(event_base* base, const Config& config, const Application
   auto add = [&](RouteEntry entry) {
     size_t index = routes_.size();
     if (entry.prefix) prefix_routes_.push_back(index);
-    else exact_routes_.emplace(entry.path, index);
+    else exact_routes_.insert(entry.path, index);
     routes_.push_back(std::move(entry));
   };
   if (!config.health.liveness_path.empty())
@@ -278,7 +278,7 @@ HttpServer::HttpServer(event_base* base, const Config& config, const Application
   for (const Application::Route& route : app.routes()) {
     bool taken = route.prefix ? std::any_of(prefix_routes_.begin(), prefix_routes_.end(),
                                             [&](size_t i) { return routes_[i].path == route.path; })
-                              : exact_routes_.count(route.path) > 0;
+                              : exact_routes_.find(route.path) != ExactRoutes::kNone;
     if (taken) {
       spdlog::warn("application route {} is shadowed by the config's route of the same path", route.path);
       continue;
@@ -496,8 +496,36 @@ Connection* HttpServer::awaiting(uint32_t slot, uint64_t serial) const {
   return c->awaiting(serial) ? c : nullptr;
 }
 
+void HttpServer::ExactRoutes::insert(std::string_view path, size_t index) {
+  if (find(path) != kNone) return;
+  if (2 * (count_ + 1) > slots_.size()) {
+    std::vector<Slot> old(slots_.size() * 2);
+    old.swap(slots_);
+    count_ = 0;
+    for (Slot& slot : old)
+      if (slot.index != kNone) insert(slot.path, slot.index);
+  }
+  const uint64_t h = hash(path);
+  const size_t mask = slots_.size() - 1;
+  size_t at = h & mask;
+  while (slots_[at].index != kNone) at = (at + 1) & mask;
+  slots_[at] = {h, index, std::string(path)};
+  ++count_;
+}
+
+size_t HttpServer::ExactRoutes::find(std::string_view path) const {
+  const uint64_t h = hash(path);
+  const size_t mask = slots_.size() - 1;
+  for (size_t at = h & mask;; at = (at + 1) & mask) {
+    const Slot& slot = slots_[at];
+    if (slot.index == kNone) return kNone;
+    if (slot.hash == h && slot.path.size() == path.size() && memcmp(slot.path.data(), path.data(), path.size()) == 0)
+      return slot.index;
+  }
+}
+
 const RouteEntry* HttpServer::route(std::string_view path) const {
-  if (auto it = exact_routes_.find(path); it != exact_routes_.end()) return &routes_[it->second];
+  if (size_t index = exact_routes_.find(path); index != ExactRoutes::kNone) return &routes_[index];
   for (size_t index : prefix_routes_)
     if (path.starts_with(routes_[index].path)) return &routes_[index];
   return nullptr;

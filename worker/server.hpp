@@ -11,7 +11,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "common/config.hpp"
@@ -169,15 +168,28 @@ class HttpServer {
   void deliver_drain_notices();
   void end_streams(const char* why);
 
-  struct StringHash {
-    using is_transparent = void;
-    // FNV-1a: a route's path is short, and std::hash's (Murmur) costs more than the lookup it
-    // serves. The table is the config's, so a path chosen to collide costs at most its chain.
-    size_t operator()(std::string_view s) const {
+  // The exact routes by path: open addressing over a power-of-two table whose slots keep their
+  // path's hash, so that a lookup hashes the path once and compares bytes only where the hash
+  // and the length agree. FNV-1a: a path is short, and the table is the config's, so a path
+  // chosen to collide costs at most a walk over the config's routes.
+  class ExactRoutes {
+   public:
+    static constexpr size_t kNone = SIZE_MAX;
+    void insert(std::string_view path, size_t index);  // a path already there keeps its index
+    size_t find(std::string_view path) const;           // kNone if absent
+   private:
+    static uint64_t hash(std::string_view s) {
       uint64_t h = 14695981039346656037ull;
       for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-      return static_cast<size_t>(h);
+      return h;
     }
+    struct Slot {
+      uint64_t hash = 0;
+      size_t index = kNone;  // kNone: empty
+      std::string path;
+    };
+    std::vector<Slot> slots_ = std::vector<Slot>(8);  // a power of two, at most half full
+    size_t count_ = 0;
   };
 
   event_base* base_;
@@ -186,7 +198,7 @@ class HttpServer {
   int access_log_fd_;
   std::string identity_;
   std::vector<RouteEntry> routes_;
-  std::unordered_map<std::string, size_t, StringHash, std::equal_to<>> exact_routes_;
+  ExactRoutes exact_routes_;
   std::vector<size_t> prefix_routes_;  // longest first
   char known_authority_[64];  // the last authority that is_authority accepted
   size_t known_authority_length_ = SIZE_MAX;  // none yet
