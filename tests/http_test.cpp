@@ -1025,6 +1025,24 @@ TEST_F(ProxyTest, ForwardingHeadersCountOnlyFromTrustedPeers) {
   EXPECT_EQ(from("10.1.2.3", "X-Forwarded-For: 203.0.113.1, garbage\r\n"), "10.1.2.3:1000 xff=203.0.113.1, garbage");
 }
 
+// Trailing OWS is no part of a value (RFC 9110 5.5), in the header section and in a trailer
+// section alike, and for the request after a chunked one on the same connection.
+TEST_F(HttpTest, TrailingWhitespaceIsTrimmedFromFieldsAndTrailers) {
+  app_.handle("/fields", [](const Request& req, Responder reply) {
+    reply.send(200, "text/plain", "[" + std::string(req.header("x-a")) + "][" + std::string(req.header("x-sum")) + "]");
+  });
+  start();
+  Peer& p = connect();
+  auto r = exchange(p,
+                    "POST /fields HTTP/1.1\r\nHost: t\r\nX-A: one \t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "3\r\nabc\r\n0\r\nX-Sum: 12 \t \r\n\r\n"
+                    "GET /fields HTTP/1.1\r\nHost: t\r\nX-A: \ttwo  \r\n\r\n",
+                    2);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].body, "[one][12]");
+  EXPECT_EQ(r[1].body, "[two][]");
+}
+
 TEST_F(HttpTest, AsyncHandlerAnswersLaterAndInOrder) {
   std::vector<Responder> parked;
   app_.handle("/later", [&](const Request& req, Responder r) {
