@@ -1043,6 +1043,23 @@ TEST_F(HttpTest, TrailingWhitespaceIsTrimmedFromFieldsAndTrailers) {
   EXPECT_EQ(r[1].body, "[two][]");
 }
 
+// A fixed response is sent from the route's own bytes; what the socket does not take at once
+// is kept and sent once the client reads, whole, and the connection goes on.
+TEST_F(HttpTest, AFixedResponseLargerThanTheSocketBufferArrivesWhole) {
+  const std::string body(600 * 1024, 'b');
+  start("", "[[route]]\npath = \"/big\"\nbody = \"" + body + "\"\n");
+  Peer& p = connect();
+  for (int i = 0; i < 2; ++i) {
+    send(p, request("GET", "/big"));
+    event_base_loop(base_, EVLOOP_NONBLOCK);  // answered before the client reads any of it
+    pump(p, [&] { return p.parser.responses().size() == static_cast<size_t>(i + 1); });
+    ASSERT_EQ(p.parser.responses().size(), static_cast<size_t>(i + 1));
+    EXPECT_EQ(p.parser.responses().back().status, 200);
+    EXPECT_TRUE(p.parser.responses().back().body == body) << p.parser.responses().back().body.size();
+  }
+  EXPECT_EQ(p.eof, Eof::None);
+}
+
 TEST_F(HttpTest, AsyncHandlerAnswersLaterAndInOrder) {
   std::vector<Responder> parked;
   app_.handle("/later", [&](const Request& req, Responder r) {

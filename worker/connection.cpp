@@ -241,19 +241,27 @@ Connection::Work& Connection::work() {
   if (work_) return *work_;
   work_ = server_.work_pool().take();
   Work& w = *work_;
-  // A parser per request, not per connection: between requests llhttp holds nothing.
-  llhttp_init(&w.parser_, HTTP_REQUEST, &parser_settings());
-  // HTTP/1.2 to 1.9 are parsed, and served as 1.1 (RFC 9110 2.5); majors other than 1 get 505.
-  w.parser_.lenient_flags |= LENIENT_VERSION;
+  // A parser per request, not per connection: between requests llhttp holds nothing. Copied
+  // from one llhttp_init made once, which is what llhttp_init would write.
+  static const llhttp_t fresh = [] {
+    llhttp_t parser;
+    llhttp_init(&parser, HTTP_REQUEST, &parser_settings());
+    // HTTP/1.2 to 1.9 are parsed, and served as 1.1 (RFC 9110 2.5); majors other than 1 get 505.
+    parser.lenient_flags |= LENIENT_VERSION;
+    return parser;
+  }();
+  w.parser_ = fresh;
   w.parser_.data = this;
   return w;  // its events are assigned when first needed: most requests need neither
 }
 
 bool Connection::buffered() const {
-  return work_ && (!work_->pending_.empty() || work_->out_offset_ < work_->out_.size());
+  return work_ && (!work_->pending_.empty() || work_->out_offset_ < work_->out_.size() || !work_->direct_out_.empty());
 }
 
-size_t Connection::unsent_bytes() const { return work_ ? work_->out_.size() - work_->out_offset_ : 0; }
+size_t Connection::unsent_bytes() const {
+  return work_ ? work_->out_.size() - work_->out_offset_ + work_->direct_out_.size() : 0;
+}
 
 int64_t Connection::request_started_ms() const { return work_ ? work_->request_started_ms_ : 0; }
 
@@ -1161,7 +1169,11 @@ bool Connection::keep_alive_after_response() {
 
 void Connection::respond_rendered(const RouteEntry& route) {
   bool keep = keep_alive_after_response();
-  work_->out_.append(server_.rendered(route, keep, work_->is_head_));
+  std::string_view bytes = server_.rendered(route, keep, work_->is_head_);
+  // The only output of this read (nothing before it, nothing pipelined behind it): sent from the
+  // route's own bytes by the send_output() that follows in this callback, not copied first.
+  if (work_->out_.empty() && !more_input_) work_->direct_out_ = bytes;
+  else work_->out_.append(bytes);
   finish_response(route.config->status, route.config->body.size());
   phase_ = Phase::Idle;
 }
@@ -1463,6 +1475,13 @@ Connection::Sent Connection::send_output() {
   // kernel. Not when shoal decides the close: a client that does not know may be sending its
   // next request, which would make the close a reset that drops a corked response.
   const bool last = close_after_write_ && work_->client_closes_ && phase_ != Phase::Streaming;
+  if (std::string_view direct = work_->direct_out_; !direct.empty()) {
+    work_->direct_out_ = {};
+    ssize_t n = send(fd_, direct.data(), direct.size(), MSG_NOSIGNAL | (last ? MSG_MORE : 0));
+    // What did not go (a full socket buffer, an error) waits in out_ like any output, and the
+    // loop below sends it or finds why not.
+    if (n != static_cast<ssize_t>(direct.size())) work_->out_.append(direct.substr(n > 0 ? static_cast<size_t>(n) : 0));
+  }
   while (work_->out_offset_ < work_->out_.size()) {
     int flags = MSG_NOSIGNAL | (phase_ == Phase::SendingFile || last ? MSG_MORE : 0);
     ssize_t n = send(fd_, work_->out_.data() + work_->out_offset_, work_->out_.size() - work_->out_offset_, flags);

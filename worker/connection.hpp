@@ -296,6 +296,7 @@ struct Connection::WorkScalars {  // reset to these values whenever a Work is gi
   size_t header_bytes_ = 0;
   size_t pending_offset_ = 0;
   size_t out_offset_ = 0;
+  std::string_view direct_out_;  // a fixed route's response, sent from its own bytes (respond_rendered)
   int file_fd_ = -1;
   off_t file_offset_ = 0;
   off_t file_end_ = 0;
