@@ -1060,6 +1060,33 @@ TEST_F(HttpTest, AFixedResponseLargerThanTheSocketBufferArrivesWhole) {
   EXPECT_EQ(p.eof, Eof::None);
 }
 
+// Date is renewed by a timer at each second, not read per response: it still follows the clock,
+// for a fixed route and for a handler's response alike.
+TEST_F(HttpTest, DateFollowsTheClockAcrossSeconds) {
+  start();
+  Peer& p = connect();
+  auto date_of = [](const HttpResponse& r) {
+    tm parts{};
+    const std::string text(r.header("date"));
+    EXPECT_NE(strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &parts), nullptr) << text;
+    return timegm(&parts);
+  };
+  const time_t began = time(nullptr);
+  for (const char* path : {"/hello", "/echo"}) {
+    auto r = exchange(p, request("GET", path));
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_LE(std::abs(date_of(r[0]) - time(nullptr)), 1) << path;
+  }
+  pump(p, [&] { return time(nullptr) >= began + 2; }, 4s);
+  ASSERT_GE(time(nullptr), began + 2);
+  for (const char* path : {"/hello", "/echo"}) {
+    auto r = exchange(p, request("GET", path));
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_GE(date_of(r[0]), began + 1) << path;
+    EXPECT_LE(std::abs(date_of(r[0]) - time(nullptr)), 1) << path;
+  }
+}
+
 TEST_F(HttpTest, AsyncHandlerAnswersLaterAndInOrder) {
   std::vector<Responder> parked;
   app_.handle("/later", [&](const Request& req, Responder r) {

@@ -307,6 +307,9 @@ HttpServer::HttpServer(event_base* base, const Config& config, const Application
   std::sort(prefix_routes_.begin(), prefix_routes_.end(),
             [&](size_t a, size_t b) { return routes_[a].path.size() > routes_[b].path.size(); });
 
+  date_timer_ = evtimer_new(base_, [](evutil_socket_t, short, void* self) { static_cast<HttpServer*>(self)->renew_date(); }, this);
+  renew_date();
+
   if (access_log_fd_ >= 0) {
     // Its working size from the start: appending a line never reallocates (a line longer than
     // the slack, from a long target, grows it once).
@@ -325,7 +328,8 @@ HttpServer::~HttpServer() {
     if (route.root_fd >= 0) ::close(route.root_fd);
   flush_access_log();
   if (statm_fd_ >= 0) ::close(statm_fd_);
-  for (event* ev : {accept_retry_, drain_timer_, drained_event_, access_flush_timer_, notice_timer_, stream_grace_timer_})
+  for (event* ev : {accept_retry_, drain_timer_, drained_event_, access_flush_timer_, notice_timer_, stream_grace_timer_,
+                    date_timer_})
     if (ev) event_free(ev);
 }
 
@@ -543,20 +547,32 @@ bool HttpServer::valid_authority(std::string_view authority) {
   return true;
 }
 
-std::string_view HttpServer::format_second(SecondText& cache, bool local, const char* format) {
-  timeval now;
-  event_base_gettimeofday_cached(base_, &now);
-  if (now.tv_sec != cache.second) {
-    cache.second = now.tv_sec;
+std::string_view HttpServer::format_second(SecondText& cache, time_t second, bool local, const char* format) {
+  if (second != cache.second) {
+    cache.second = second;
     tm parts;
-    if (local) localtime_r(&now.tv_sec, &parts);
-    else gmtime_r(&now.tv_sec, &parts);
+    if (local) localtime_r(&second, &parts);
+    else gmtime_r(&second, &parts);
     cache.length = strftime(cache.text, sizeof cache.text, format, &parts);
   }
   return {cache.text, cache.length};
 }
 
-std::string_view HttpServer::date() { return format_second(date_, false, "%a, %d %b %Y %H:%M:%S GMT"); }
+std::string_view HttpServer::format_second(SecondText& cache, bool local, const char* format) {
+  timeval now;
+  event_base_gettimeofday_cached(base_, &now);
+  return format_second(cache, now.tv_sec, local, format);
+}
+
+void HttpServer::renew_date() {
+  timeval now;
+  evutil_gettimeofday(&now, nullptr);
+  format_second(date_, now.tv_sec, false, "%a, %d %b %Y %H:%M:%S GMT");
+  // Again at the next second's start (at least 1 us on: a timer a little early formats the same
+  // second and comes back at once).
+  timeval next{0, static_cast<suseconds_t>(1'000'000 - now.tv_usec)};
+  evtimer_add(date_timer_, &next);
+}
 
 std::string_view HttpServer::log_time() { return format_second(log_time_, true, "%d/%b/%Y:%H:%M:%S %z"); }
 

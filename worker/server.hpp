@@ -116,7 +116,9 @@ class HttpServer {
   // --- for Connection and Responder ---
   event_base* base() const { return base_; }
   const Config& config() const { return config_; }
-  std::string_view date();
+  // The Date header's text: renewed at each second's start by a timer (renew_date), so that a
+  // response reads no clock. Under load a renewal waits for the loop's turn: at most one turn late.
+  std::string_view date() const { return {date_.text, date_.length}; }
   // The same second as the access log writes it, local time with its offset, as nginx's
   // $time_local: "01/Dec/2026:15:04:05 +0100" (the main log uses the same zone and offset).
   std::string_view log_time();
@@ -256,7 +258,10 @@ class HttpServer {
     char text[40] = {};
     size_t length = 0;
   };
-  std::string_view format_second(SecondText& cache, bool local, const char* format);
+  std::string_view format_second(SecondText& cache, time_t second, bool local, const char* format);
+  std::string_view format_second(SecondText& cache, bool local, const char* format);  // the loop's second
+  void renew_date();
+  event* date_timer_ = nullptr;
   SecondText date_, log_time_, rfc3339_;
   char rfc3339_text_[40] = {};
   AccessIdentity access_identity_;
