@@ -305,6 +305,21 @@ TEST_F(HttpTest, AHostDifferentFromTheLastValidOneIsCheckedAgain) {
   }
 }
 
+// The route found last is tried first: a path of the same length, a prefix of it, or another
+// route is still routed as if nothing had been asked before.
+TEST_F(HttpTest, EachPathIsRoutedWhateverWasAskedBefore) {
+  start();
+  Peer& p = connect();
+  const std::pair<const char*, int> paths[] = {{"/hello", 200}, {"/hellx", 404}, {"/hello", 200}, {"/hell", 404},
+                                               {"/hello/", 404}, {"/teapot", 418}, {"/hello", 200}, {"/slow", 200},
+                                               {"/files/hello.txt", 200}, {"/hello", 200}};
+  for (const auto& [path, status] : paths) {
+    auto r = exchange(p, request("GET", path));
+    ASSERT_EQ(r.size(), 1u) << path;
+    EXPECT_EQ(r[0].status, status) << path;
+  }
+}
+
 // A request's head is read where it arrived, in the worker's read buffer, and kept only when the
 // request outlives that read. A delayed answer (its head whole in one read, or byte by byte) is
 // logged with its own target and fields after other requests have been read into that buffer.

@@ -502,6 +502,7 @@ Connection* HttpServer::awaiting(uint32_t slot, uint64_t serial) const {
 
 void HttpServer::ExactRoutes::insert(std::string_view path, size_t index) {
   if (find(path) != kNone) return;
+  last_ = kNone;  // slots move
   if (2 * (count_ + 1) > slots_.size()) {
     std::vector<Slot> old(slots_.size() * 2);
     old.swap(slots_);
@@ -518,13 +519,19 @@ void HttpServer::ExactRoutes::insert(std::string_view path, size_t index) {
 }
 
 size_t HttpServer::ExactRoutes::find(std::string_view path) const {
+  if (last_ != kNone) {  // clients ask for the same paths again and again: no hash for those
+    const Slot& slot = slots_[last_];
+    if (slot.path.size() == path.size() && memcmp(slot.path.data(), path.data(), path.size()) == 0) return slot.index;
+  }
   const uint64_t h = hash(path);
   const size_t mask = slots_.size() - 1;
   for (size_t at = h & mask;; at = (at + 1) & mask) {
     const Slot& slot = slots_[at];
     if (slot.index == kNone) return kNone;
-    if (slot.hash == h && slot.path.size() == path.size() && memcmp(slot.path.data(), path.data(), path.size()) == 0)
+    if (slot.hash == h && slot.path.size() == path.size() && memcmp(slot.path.data(), path.data(), path.size()) == 0) {
+      last_ = at;
       return slot.index;
+    }
   }
 }
 

@@ -173,7 +173,8 @@ class HttpServer {
   // The exact routes by path: open addressing over a power-of-two table whose slots keep their
   // path's hash, so that a lookup hashes the path once and compares bytes only where the hash
   // and the length agree. FNV-1a: a path is short, and the table is the config's, so a path
-  // chosen to collide costs at most a walk over the config's routes.
+  // chosen to collide costs at most a walk over the config's routes. The slot found last is
+  // tried first, without hashing.
   class ExactRoutes {
    public:
     static constexpr size_t kNone = SIZE_MAX;
@@ -192,6 +193,7 @@ class HttpServer {
     };
     std::vector<Slot> slots_ = std::vector<Slot>(8);  // a power of two, at most half full
     size_t count_ = 0;
+    mutable size_t last_ = kNone;  // the slot the last lookup found
   };
 
   event_base* base_;
