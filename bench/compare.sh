@@ -221,7 +221,7 @@ for scenario in "${scenarios[@]}"; do
     read -r c _ _ <<<"$(stats "${cpu_us[$server,$scenario]}")"
     med_rps[$server,$scenario]=$m
     med_cpu[$server,$scenario]=$c
-    printf '%-10s %-6s %14s (%s-%s) %24s\n' "$scenario" "$server" "$m" "$lo" "$hi" "$c"
+    printf '%-10s %-6s %14s (%s-%s) %24s   (each round: %s)\n' "$scenario" "$server" "$m" "$lo" "$hi" "$c" "${cpu_us[$server,$scenario]}"
   done
   printf '%-10s %-6s %30s %24s\n' "$scenario" ratio \
     "$(awk -v a="${med_rps[shoal,$scenario]}" -v b="${med_rps[nginx,$scenario]}" 'BEGIN {printf "%.2f", a / b}')" \
@@ -230,7 +230,7 @@ for scenario in "${scenarios[@]}"; do
     read -r m lo hi <<<"$(stats "${rps[floor,$scenario]}")"
     read -r c _ _ <<<"$(stats "${cpu_us[floor,$scenario]}")"
     med_cpu[floor,$scenario]=$c
-    printf '%-10s %-6s %14s (%s-%s) %24s\n' "$scenario" floor "$m" "$lo" "$hi" "$c"
+    printf '%-10s %-6s %14s (%s-%s) %24s   (each round: %s)\n' "$scenario" floor "$m" "$lo" "$hi" "$c" "${cpu_us[floor,$scenario]}"
     printf '%-10s %-13s %47s\n' "$scenario" "floor/nginx" \
       "$(awk -v a="$c" -v b="${med_cpu[nginx,$scenario]}" 'BEGIN {printf "%.2f", a / b}')"
   fi
@@ -251,6 +251,12 @@ show() { [ -n "$2" ] && printf '  %-58s %6.2f\n' "$1" "$2" || printf '  %-58s %6
 for scenario in ka64 ka256 close; do
   show "floor/nginx, $scenario" "$(ratio "${med_cpu[floor,$scenario]:-}" "${med_cpu[nginx,$scenario]:-}")"
   show "shoal/floor, $scenario" "$(ratio "${med_cpu[shoal,$scenario]:-}" "${med_cpu[floor,$scenario]:-}")"
+  # Round by round (shoal and the floor ran one after the other in each): how much of a ratio's
+  # distance from its target is the machine's drift between rounds.
+  if [ -n "${cpu_us[floor,$scenario]:-}" ]; then
+    printf '    %-56s %s\n' "the same, each round" "$(paste -d' ' <(tr ' ' '\n' <<<"${cpu_us[shoal,$scenario]}" | grep -v '^$') \
+      <(tr ' ' '\n' <<<"${cpu_us[floor,$scenario]}" | grep -v '^$') | awk '{printf "%.2f ", $1 / $2}')"
+  fi
 done
 fi
 
