@@ -258,6 +258,33 @@ for scenario in ka64 ka256 close; do
       <(tr ' ' '\n' <<<"${cpu_us[floor,$scenario]}" | grep -v '^$') | awk '{printf "%.2f ", $1 / $2}')"
   fi
 done
+# Instructions, which a busy machine does not disturb: the whole worker under wrk (epoll,
+# libevent, llhttp and shoal, as a keep-alive request really runs) beside the floor, each under
+# callgrind with 64 connections for 5 s.
+if command -v valgrind >/dev/null && [[ " ${scenarios[*]} " = *" ka64 "* ]]; then
+  cg_port=18189
+  sed "s/127.0.0.1:$shoal_port/127.0.0.1:$cg_port/" "$work/shoal.toml" > "$work/shoal-cg.toml"
+  cg_run() {  # cg_run NAME COMMAND...: instructions per request of the process that ran the most
+    local name=$1 pid requests best=0 file total
+    shift
+    valgrind --tool=callgrind --callgrind-out-file="$work/cg-$name.%p" "$@" > "$work/cg-$name.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$cg_port/hello" && break; sleep 0.1; done
+    requests=$(taskset -c $client_cpu wrk -t1 -c64 -d5s "http://127.0.0.1:$cg_port/hello" | awk '/requests in/ {print $1}')
+    kill -TERM $pid 2>/dev/null || true
+    wait $pid 2>/dev/null || true
+    for file in "$work"/cg-"$name".[0-9]*; do
+      total=$(callgrind_annotate "$file" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+      [ "${total:-0}" -gt "$best" ] && best=$total
+    done
+    awk -v a="$best" -v b="$requests" 'BEGIN {if (b > 0) printf "%.0f", a / b}'
+  }
+  cg_shoal=$(cg_run shoal --toggle-collect=event_base_loop ./build-bench/shoal -c "$work/shoal-cg.toml")
+  cg_floor=$(cg_run floor ./build-bench/floor $cg_port)
+  echo "instructions per keep-alive request, the whole worker under wrk -c64 (callgrind):"
+  printf '  %-58s %6s\n' "shoal (event_base_loop and all it calls)" "$cg_shoal" "floor (the whole process)" "$cg_floor"
+  show "the same, shoal/floor" "$(ratio "$cg_shoal" "$cg_floor")"
+fi
 fi
 
 # ---------------------------------------------------------------- the cost of [metrics]
