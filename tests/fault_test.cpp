@@ -136,11 +136,13 @@ TEST_F(Faults, WorkerAboveMaxWorkerRssIsReplacedGracefully) {
 
 // Keep-alive clients that each know which worker serves their connection (from /info).
 TEST_F(Faults, KillNineUnderLoadFailsOnlyThatWorkersConnections) {
-  start("workers = 2", kInfoRoute);
+  // max_connections 4: a worker holding four stops accepting, so the next connections go to the
+  // other one. (Which worker accepts is the kernel's choice, and a worker that is quicker back in
+  // epoll_wait can take hundreds in a row.)
+  start("workers = 2", std::string("[http]\nmax_connections = 4\n") + kInfoRoute);
   auto before = workers();
   pid_t victim = before[0].first, survivor = before[1].first;
-  // Four connections on each worker (which worker accepts a connection is the kernel's choice:
-  // connect until each has four).
+  // Four connections on each worker: connect until each has four.
   struct Conn {
     std::unique_ptr<Client> client;
     pid_t worker = 0;
