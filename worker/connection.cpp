@@ -1475,15 +1475,15 @@ Connection::Sent Connection::send_output() {
   // kernel. Not when shoal decides the close: a client that does not know may be sending its
   // next request, which would make the close a reset that drops a corked response.
   const bool last = close_after_write_ && work_->client_closes_ && phase_ != Phase::Streaming;
+  const int flags = MSG_NOSIGNAL | (phase_ == Phase::SendingFile || last ? MSG_MORE : 0);
   if (std::string_view direct = work_->direct_out_; !direct.empty()) {
     work_->direct_out_ = {};
-    ssize_t n = send(fd_, direct.data(), direct.size(), MSG_NOSIGNAL | (last ? MSG_MORE : 0));
+    ssize_t n = send(fd_, direct.data(), direct.size(), flags);
     // What did not go (a full socket buffer, an error) waits in out_ like any output, and the
     // loop below sends it or finds why not.
     if (n != static_cast<ssize_t>(direct.size())) work_->out_.append(direct.substr(n > 0 ? static_cast<size_t>(n) : 0));
   }
   while (work_->out_offset_ < work_->out_.size()) {
-    int flags = MSG_NOSIGNAL | (phase_ == Phase::SendingFile || last ? MSG_MORE : 0);
     ssize_t n = send(fd_, work_->out_.data() + work_->out_offset_, work_->out_.size() - work_->out_offset_, flags);
     if (n > 0) {
       work_->out_offset_ += static_cast<size_t>(n);

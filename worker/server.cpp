@@ -521,14 +521,14 @@ void HttpServer::ExactRoutes::insert(std::string_view path, size_t index) {
 size_t HttpServer::ExactRoutes::find(std::string_view path) const {
   if (last_ != kNone) {  // clients ask for the same paths again and again: no hash for those
     const Slot& slot = slots_[last_];
-    if (slot.path.size() == path.size() && memcmp(slot.path.data(), path.data(), path.size()) == 0) return slot.index;
+    if (slot.path == path) return slot.index;
   }
   const uint64_t h = hash(path);
   const size_t mask = slots_.size() - 1;
   for (size_t at = h & mask;; at = (at + 1) & mask) {
     const Slot& slot = slots_[at];
     if (slot.index == kNone) return kNone;
-    if (slot.hash == h && slot.path.size() == path.size() && memcmp(slot.path.data(), path.data(), path.size()) == 0) {
+    if (slot.hash == h && slot.path == path) {
       last_ = at;
       return slot.index;
     }
