@@ -201,7 +201,6 @@ const llhttp_settings_t& Connection::parser_settings() {
     s.on_method = on_method;
     s.on_url = on_url;
     s.on_url_complete = on_url_complete;
-    s.on_version = on_version;
     s.on_header_field = on_header_field;
     s.on_header_field_complete = on_header_field_complete;
     s.on_header_value_complete = on_header_value_complete;
@@ -276,12 +275,11 @@ void Connection::release_work() {
   if (w.timer_ev_assigned_) evtimer_del(&w.timer_ev_);
   writing_ = false;
   if (w.file_fd_ >= 0) ::close(w.file_fd_);
-  // Their capacity is kept for the next request (within a bound). The request's own buffers are
-  // emptied when the next one begins; input and output must be empty before it does.
-  w.pending_.clear();
-  w.out_.clear();
-  for (std::string* buffer : {&w.arena_, &w.body_, &w.pending_, &w.out_})
-    if (buffer->capacity() > kKeepCapacity) buffer->clear(), buffer->shrink_to_fit();
+  // Emptied, and their capacity kept for the next request (within a bound).
+  for (std::string* buffer : {&w.arena_, &w.body_, &w.chunk_line_, &w.pending_, &w.out_}) {
+    buffer->clear();
+    if (buffer->capacity() > kKeepCapacity) buffer->shrink_to_fit();
+  }
   w.header_spans_.clear();
   w.headers_.clear();
   static_cast<WorkScalars&>(w) = WorkScalars{};
@@ -366,26 +364,17 @@ int Connection::on_message_begin(llhttp_t* p) {
   auto* c = static_cast<Connection*>(p->data);
   Work& w = *c->work_;
   c->phase_ = Phase::Reading;
-  w.arena_.clear();
-  w.url_ = {};
-  w.header_spans_.clear();
-  w.header_bytes_ = 0;
-  w.in_header_value_ = false;
-  w.body_.clear();
-  w.error_status_ = 0;
-  w.headers_done_ = false;
-  w.method_ = {};
-  w.method_seen_ = false;
-  w.method_end_ = w.url_end_ = 0;
-  w.version_seen_ = false;
-  w.chunk_line_next_ = false;
-  w.chunk_line_.clear();
-  w.chunk_ext_bytes_ = 0;
-  w.authority_ = {};
-  w.origin_ = {};
-  w.forwarded_ = {};
-  w.request_start_us_ = c->server_.access_log_on() || c->server_.counters() ? monotonic_us() : 0;
-  w.request_started_ms_ = 0;  // noted if the request outlives this read (see keep_request)
+  // A Work comes from the pool reset (release_work): only a request after another on the same
+  // Work (pipelined, or while input was held) starts from the previous one's values.
+  if (w.request_begun_) {
+    static_cast<RequestScalars&>(w) = RequestScalars{};
+    w.arena_.clear();
+    w.header_spans_.clear();
+    w.body_.clear();
+    w.chunk_line_.clear();
+  }
+  w.request_begun_ = true;
+  if (c->server_.access_log_on() || c->server_.counters()) w.request_start_us_ = monotonic_us();
   return 0;
 }
 
@@ -395,7 +384,7 @@ bool Connection::over_header_limit() const {
 
 // The request line is method SP target SP HTTP-version, one space each (RFC 9112 3): llhttp
 // skips extra spaces, which a proxy in front may read differently, so the offsets of its parts
-// in the stream are checked here.
+// in the stream are checked: the target's here, the version's in on_headers_complete.
 int Connection::on_method(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
   Work& w = *c->work_;
@@ -433,19 +422,6 @@ int Connection::on_url_complete(llhttp_t* p) {
   if (p->http_major == 0 && p->http_minor == 9) {
     static_cast<Connection*>(p->data)->work_->error_status_ = 505;
     return -1;
-  }
-  return 0;
-}
-
-int Connection::on_version(llhttp_t* p, const char* at, size_t) {
-  auto* c = static_cast<Connection*>(p->data);
-  Work& w = *c->work_;
-  if (!w.version_seen_) {
-    w.version_seen_ = true;
-    if (c->offset_of(at) - w.line_at_ != w.url_end_ + 6u) {  // SP "HTTP/"
-      w.error_status_ = 400;
-      return -1;
-    }
   }
   return 0;
 }
@@ -534,6 +510,12 @@ int Connection::on_headers_complete(llhttp_t* p) {
   // served as 1.1, the highest it implements (RFC 9110 2.5).
   if (p->http_major != 1) {
     w.error_status_ = 505;
+    return -1;
+  }
+  // One space between the target and the version (llhttp skips more): what follows the target
+  // is SP and the "H" of "HTTP/", which llhttp has checked.
+  if (const std::string_view after_target = c->span({w.url_end_, 2}); after_target[0] != ' ' || after_target[1] != 'H') {
+    w.error_status_ = 400;
     return -1;
   }
   const bool http11 = p->http_minor >= 1;
@@ -892,18 +874,18 @@ void Connection::dispatch() {
       work_->arena_.append(found);
     }
   }
-  work_->method_ = llhttp_method_name(static_cast<llhttp_method_t>(work_->parser_.method));
   const Target target = request_target();
+  const RouteEntry* route = metrics_only_ ? nullptr : server_.route(target.path);
+  // A fixed response reads nothing of the request: it needs no Request built, nor its method's
+  // name (the access log finds it).
+  if (route && route->kind == RouteEntry::Kind::Fixed && route->config->delay.count() == 0) return respond_rendered(*route);
+  work_->method_ = llhttp_method_name(static_cast<llhttp_method_t>(work_->parser_.method));
   if (metrics_only_) {
     // The [metrics] listener: the metrics page, or nothing else.
     if (target.path != server_.config().metrics.path) return respond(404, "text/plain", "not found\n");
     if (work_->method_ != "GET" && work_->method_ != "HEAD") return respond(405, "text/plain", "method not allowed\n", "Allow: GET, HEAD\r\n");
     return respond(200, "text/plain; version=0.0.4; charset=utf-8", server_.metrics_page());
   }
-  const RouteEntry* route = server_.route(target.path);
-  // A fixed response reads nothing of the request: it needs no Request built.
-  if (route && route->kind == RouteEntry::Kind::Fixed && route->config->delay.count() == 0) return respond_rendered(*route);
-
   work_->headers_.clear();
   for (const HeaderSpan& h : work_->header_spans_) work_->headers_.push_back({span(h.name), span(h.value)});
   Request request;
@@ -1227,7 +1209,7 @@ void Connection::finish_response(int status, size_t body_bytes) {
     r.address = {remote_ + client_address_at_, client_address_length_};
     r.port = client_port_;
   }
-  r.method = work_->method_;
+  r.method = work_->method_.empty() ? llhttp_method_name(static_cast<llhttp_method_t>(work_->parser_.method)) : work_->method_;
   r.target = span(work_->url_);
   r.http_major = work_->parser_.http_major;
   r.http_minor = work_->parser_.http_minor;
@@ -1342,7 +1324,7 @@ void Connection::advance() {
   }
   while (fd_ >= 0) {
     // Requests held back while the previous one was answered.
-    if (can_parse() && work_->pending_offset_ < work_->pending_.size()) {
+    if (work_->pending_offset_ < work_->pending_.size() && can_parse()) {
       work_->pending_offset_ += feed_all(work_->pending_.data() + work_->pending_offset_, work_->pending_.size() - work_->pending_offset_);
       if (work_->pending_offset_ == work_->pending_.size()) work_->pending_.clear(), work_->pending_offset_ = 0;
     }
@@ -1352,7 +1334,7 @@ void Connection::advance() {
       phase_ = Phase::Idle;
       continue;
     }
-    if (can_parse() && work_->pending_offset_ < work_->pending_.size()) continue;
+    if (work_->pending_offset_ < work_->pending_.size() && can_parse()) continue;
     break;
   }
   if (fd_ < 0) return;
@@ -1498,7 +1480,7 @@ Connection::Sent Connection::send_output() {
   }
   work_->out_.clear();
   work_->out_offset_ = 0;
-  if (phase_ != Phase::SendingFile) want_write(false);
+  if (phase_ != Phase::SendingFile && writing_) want_write(false);
   return Sent::All;
 }
 

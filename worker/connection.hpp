@@ -109,6 +109,7 @@ class Connection {
   friend class WorkPool;
   friend class KeepaliveList;
   struct Work;
+  struct RequestScalars;
   struct WorkScalars;
 
   struct Span {
@@ -122,7 +123,6 @@ class Connection {
   static int on_method(llhttp_t* p, const char* at, size_t length);
   static int on_url(llhttp_t* p, const char* at, size_t length);
   static int on_url_complete(llhttp_t* p);
-  static int on_version(llhttp_t* p, const char* at, size_t length);
   static int on_header_field(llhttp_t* p, const char* at, size_t length);
   static int on_header_field_complete(llhttp_t* p);
   static int on_header_value_complete(llhttp_t* p);
@@ -263,14 +263,34 @@ class Connection {
 
 // What a connection needs only while a request is under way: the parser, the request's fields,
 // the buffers, the write event and the request's timer. Taken from the WorkPool and given back.
-struct Connection::WorkScalars {  // reset to these values whenever a Work is given back
+//
+// One request's own values, reset to these when the next request on the same Work begins (a
+// Work fresh from the pool has them already).
+struct Connection::RequestScalars {
+  bool headers_done_ = false;
+  bool in_header_value_ = false;
+  int error_status_ = 0;  // set by a parser callback that rejects the request
+  bool method_seen_ = false;
+  // The request line's parts, as offsets from its first byte, to check its single spaces.
+  uint32_t method_end_ = 0, url_end_ = 0;
+  bool chunk_line_next_ = false;  // the next input is a chunk-size line (see feed_chunk_line)
+  uint32_t chunk_ext_bytes_ = 0;  // of this request's chunk extensions so far
+  Span url_;
+  Span origin_;     // the target's origin form (path and query); of an absolute-form target too
+  Span authority_;  // the absolute-form target's authority, else the Host header's value
+  Span forwarded_;  // this request's client address from trusted forwarding headers, in arena_
+  size_t header_bytes_ = 0;
+  int64_t request_start_us_ = 0;
+  int64_t request_started_ms_ = 0;  // loop time, for the drain's report of the oldest request
+  std::string_view method_;         // of the current request, for the access log
+};
+
+struct Connection::WorkScalars : RequestScalars {  // reset to these values whenever a Work is given back
+  bool request_begun_ = false;  // a request began on this Work since it was taken
   Timer timer_ = Timer::None;
   bool write_ev_assigned_ = false, timer_ev_assigned_ = false;  // to this connection
-  bool headers_done_ = false;
   bool is_head_ = false;
-  bool client_closes_ = false;     // the request said Connection: close (or was HTTP/1.0 without keep-alive)
-  int error_status_ = 0;           // set by a parser callback that rejects the request
-  bool in_header_value_ = false;
+  bool client_closes_ = false;       // the request said Connection: close (or was HTTP/1.0 without keep-alive)
   bool value_piece_at_end_ = false;  // the last piece of a header value ended where its read ended
   const char* feed_begin_ = nullptr;  // what llhttp_execute is parsing now
   const char* feed_end_ = nullptr;
@@ -281,19 +301,8 @@ struct Connection::WorkScalars {  // reset to these values whenever a Work is gi
   // Stream offsets, modulo 2^32: only differences within one request line are used.
   uint32_t feed_at_ = 0;  // the stream offset of feed_begin_
   uint32_t fed_ = 0;      // bytes of the stream handed to llhttp so far
-  // The request line's parts, as offsets from its first byte, to check its single spaces.
-  uint32_t line_at_ = 0;
-  bool method_seen_ = false;
-  uint32_t method_end_ = 0, url_end_ = 0;
-  bool version_seen_ = false;
-  bool chunk_line_next_ = false;  // the next input is a chunk-size line (see feed_chunk_line)
+  uint32_t line_at_ = 0;  // the stream offset of the request line's first byte
   bool last_chunk_ = false;
-  uint32_t chunk_ext_bytes_ = 0;  // of this request's chunk extensions so far
-  Span url_;
-  Span origin_;     // the target's origin form (path and query); of an absolute-form target too
-  Span authority_;  // the absolute-form target's authority, else the Host header's value
-  Span forwarded_;  // this request's client address from trusted forwarding headers, in arena_
-  size_t header_bytes_ = 0;
   size_t pending_offset_ = 0;
   size_t out_offset_ = 0;
   std::string_view direct_out_;  // a fixed route's response, sent from its own bytes (respond_rendered)
@@ -301,9 +310,6 @@ struct Connection::WorkScalars {  // reset to these values whenever a Work is gi
   off_t file_offset_ = 0;
   off_t file_end_ = 0;
   const RouteConfig* delayed_ = nullptr;  // fixed route answering after its delay
-  int64_t request_start_us_ = 0;
-  int64_t request_started_ms_ = 0;  // loop time, for the drain's report of the oldest request
-  std::string_view method_;     // of the current request, for the access log
 };
 
 struct Connection::Work : WorkScalars {

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -10,6 +12,23 @@
 #include "common/net.hpp"
 
 namespace shoal {
+
+// The same n bytes. For the short strings a request is routed by (a path, a Host value), without
+// a call to memcmp: two loads that may overlap cover 4 to 16 bytes.
+inline bool equal_bytes(const char* a, const char* b, size_t n) {
+  auto equal_words = [&](auto word) {
+    decltype(word) x, y, x_end, y_end;
+    memcpy(&x, a, sizeof x), memcpy(&y, b, sizeof y);
+    memcpy(&x_end, a + n - sizeof x, sizeof x), memcpy(&y_end, b + n - sizeof y, sizeof y);
+    return ((x ^ y) | (x_end ^ y_end)) == 0;
+  };
+  if (n >= 8 && n <= 16) return equal_words(uint64_t{});
+  if (n >= 4 && n < 8) return equal_words(uint32_t{});
+  return memcmp(a, b, n) == 0;
+}
+inline bool equal_bytes(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && equal_bytes(a.data(), b.data(), a.size());
+}
 
 // Without the OWS (SP and HTAB) around it (RFC 9110 5.6.3).
 std::string_view trim_ows(std::string_view text);

@@ -521,14 +521,14 @@ void HttpServer::ExactRoutes::insert(std::string_view path, size_t index) {
 size_t HttpServer::ExactRoutes::find(std::string_view path) const {
   if (last_ != kNone) {  // clients ask for the same paths again and again: no hash for those
     const Slot& slot = slots_[last_];
-    if (slot.path == path) return slot.index;
+    if (equal_bytes(slot.path, path)) return slot.index;
   }
   const uint64_t h = hash(path);
   const size_t mask = slots_.size() - 1;
   for (size_t at = h & mask;; at = (at + 1) & mask) {
     const Slot& slot = slots_[at];
     if (slot.index == kNone) return kNone;
-    if (slot.hash == h && slot.path == path) {
+    if (slot.hash == h && equal_bytes(slot.path, path)) {
       last_ = at;
       return slot.index;
     }
@@ -544,8 +544,7 @@ const RouteEntry* HttpServer::route(std::string_view path) const {
 
 bool HttpServer::valid_authority(std::string_view authority) {
   if (authority.empty()) return true;  // HTTP/1.0 without Host
-  if (authority.size() == known_authority_length_ && memcmp(authority.data(), known_authority_, authority.size()) == 0)
-    return true;
+  if (equal_bytes(authority, {known_authority_, known_authority_length_})) return true;
   if (!is_authority(authority)) return false;
   if (authority.size() <= sizeof known_authority_) {
     memcpy(known_authority_, authority.data(), authority.size());

@@ -205,7 +205,7 @@ class HttpServer {
   ExactRoutes exact_routes_;
   std::vector<size_t> prefix_routes_;  // longest first
   char known_authority_[64];  // the last authority that is_authority accepted
-  size_t known_authority_length_ = SIZE_MAX;  // none yet
+  size_t known_authority_length_ = 0;  // none yet (an empty authority is never compared)
 
   std::vector<Listener> listeners_;  // reserved once: events hold pointers into it
   uint64_t proxy_refused_ = 0;
