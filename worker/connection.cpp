@@ -836,6 +836,10 @@ size_t Connection::feed_chunk_line(const char* data, size_t length) {
 
 // ---------------------------------------------------------------- requests
 
+std::string_view Connection::method_name() const {
+  return llhttp_method_name(static_cast<llhttp_method_t>(work_->parser_.method));
+}
+
 Connection::Target Connection::request_target() const {
   // Routed by the origin form: an absolute-form target's path (RFC 9112 3.2.2), "/" when it has
   // none; "*" (OPTIONS) stays as it is.
@@ -879,7 +883,7 @@ void Connection::dispatch() {
   // A fixed response reads nothing of the request: it needs no Request built, nor its method's
   // name (the access log finds it).
   if (route && route->kind == RouteEntry::Kind::Fixed && route->config->delay.count() == 0) return respond_rendered(*route);
-  work_->method_ = llhttp_method_name(static_cast<llhttp_method_t>(work_->parser_.method));
+  work_->method_ = method_name();
   if (metrics_only_) {
     // The [metrics] listener: the metrics page, or nothing else.
     if (target.path != server_.config().metrics.path) return respond(404, "text/plain", "not found\n");
@@ -1209,7 +1213,7 @@ void Connection::finish_response(int status, size_t body_bytes) {
     r.address = {remote_ + client_address_at_, client_address_length_};
     r.port = client_port_;
   }
-  r.method = work_->method_.empty() ? llhttp_method_name(static_cast<llhttp_method_t>(work_->parser_.method)) : work_->method_;
+  r.method = work_->method_.empty() ? method_name() : work_->method_;
   r.target = span(work_->url_);
   r.http_major = work_->parser_.http_major;
   r.http_minor = work_->parser_.http_minor;

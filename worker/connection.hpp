@@ -185,6 +185,7 @@ class Connection {
     std::string_view target, path, query;
   };
   Target request_target() const;  // views into the head, wherever it is now
+  std::string_view method_name() const;  // the parsed method's name ("GET")
   void serve_static(const RouteEntry& route, const Request& request);
   void reject(int status, std::string_view why);
   // Appends a status line and headers; the body (content_length bytes) follows from the caller.
