@@ -11,7 +11,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <fstream>
 #include <future>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include "support/http_client.hpp"
@@ -93,12 +97,36 @@ TEST_F(Scenarios, B_SigquitWhileAReloadWaitsAnswersTheReload) {
   EXPECT_EQ(exit->code, 1);  // SIGQUIT: stopped without draining
 }
 
+// True once the listening socket on 127.0.0.1:port has no connection left in its accept queue
+// (a LISTEN socket's rx_queue in /proc/net/tcp is that queue's length): a worker took it.
+bool accept_queue_empty_within(int port, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  char local[32];
+  std::snprintf(local, sizeof local, "0100007F:%04X", port);
+  while (Clock::now() < deadline) {
+    std::ifstream tcp("/proc/net/tcp");
+    std::string line;
+    std::getline(tcp, line);  // the header
+    while (std::getline(tcp, line)) {
+      std::istringstream fields(line);
+      std::string slot, address, remote, state, queues;
+      fields >> slot >> address >> remote >> state >> queues;  // queues: tx_queue:rx_queue, hex
+      if (address == local && state == "0A" && queues.substr(queues.find(':') + 1) == "00000000") return true;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  return false;
+}
+
 // C: a generation that began draining at a reload keeps its deadline when SIGTERM follows: its
 // straggler is killed [shutdown] timeout after its drain began, not after the SIGTERM.
 TEST_F(Scenarios, C_ShutdownDuringADrainKeepsTheDrainsDeadline) {
   start("workers = 1", slow_route("/slow", "10s") + "[shutdown]\ntimeout = \"2s\"\n");
   Client slow(port_);
   ASSERT_TRUE(slow.send(request("GET", "/slow")));
+  // Generation 1 must hold the request before the reload: one still in the accept queue would
+  // go to generation 2, and generation 1 would drain at once with nothing in flight.
+  ASSERT_TRUE(accept_queue_empty_within(port_, 5000ms));
   shoal_->signal(SIGHUP);
   ASSERT_TRUE(shoal_->wait_for_log("reload succeeded: generation 2 ready", 5s));
   auto drain_began = Clock::now();
