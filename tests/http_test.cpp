@@ -599,6 +599,22 @@ TEST_F(HttpTest, ABusyKeepAliveConnectionStaysOpenAndIsClosedKeepaliveTimeoutAft
   EXPECT_LT(std::chrono::steady_clock::now() - idle_from, 2s);
 }
 
+TEST_F(HttpTest, AConnectionIdleAgainSoonAfterItWentIdleIsGivenTheWholeKeepaliveTimeoutFromItsLastResponse) {
+  // A connection idle again within keepalive_timeout / 16 (100 ms here) of when it took its place
+  // among the idle ones keeps that place; the sweep that meets it there, 1,600 ms after its first
+  // response, gives it the 60 ms it was busy since: it closes 1,600 ms after its last response,
+  // and at most 100 ms later than that.
+  start("keepalive_timeout = \"1600ms\"\n");
+  Peer& p = connect();
+  ASSERT_EQ(exchange(p, request("GET", "/hello")).size(), 1u);
+  pump(p, [&] { return p.eof != Eof::None; }, 60ms);
+  ASSERT_EQ(exchange(p, request("GET", "/hello")).size(), 1u);
+  auto idle_from = std::chrono::steady_clock::now();
+  EXPECT_EQ(closed(p, 5s), Eof::Clean);
+  EXPECT_GE(std::chrono::steady_clock::now() - idle_from, 1590ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - idle_from, 2100ms);
+}
+
 TEST_F(HttpTest, IdleKeepAliveConnectionsCloseInTheOrderTheyWentIdle) {
   start("keepalive_timeout = \"200ms\"\n");
   Peer& first = connect();

@@ -302,15 +302,23 @@ void Connection::close() {
 }
 
 KeepaliveList::KeepaliveList(event_base* base, Millis timeout)
-    : timer_(evtimer_new(base, on_timer, this)), timeout_(timeout) {}
+    : timer_(evtimer_new(base, on_timer, this)), timeout_(timeout), relist_after_(timeout / 16) {}
 
 KeepaliveList::~KeepaliveList() { event_free(timer_); }
 
 void KeepaliveList::went_idle(Connection& c) {
-  // The timer runs whenever the list is not empty, due no later than this connection's deadline.
+  if (c.in_keepalive_) {
+    if (c.idle_since_ms_ - c.listed_ms_ < relist_after_.count()) return;  // near enough: it stays
+    remove(c);
+  }
+  append(c);
+}
+
+void KeepaliveList::append(Connection& c) {
+  // The timer runs whenever the list is not empty, due no later than the head's deadline.
   const bool timer_running = head_ != nullptr;
-  if (c.in_keepalive_) remove(c);
   c.in_keepalive_ = true;
+  c.listed_ms_ = c.idle_since_ms_;
   c.idle_prev_ = tail_;
   c.idle_next_ = nullptr;
   (tail_ ? tail_->idle_next_ : head_) = &c;
@@ -326,20 +334,26 @@ void KeepaliveList::remove(Connection& c) {
 }
 
 void KeepaliveList::arm(int64_t now_ms) {
-  timeval tv = to_timeval(Millis(std::max<int64_t>(head_->idle_since_ms_ + timeout_.count() - now_ms, 0)));
+  timeval tv = to_timeval(Millis(std::max<int64_t>(head_->listed_ms_ + timeout_.count() - now_ms, 0)));
   evtimer_add(timer_, &tv);
 }
 
+// The list is in the order of listed_ms_, except that a connection the sweep moves to the end
+// (below) may have been listed up to relist_after_ before the one in front of it: it is then
+// closed up to that much late, never early.
 void KeepaliveList::on_timer(evutil_socket_t, short, void* self) {
   auto* list = static_cast<KeepaliveList*>(self);
   const int64_t now_ms = monotonic_ms();
+  const int64_t timeout_ms = list->timeout_.count();
   while (Connection* c = list->head_) {
     if (c->has_work()) {  // busy since it went idle: it comes back when it is idle again
       list->remove(*c);
       continue;
     }
-    if (now_ms - c->idle_since_ms_ < list->timeout_.count()) break;  // the rest went idle later
-    c->close();  // takes it out
+    if (now_ms - c->listed_ms_ < timeout_ms) break;  // the rest were listed later
+    list->remove(*c);
+    if (now_ms - c->idle_since_ms_ < timeout_ms) list->append(*c);  // idle again since it was listed
+    else c->close();
   }
   if (list->head_) list->arm(now_ms);
 }
