@@ -339,18 +339,27 @@ nginx_worker=$(worker_of $nginx_pid)
 printf '  %-6s master RSS %6s, worker RSS %6s (idle)\n' shoal "$(rss_kib $shoal_pid)" "$(rss_kib "$shoal_worker")"
 printf '  %-6s master RSS %6s, worker RSS %6s (idle)\n' nginx "$(rss_kib $nginx_pid)" "$(rss_kib "$nginx_worker")"
 declare -A per_conn idle_worker
-# RSS (KiB) of a master's workers, summed.
+# RSS (KiB) of a master's workers, summed; and the fds they hold.
 workers_rss() {
   local total=0 pid
   for pid in $(ps --ppid "$1" -o pid=); do total=$((total + $(rss_kib "$pid"))); done
   echo $total
 }
+workers_fds() {
+  local total=0 pid
+  for pid in $(ps --ppid "$1" -o pid=); do total=$((total + $(ls /proc/"$pid"/fd 2>/dev/null | wc -l))); done
+  echo $total
+}
 # hold_idle NAME MASTER PORT COUNT HOLDERS: COUNT idle keep-alive connections to PORT (each
 # answered once, then held), from HOLDERS processes (each from its own loopback address when
-# more than one); prints the workers' RSS before and after and sets per_conn[NAME,COUNT].
+# more than one); prints the workers' RSS before and after and sets per_conn[NAME,COUNT]. The
+# figure counts only when the holders had every connection answered and the workers still hold
+# them all when the RSS is read: a server that closes idle connections to make room (nginx does,
+# near worker_connections) would otherwise be credited with memory for connections it dropped.
 hold_idle() {
-  local name=$1 master=$2 port=$3 count=$4 holders=$5 before after k n held pids=()
+  local name=$1 master=$2 port=$3 count=$4 holders=$5 before after k n held fds_before kept pids=()
   before=$(workers_rss "$master")
+  fds_before=$(workers_fds "$master")
   [ "$count" = 10000 ] && idle_worker[$name]=$before
   for ((k = 0; k < holders; k++)); do
     n=$((count / holders + (k < count % holders ? 1 : 0)))
@@ -364,15 +373,16 @@ hold_idle() {
     for _ in $(seq 1200); do grep -q . "$work/hold-$k.out" && break; kill -0 "${pids[k]}" 2>/dev/null || break; sleep 0.1; done
   done
   after=$(workers_rss "$master")
+  kept=$(($(workers_fds "$master") - fds_before))
   held=$(cat "$work"/hold-*.out | awk '/^open/ {s += $2} END {print s + 0}')
   { grep -hv '^open' "$work"/hold-*.out || true; } | head -3 | sed 's/^/  holder: /'
   kill -TERM "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true
   rm -f "$work"/hold-*.out
-  if [ "$held" = "$count" ]; then
+  if [ "$held" = "$count" ] && [ "$kept" -ge "$count" ]; then
     per_conn[$name,$count]=$(awk -v a="$after" -v b="$before" -v n="$count" 'BEGIN {printf "%.2f", (a - b) / n}')
   fi
-  printf '  %-6s workers RSS %7s -> %7s with %6s idle keep-alive connections (%s held): %s KiB per connection\n' \
-    "$name" "$before" "$after" "$count" "$held" "${per_conn[$name,$count]:-not measured}"
+  printf '  %-6s workers RSS %7s -> %7s with %6s idle keep-alive connections (%s answered, %s held by the workers): %s KiB per connection\n' \
+    "$name" "$before" "$after" "$count" "$held" "$kept" "${per_conn[$name,$count]:-not measured}"
   # The connections' close must be over before the next count starts from a settled RSS.
   local pid
   for pid in $(ps --ppid "$master" -o pid=); do
@@ -386,8 +396,10 @@ done
 if [ "$idle_counts" = 10000 ] && [ "$(ulimit -n)" -ge 5000 ]; then
   # No process here may hold 100,000 fds: the servers hold them in several workers instead, each
   # within the limit, and the connections come from as many holders. Both servers get the same
-  # number of workers; nginx with accept_mutex, so that a nearly full worker stops accepting (as a
-  # shoal worker at max_connections does).
+  # number of workers. nginx listens with reuseport, one socket per worker, so that the kernel
+  # spreads the connections evenly: from one shared socket its accept_mutex put them in 3 of 7
+  # workers, which at 15/16 of worker_connections close idle keep-alive connections to take new
+  # ones ("worker_connections are not enough, reusing connections"), and held 54,112 of 100,000.
   per_worker=$(($(ulimit -n) - 2000))
   spread=$(((100000 + per_worker - 1) / per_worker + 1))
   echo "  100,000 idle connections: the fd limit is $(ulimit -Hn) per process and may not be raised here" \
@@ -396,8 +408,8 @@ if [ "$idle_counts" = 10000 ] && [ "$(ulimit -n)" -ge 5000 ]; then
       -e "s/^max_connections = .*/max_connections = $per_worker/" "$work/shoal.toml" > "$work/shoal-spread.toml"
   sed -e "s/^worker_processes 1;/worker_processes $spread;/" -e '/^worker_cpu_affinity/d' \
       -e "s/^worker_rlimit_nofile .*/worker_rlimit_nofile $(ulimit -n);/" -e "s|^pid .*|pid $work/nginx-spread.pid;|" \
-      -e "s/events { worker_connections [0-9]*; }/events { worker_connections $per_worker; accept_mutex on; }/" \
-      -e "s/listen 127.0.0.1:$nginx_port /listen 127.0.0.1:18187 /" "$work/nginx.conf" > "$work/nginx-spread.conf"
+      -e "s/events { worker_connections [0-9]*; }/events { worker_connections $per_worker; }/" \
+      -e "s/listen 127.0.0.1:$nginx_port backlog=4096;/listen 127.0.0.1:18187 backlog=4096 reuseport;/" "$work/nginx.conf" > "$work/nginx-spread.conf"
   start_shoal "$work/shoal-spread.toml" 18186
   shoal_spread_pid=$started_pid
   taskset -c $server_cpu /usr/sbin/nginx -p "$work/nginx" -c "$work/nginx-spread.conf" -g 'daemon off;' &
