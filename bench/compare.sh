@@ -339,17 +339,13 @@ nginx_worker=$(worker_of $nginx_pid)
 printf '  %-6s master RSS %6s, worker RSS %6s (idle)\n' shoal "$(rss_kib $shoal_pid)" "$(rss_kib "$shoal_worker")"
 printf '  %-6s master RSS %6s, worker RSS %6s (idle)\n' nginx "$(rss_kib $nginx_pid)" "$(rss_kib "$nginx_worker")"
 declare -A per_conn idle_worker
-# RSS (KiB) of a master's workers, summed; and the fds they hold.
-workers_rss() {
+# workers_sum MASTER COUNT: the sum over MASTER's workers of COUNT PID, their RSS (KiB) or fds.
+workers_sum() {
   local total=0 pid
-  for pid in $(ps --ppid "$1" -o pid=); do total=$((total + $(rss_kib "$pid"))); done
+  for pid in $(ps --ppid "$1" -o pid=); do total=$((total + $("$2" "$pid"))); done
   echo $total
 }
-workers_fds() {
-  local total=0 pid
-  for pid in $(ps --ppid "$1" -o pid=); do total=$((total + $(ls /proc/"$pid"/fd 2>/dev/null | wc -l))); done
-  echo $total
-}
+fd_count() { ls /proc/"$1"/fd 2>/dev/null | wc -l; }
 # hold_idle NAME MASTER PORT COUNT HOLDERS: COUNT idle keep-alive connections to PORT (each
 # answered once, then held), from HOLDERS processes (each from its own loopback address when
 # more than one); prints the workers' RSS before and after and sets per_conn[NAME,COUNT]. The
@@ -358,8 +354,8 @@ workers_fds() {
 # near worker_connections) would otherwise be credited with memory for connections it dropped.
 hold_idle() {
   local name=$1 master=$2 port=$3 count=$4 holders=$5 before after k n held fds_before kept pids=()
-  before=$(workers_rss "$master")
-  fds_before=$(workers_fds "$master")
+  before=$(workers_sum "$master" rss_kib)
+  fds_before=$(workers_sum "$master" fd_count)
   [ "$count" = 10000 ] && idle_worker[$name]=$before
   for ((k = 0; k < holders; k++)); do
     n=$((count / holders + (k < count % holders ? 1 : 0)))
@@ -372,8 +368,8 @@ hold_idle() {
   for ((k = 0; k < holders; k++)); do
     for _ in $(seq 1200); do grep -q . "$work/hold-$k.out" && break; kill -0 "${pids[k]}" 2>/dev/null || break; sleep 0.1; done
   done
-  after=$(workers_rss "$master")
-  kept=$(($(workers_fds "$master") - fds_before))
+  after=$(workers_sum "$master" rss_kib)
+  kept=$(($(workers_sum "$master" fd_count) - fds_before))
   held=$(cat "$work"/hold-*.out | awk '/^open/ {s += $2} END {print s + 0}')
   { grep -hv '^open' "$work"/hold-*.out || true; } | head -3 | sed 's/^/  holder: /'
   kill -TERM "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true
@@ -386,7 +382,7 @@ hold_idle() {
   # The connections' close must be over before the next count starts from a settled RSS.
   local pid
   for pid in $(ps --ppid "$master" -o pid=); do
-    for _ in $(seq 100); do [ "$(ls /proc/"$pid"/fd 2>/dev/null | wc -l)" -lt 100 ] && break; sleep 0.1; done
+    for _ in $(seq 100); do [ "$(fd_count "$pid")" -lt 100 ] && break; sleep 0.1; done
   done
 }
 for conns in $idle_counts; do
@@ -428,7 +424,7 @@ sed -e "s/events { worker_connections [0-9]*; }/events { worker_connections 1024
 taskset -c $server_cpu /usr/sbin/nginx -p "$work/nginx" -c "$work/nginx-small.conf" -g 'daemon off;' &
 nginx_small_pid=$!
 for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18188/hello && break; sleep 0.05; done
-small_rss=$(workers_rss $nginx_small_pid)
+small_rss=$(workers_sum $nginx_small_pid rss_kib)
 kill -QUIT $nginx_small_pid; wait $nginx_small_pid 2>/dev/null || true
 slot_kib=$(awk -v a="${idle_worker[nginx]}" -v b="$small_rss" -v n=$((max_conns - 1024)) 'BEGIN {printf "%.2f", (a - b) / n}')
 printf '  nginx  worker RSS %s with worker_connections 1024, %s with %s: %s KiB per slot, allocated at start\n' \
