@@ -353,7 +353,7 @@ fd_count() { ls /proc/"$1"/fd 2>/dev/null | wc -l; }
 # them all when the RSS is read: a server that closes idle connections to make room (nginx does,
 # near worker_connections) would otherwise be credited with memory for connections it dropped.
 hold_idle() {
-  local name=$1 master=$2 port=$3 count=$4 holders=$5 before after k n held fds_before kept pids=()
+  local name=$1 master=$2 port=$3 count=$4 holders=$5 before after k n answered fds_before kept pids=()
   before=$(workers_sum "$master" rss_kib)
   fds_before=$(workers_sum "$master" fd_count)
   [ "$count" = 10000 ] && idle_worker[$name]=$before
@@ -370,15 +370,15 @@ hold_idle() {
   done
   after=$(workers_sum "$master" rss_kib)
   kept=$(($(workers_sum "$master" fd_count) - fds_before))
-  held=$(cat "$work"/hold-*.out | awk '/^open/ {s += $2} END {print s + 0}')
+  answered=$(cat "$work"/hold-*.out | awk '/^open/ {s += $2} END {print s + 0}')
   { grep -hv '^open' "$work"/hold-*.out || true; } | head -3 | sed 's/^/  holder: /'
   kill -TERM "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true
   rm -f "$work"/hold-*.out
-  if [ "$held" = "$count" ] && [ "$kept" -ge "$count" ]; then
+  if [ "$answered" = "$count" ] && [ "$kept" -ge "$count" ]; then
     per_conn[$name,$count]=$(awk -v a="$after" -v b="$before" -v n="$count" 'BEGIN {printf "%.2f", (a - b) / n}')
   fi
   printf '  %-6s workers RSS %7s -> %7s with %6s idle keep-alive connections (%s answered, %s held by the workers): %s KiB per connection\n' \
-    "$name" "$before" "$after" "$count" "$held" "$kept" "${per_conn[$name,$count]:-not measured}"
+    "$name" "$before" "$after" "$count" "$answered" "$kept" "${per_conn[$name,$count]:-not measured}"
   # The connections' close must be over before the next count starts from a settled RSS.
   local pid
   for pid in $(ps --ppid "$master" -o pid=); do
