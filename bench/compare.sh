@@ -15,7 +15,9 @@
 # then memory (idle RSS, RSS per idle keep-alive connection), reload latency, and the micro benchmark.
 # In the keep-alive scenarios a third server runs too, bench/floor.cpp: the same system calls per
 # request as the other two and no other work, so floor/nginx is the best CPU ratio any server can
-# reach on this kernel, whatever it does in user space.
+# reach on this kernel, whatever it does in user space; and a fourth, bench/floor_libs.cpp: the
+# floor through libevent's loop and llhttp's parser, the libraries shoal is built on, so that
+# floor_libs/floor is what those cost and shoal/floor_libs what shoal's own code costs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${SECONDS_PER_RUN:-10}
@@ -40,7 +42,7 @@ if ((${#missing[@]})); then
 fi
 ./build.sh >/dev/null  # the Debian packages; the benchmark's own Release build goes beside ./build, not into it
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target shoal floor idle_conns micro_bench >/dev/null
+cmake --build build-bench -j"$(nproc)" --target shoal floor floor_libs idle_conns micro_bench >/dev/null
 # 100,000 idle connections need far more fds than the usual 1024: root raises the hard limit,
 # given CAP_SYS_RESOURCE (some containers withhold it: then only 10,000 are measured).
 { ulimit -Hn 250000 && ulimit -n 250000; } 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -64,6 +66,7 @@ shoal_port=18180
 nginx_port=18181
 floor_port=18182
 floor_close_port=18185
+floor_libs_port=18186
 # Static files: 4 KiB and 1 MiB, served by both from the same directory (nginx with sendfile and
 # tcp_nopush, as it is deployed for files).
 mkdir -p "$work/www"
@@ -128,21 +131,25 @@ start_nginx() {
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$nginx_port/hello" && return; sleep 0.05; done
   echo "nginx did not start:"; cat "$work/nginx/logs/error.log"; exit 1
 }
-start_floor() {  # start_floor PORT [close]: sets started_pid
-  taskset -c $server_cpu ./build-bench/floor "$@" > "$work/floor-$1.log" 2>&1 &
+start_floor() {  # start_floor BINARY PORT [close]: sets started_pid
+  local binary=$1
+  shift
+  taskset -c $server_cpu "./build-bench/$binary" "$@" > "$work/$binary-$1.log" 2>&1 &
   started_pid=$!
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/hello" && return; sleep 0.05; done
-  echo "floor did not start:"; cat "$work/floor-$1.log"; exit 1
+  echo "$binary did not start:"; cat "$work/$binary-$1.log"; exit 1
 }
 start_shoal
 shoal_pid=$started_pid
 start_shoal "$work/shoal-metrics.toml" $shoal_m_port
 shoal_m_pid=$started_pid
 start_nginx
-start_floor $floor_port
+start_floor floor $floor_port
 floor_pid=$started_pid
-start_floor $floor_close_port close
+start_floor floor $floor_close_port close
 floor_close_pid=$started_pid
+start_floor floor_libs $floor_libs_port
+floor_libs_pid=$started_pid
 
 # utime+stime of a process and its children, in clock ticks.
 cpu_ticks() {
@@ -165,6 +172,7 @@ run() {  # run SERVER SCENARIO
     shoal+metrics) port=$shoal_m_port pid=$shoal_m_pid ;;
     nginx) port=$nginx_port pid=$nginx_pid ;;
     floor) port=$floor_port pid=$floor_pid ;;
+    floor_libs) port=$floor_libs_port pid=$floor_libs_pid ;;
   esac
   # The floor of one connection per request is its own server (accept, recv, send, close).
   if [ "$server" = floor ] && [ "$scenario" = close ]; then port=$floor_close_port pid=$floor_close_pid; fi
@@ -204,9 +212,10 @@ for scenario in "${scenarios[@]}"; do
   for _ in $(seq "$rounds"); do
     run shoal "$scenario"; run nginx "$scenario"
     if [[ $scenario = ka* || $scenario = close ]]; then run floor "$scenario"; fi
+    if [[ $scenario = ka* ]]; then run floor_libs "$scenario"; fi
   done
 done
-kill -TERM $floor_pid $floor_close_pid && wait $floor_pid $floor_close_pid 2>/dev/null || true
+kill -TERM $floor_pid $floor_close_pid $floor_libs_pid && wait $floor_pid $floor_close_pid $floor_libs_pid 2>/dev/null || true
 
 declare -A med_rps med_cpu
 verdict() {
@@ -215,26 +224,27 @@ verdict() {
   'BEGIN { ok = (op == "<=") ? (v <= limit) : (v >= limit); printf "  %-58s %6.2f %s %-5s %s\n", what, v, op, limit, ok ? "met" : "NOT met" }'; }
 ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.4f", a / b}' || true; }
 if [ ${#scenarios[@]} -gt 0 ]; then
-printf '\n%-10s %-6s %30s %24s\n' scenario server "requests/s median (min-max)" "CPU us/request median"
+printf '\n%-10s %-10s %26s %24s\n' scenario server "requests/s median (min-max)" "CPU us/request median"
 for scenario in "${scenarios[@]}"; do
   for server in shoal nginx; do
     read -r m lo hi <<<"$(stats "${rps[$server,$scenario]}")"
     read -r c _ _ <<<"$(stats "${cpu_us[$server,$scenario]}")"
     med_rps[$server,$scenario]=$m
     med_cpu[$server,$scenario]=$c
-    printf '%-10s %-6s %14s (%s-%s) %24s   (each round: %s)\n' "$scenario" "$server" "$m" "$lo" "$hi" "$c" "${cpu_us[$server,$scenario]}"
+    printf '%-10s %-10s %10s (%s-%s) %24s   (each round: %s)\n' "$scenario" "$server" "$m" "$lo" "$hi" "$c" "${cpu_us[$server,$scenario]}"
   done
-  printf '%-10s %-6s %30s %24s\n' "$scenario" ratio \
+  printf '%-10s %-10s %26s %24s\n' "$scenario" ratio \
     "$(awk -v a="${med_rps[shoal,$scenario]}" -v b="${med_rps[nginx,$scenario]}" 'BEGIN {printf "%.2f", a / b}')" \
     "$(awk -v a="${med_cpu[shoal,$scenario]}" -v b="${med_cpu[nginx,$scenario]}" 'BEGIN {printf "%.2f", a / b}')"
-  if [ -n "${rps[floor,$scenario]:-}" ]; then
-    read -r m lo hi <<<"$(stats "${rps[floor,$scenario]}")"
-    read -r c _ _ <<<"$(stats "${cpu_us[floor,$scenario]}")"
-    med_cpu[floor,$scenario]=$c
-    printf '%-10s %-6s %14s (%s-%s) %24s   (each round: %s)\n' "$scenario" floor "$m" "$lo" "$hi" "$c" "${cpu_us[floor,$scenario]}"
-    printf '%-10s %-13s %47s\n' "$scenario" "floor/nginx" \
+  for floor in floor floor_libs; do
+    [ -n "${rps[$floor,$scenario]:-}" ] || continue
+    read -r m lo hi <<<"$(stats "${rps[$floor,$scenario]}")"
+    read -r c _ _ <<<"$(stats "${cpu_us[$floor,$scenario]}")"
+    med_cpu[$floor,$scenario]=$c
+    printf '%-10s %-10s %10s (%s-%s) %24s   (each round: %s)\n' "$scenario" $floor "$m" "$lo" "$hi" "$c" "${cpu_us[$floor,$scenario]}"
+    printf '%-10s %-17s %43s\n' "$scenario" "$floor/nginx" \
       "$(awk -v a="$c" -v b="${med_cpu[nginx,$scenario]}" 'BEGIN {printf "%.2f", a / b}')"
-  fi
+  done
 done
 
 echo
@@ -249,15 +259,22 @@ verdict "keep-alive 64" "$(ratio "${med_rps[shoal,ka64]:-}" "${med_rps[nginx,ka6
 verdict "pipelined 16" "$(ratio "${med_rps[shoal,pipe16]:-}" "${med_rps[nginx,pipe16]:-}")" ">=" 1.2
 echo "the floors (the same system calls and nothing else; no server can do less), CPU per request:"
 show() { [ -n "$2" ] && printf '  %-58s %6.2f\n' "$1" "$2" || printf '  %-58s %6s\n' "$1" -; }
+each_round() {  # each_round A B SCENARIO: A/B round by round (they ran one after the other in each)
+  [ -n "${cpu_us[$2,$3]:-}" ] || return 0
+  printf '    %-56s %s\n' "the same, each round" "$(paste -d' ' <(tr ' ' '\n' <<<"${cpu_us[$1,$3]}" | grep -v '^$') \
+    <(tr ' ' '\n' <<<"${cpu_us[$2,$3]}" | grep -v '^$') | awk '{printf "%.2f ", $1 / $2}')"
+}
 for scenario in ka64 ka256 close; do
   show "floor/nginx, $scenario" "$(ratio "${med_cpu[floor,$scenario]:-}" "${med_cpu[nginx,$scenario]:-}")"
   show "shoal/floor, $scenario" "$(ratio "${med_cpu[shoal,$scenario]:-}" "${med_cpu[floor,$scenario]:-}")"
-  # Round by round (shoal and the floor ran one after the other in each): how much of a ratio's
-  # distance from its target is the machine's drift between rounds.
-  if [ -n "${cpu_us[floor,$scenario]:-}" ]; then
-    printf '    %-56s %s\n' "the same, each round" "$(paste -d' ' <(tr ' ' '\n' <<<"${cpu_us[shoal,$scenario]}" | grep -v '^$') \
-      <(tr ' ' '\n' <<<"${cpu_us[floor,$scenario]}" | grep -v '^$') | awk '{printf "%.2f ", $1 / $2}')"
-  fi
+  # How much of a ratio's distance from its target is the machine's drift between rounds.
+  each_round shoal floor $scenario
+  [ "$scenario" = close ] && continue
+  # The floor through libevent and llhttp: what the libraries cost, and what is left to shoal.
+  show "floor_libs/floor, $scenario" "$(ratio "${med_cpu[floor_libs,$scenario]:-}" "${med_cpu[floor,$scenario]:-}")"
+  each_round floor_libs floor $scenario
+  show "shoal/floor_libs, $scenario" "$(ratio "${med_cpu[shoal,$scenario]:-}" "${med_cpu[floor_libs,$scenario]:-}")"
+  each_round shoal floor_libs $scenario
 done
 # Instructions, which a busy machine does not disturb: the whole worker under wrk (epoll,
 # libevent, llhttp and shoal, as a keep-alive request really runs) beside the floor, each under
@@ -282,9 +299,13 @@ if command -v valgrind >/dev/null && [[ " ${scenarios[*]} " = *" ka64 "* ]]; the
   }
   cg_shoal=$(cg_run shoal --toggle-collect=event_base_loop ./build-bench/shoal -c "$work/shoal-cg.toml")
   cg_floor=$(cg_run floor ./build-bench/floor $cg_port)
+  cg_floor_libs=$(cg_run floor_libs ./build-bench/floor_libs $cg_port)
   echo "instructions per keep-alive request, the whole worker under wrk -c64 (callgrind):"
-  printf '  %-58s %6s\n' "shoal (event_base_loop and all it calls)" "$cg_shoal" "floor (the whole process)" "$cg_floor"
+  printf '  %-58s %6s\n' "shoal (event_base_loop and all it calls)" "$cg_shoal" "floor (the whole process)" "$cg_floor" \
+    "floor_libs (the whole process)" "$cg_floor_libs"
   show "the same, shoal/floor" "$(ratio "$cg_shoal" "$cg_floor")"
+  show "the same, floor_libs/floor" "$(ratio "$cg_floor_libs" "$cg_floor")"
+  show "the same, shoal/floor_libs" "$(ratio "$cg_shoal" "$cg_floor_libs")"
 fi
 fi
 
