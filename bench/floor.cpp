@@ -28,11 +28,12 @@
 #include <string_view>
 #include <vector>
 
+#include "floor_common.hpp"
+
 namespace {
 
-constexpr std::string_view kResponse =
-    "HTTP/1.1 200 OK\r\nServer: shoal\r\nDate: Sat, 21 Nov 2026 12:00:00 GMT\r\n"
-    "Content-Type: text/plain\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nok\n";
+using floor_common::die;
+using floor_common::kResponse;
 
 constexpr std::string_view kCloseResponse =
     "HTTP/1.1 200 OK\r\nServer: shoal\r\nDate: Sat, 21 Nov 2026 12:00:00 GMT\r\n"
@@ -43,11 +44,6 @@ struct Conn {
   int matched = 0;  // how much of "\r\n\r\n" the input ended with
   std::string out;  // what a short send left
 };
-
-[[noreturn]] void die(const char* what) {
-  fprintf(stderr, "floor: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
 
 // Counts the header sections that end in data, carrying a partial "\r\n\r\n" over reads.
 int count_requests(Conn& c, const char* data, size_t length) {
@@ -71,16 +67,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   const bool close_mode = argc == 3;
-  int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (listener < 0) die("socket");
-  int one = 1;
-  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(atoi(argv[1])));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) die("bind");
-  if (listen(listener, 4096) != 0) die("listen");
+  const int listener = floor_common::listen_loopback(argv[1]);
+  const int one = 1;
 
   int ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) die("epoll_create1");

@@ -26,12 +26,12 @@
 #include <string_view>
 #include <vector>
 
+#include "floor_common.hpp"
+
 namespace {
 
-// The bytes shoal sends for /hello (as bench/floor.cpp sends).
-constexpr std::string_view kResponse =
-    "HTTP/1.1 200 OK\r\nServer: shoal\r\nDate: Sat, 21 Nov 2026 12:00:00 GMT\r\n"
-    "Content-Type: text/plain\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nok\n";
+using floor_common::die;
+using floor_common::kResponse;
 
 struct Conn {
   int fd = -1;
@@ -51,11 +51,6 @@ struct Floor {
 };
 
 Floor floor_state;
-
-[[noreturn]] void die(const char* what) {
-  fprintf(stderr, "floor_libs: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
 
 int on_message_complete(llhttp_t* p) {
   ++static_cast<Conn*>(p->data)->complete;
@@ -123,16 +118,8 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: floor_libs PORT\n");
     return 2;
   }
-  int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (listener < 0) die("socket");
-  int one = 1;
-  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(atoi(argv[1])));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) die("bind");
-  if (listen(listener, 4096) != 0) die("listen");
+  floor_common::program = "floor_libs";
+  const int listener = floor_common::listen_loopback(argv[1]);
 
   llhttp_settings_init(&floor_state.settings);
   floor_state.settings.on_message_complete = on_message_complete;
