@@ -151,20 +151,21 @@ floor_close_pid=$started_pid
 start_floor floor_libs $floor_libs_port
 floor_libs_pid=$started_pid
 
-# utime+stime of a process and its children, in clock ticks.
+# utime+stime, and utime alone, of a process and its children, in clock ticks: "TOTAL USER".
 cpu_ticks() {
-  local total=0 pid
+  local total=0 user=0 pid utime stime
   for pid in $1 $(ps --ppid "$1" -o pid= 2>/dev/null); do
     # Fields 14 and 15 counted after the name, which may hold spaces ("shoal: worker 0").
-    total=$((total + $( { sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null || echo; } | awk '{print $12 + $13}')))
+    read -r utime stime <<<"$( { sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null || echo; } | awk '{print $12 + 0, $13 + 0}')"
+    total=$((total + utime + stime)) user=$((user + utime))
   done
-  echo $total
+  echo "$total $user"
 }
 worker_of() { ps --ppid "$1" -o pid= | head -1 | tr -d ' '; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # ---------------------------------------------------------------- throughput and CPU per request
-declare -A rps cpu_us
+declare -A rps cpu_us user_us
 run() {  # run SERVER SCENARIO
   local server=$1 scenario=$2 port pid args=()
   case $server in
@@ -185,15 +186,16 @@ run() {  # run SERVER SCENARIO
     static4k) args=(-c32) path=/static/4k.bin ;;
     static1m) args=(-c32) path=/static/1m.bin ;;
   esac
-  local before after out requests
-  before=$(cpu_ticks "$pid")
+  local before before_user after after_user out requests
+  read -r before before_user <<<"$(cpu_ticks "$pid")"
   out=$(taskset -c $client_cpu wrk -t1 -d"${duration}s" "${args[@]}" "http://127.0.0.1:$port$path")
-  after=$(cpu_ticks "$pid")
+  read -r after after_user <<<"$(cpu_ticks "$pid")"
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   local errors; errors=$(echo "$out" | awk '/Socket errors|Non-2xx/ {print}' | tr '\n' ' ')
   [ -n "$errors" ] && echo "  note: $server $scenario: $errors" >&2
   rps[$server,$scenario]+="$(echo "$out" | awk '/Requests\/sec/ {printf "%d", $2}') "
   cpu_us[$server,$scenario]+="$(awk -v t=$((after - before)) -v r="$requests" -v hz="$hz" 'BEGIN {printf "%.2f", t * 1e6 / hz / r}') "
+  user_us[$server,$scenario]+="$(awk -v t=$((after_user - before_user)) -v r="$requests" -v hz="$hz" 'BEGIN {printf "%.3f", t * 1e6 / hz / r}') "
 }
 stats() {  # median min max of a list
   tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {printf "%s %s %s", a[int((NR+1)/2)], a[1], a[NR]}'
@@ -270,6 +272,15 @@ for scenario in ka64 ka256 close; do
   # How much of a ratio's distance from its target is the machine's drift between rounds.
   each_round shoal floor $scenario
   [ "$scenario" = close ] && continue
+  # The kernel's time and user space's apart (the kernel's ticks are sampled as they fall, so
+  # one round's split is rough; the same system calls should cost each server the same).
+  split=""
+  for server in shoal floor floor_libs nginx; do
+    [ -n "${user_us[$server,$scenario]:-}" ] || continue
+    read -r u _ _ <<<"$(stats "${user_us[$server,$scenario]}")"
+    split+="$server $u/$(awk -v c="${med_cpu[$server,$scenario]}" -v u="$u" 'BEGIN {printf "%.2f", c - u}')  "
+  done
+  [ -z "$split" ] || printf '  %-58s %s\n' "user/system us per request, $scenario (medians)" "$split"
   # The floor through libevent and llhttp: what the libraries cost, and what is left to shoal.
   show "floor_libs/floor, $scenario" "$(ratio "${med_cpu[floor_libs,$scenario]:-}" "${med_cpu[floor,$scenario]:-}")"
   each_round floor_libs floor $scenario
