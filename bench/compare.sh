@@ -161,11 +161,14 @@ cpu_ticks() {
   done
   echo "$total $user"
 }
+# The time the host gave this VM's CPUs to others (steal) and all the CPUs' time, in clock ticks:
+# "STEAL TOTAL". On a shared host it is what moves a server's CPU per request between rounds.
+steal_ticks() { awk '/^cpu / {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit}' /proc/stat; }
 worker_of() { ps --ppid "$1" -o pid= | head -1 | tr -d ' '; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # ---------------------------------------------------------------- throughput and CPU per request
-declare -A rps cpu_us user_us
+declare -A rps cpu_us user_us steal_pct
 run() {  # run SERVER SCENARIO
   local server=$1 scenario=$2 port pid args=()
   case $server in
@@ -187,9 +190,13 @@ run() {  # run SERVER SCENARIO
     static1m) args=(-c32) path=/static/1m.bin ;;
   esac
   local before before_user after after_user out requests
+  local steal_before all_before steal_after all_after
+  read -r steal_before all_before <<<"$(steal_ticks)"
   read -r before before_user <<<"$(cpu_ticks "$pid")"
   out=$(taskset -c $client_cpu wrk -t1 -d"${duration}s" "${args[@]}" "http://127.0.0.1:$port$path")
   read -r after after_user <<<"$(cpu_ticks "$pid")"
+  read -r steal_after all_after <<<"$(steal_ticks)"
+  steal_pct[$server,$scenario]+="$(awk -v s=$((steal_after - steal_before)) -v a=$((all_after - all_before)) 'BEGIN {printf "%.0f", (a > 0) ? 100 * s / a : 0}') "
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   local errors; errors=$(echo "$out" | awk '/Socket errors|Non-2xx/ {print}' | tr '\n' ' ')
   [ -n "$errors" ] && echo "  note: $server $scenario: $errors" >&2
@@ -281,6 +288,11 @@ for scenario in ka64 ka256 close; do
     split+="$server $u/$(awk -v c="${med_cpu[$server,$scenario]}" -v u="$u" 'BEGIN {printf "%.2f", c - u}')  "
   done
   [ -z "$split" ] || printf '  %-58s %s\n' "user/system us per request, $scenario (medians)" "$split"
+  steal=""
+  for server in shoal floor floor_libs; do
+    [ -n "${steal_pct[$server,$scenario]:-}" ] && steal+="$server ${steal_pct[$server,$scenario]% } "
+  done
+  [ -z "$steal" ] || printf '  %-58s %s\n' "CPU time the host took from this VM (steal, %), each round" "$steal"
   # The floor through libevent and llhttp: what the libraries cost, and what is left to shoal.
   show "floor_libs/floor, $scenario" "$(ratio "${med_cpu[floor_libs,$scenario]:-}" "${med_cpu[floor,$scenario]:-}")"
   each_round floor_libs floor $scenario
