@@ -10,8 +10,10 @@
 #
 # Prints, per server and scenario: requests/s (median, min, max) and the server's CPU time per
 # request (master and workers, utime+stime from /proc over the run, divided by the requests);
-# then the ratios shoal/nginx and whether each target of the performance issue is met; the
-# instructions per keep-alive request of the whole worker under wrk, beside the floor's (callgrind);
+# then the ratios shoal/nginx and whether each target of the performance issue is met; in the
+# keep-alive scenarios user and system time apart, and how much CPU time the host took from this VM
+# in each round (steal); the instructions per keep-alive request of the whole worker under wrk,
+# beside the floors' (callgrind);
 # then memory (idle RSS, RSS per idle keep-alive connection), reload latency, and the micro benchmark.
 # In the keep-alive scenarios a third server runs too, bench/floor.cpp: the same system calls per
 # request as the other two and no other work, so floor/nginx is the best CPU ratio any server can
