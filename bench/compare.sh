@@ -291,7 +291,7 @@ for scenario in ka64 ka256 close; do
   done
   [ -z "$split" ] || printf '  %-58s %s\n' "user/system us per request, $scenario (medians)" "$split"
   steal=""
-  for server in shoal floor floor_libs; do
+  for server in shoal floor floor_libs nginx; do
     [ -n "${steal_pct[$server,$scenario]:-}" ] && steal+="$server ${steal_pct[$server,$scenario]% } "
   done
   [ -z "$steal" ] || printf '  %-58s %s\n' "CPU time the host took from this VM (steal, %), each round" "$steal"

@@ -13,7 +13,6 @@
 //
 // bench/compare.sh runs it beside shoal and nginx: its CPU time per request is the kernel's share
 // of every server's, and floor/nginx is the best ratio that user-space work alone can reach.
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,8 +21,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -9,7 +9,6 @@
 //
 // bench/compare.sh runs it beside floor: floor_libs/floor is what the libraries cost above the
 // system calls, shoal/floor_libs what shoal's code costs above the libraries.
-#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <llhttp.h>
@@ -19,8 +18,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
