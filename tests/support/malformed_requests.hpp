@@ -77,6 +77,18 @@ inline const std::vector<MalformedCase>& malformed_requests() {
                                                "3\r\nabc\r\n0\r\n\r\n", 400},
       MalformedCase{"EmptyFieldName", "GET /hello HTTP/1.1\r\nHost: t\r\n: value\r\n\r\n", 400},
       MalformedCase{"EmptyFirstFieldName", "GET /hello HTTP/1.1\r\n: value\r\nHost: t\r\n\r\n", 400},
+      // A field name is a token (RFC 9112 5.1): a separator or a control byte in it is refused,
+      // in any name, in one that begins as a name llhttp knows, and in a trailer.
+      MalformedCase{"NonTokenInFieldName", "GET /hello HTTP/1.1\r\nHost: t\r\nX(y): v\r\n\r\n", 400},
+      MalformedCase{"QuoteInFieldName", "GET /hello HTTP/1.1\r\nHost: t\r\nX\"y: v\r\n\r\n", 400},
+      MalformedCase{"DelInFieldName", "GET /hello HTTP/1.1\r\nHost: t\r\nX\x7fy: v\r\n\r\n", 400},
+      MalformedCase{"HighByteInFieldName", "GET /hello HTTP/1.1\r\nHost: t\r\nX\xc3\xa9: v\r\n\r\n", 400},
+      MalformedCase{"SlashAfterAKnownName", "GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length/x: 1\r\n\r\n", 400},
+      MalformedCase{"SeparatorInsideAKnownName", "GET /hello HTTP/1.1\r\nHost: t\r\nConnec[tion: close\r\n\r\n", 400},
+      MalformedCase{"NonTokenInTrailerName", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                             "3\r\nabc\r\n0\r\nX{y}: v\r\n\r\n", 400},
+      MalformedCase{"EmptyTrailerName", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                        "3\r\nabc\r\n0\r\n: v\r\n\r\n", 400},
       MalformedCase{"TwoSpacesBeforeTarget", "GET  /hello HTTP/1.1\r\nHost: t\r\n\r\n", 400},
       MalformedCase{"TwoSpacesBeforeVersion", "GET /hello  HTTP/1.1\r\nHost: t\r\n\r\n", 400},
       MalformedCase{"TabInRequestLine", "GET\t/hello HTTP/1.1\r\nHost: t\r\n\r\n", 400},
