@@ -1074,6 +1074,23 @@ TEST_F(HttpTest, TrailingWhitespaceIsTrimmedFromFieldsAndTrailers) {
   EXPECT_EQ(r[1].body, "[two][]");
 }
 
+// A value that arrives in pieces (here one byte per read) is trimmed as each piece comes: the
+// whitespace inside it stays, whitespace at the end of a piece that more of the value follows
+// stays, and only what ends the value goes, in a field and in a trailer.
+TEST_F(HttpTest, TrailingWhitespaceIsTrimmedWhenTheValueArrivesInPieces) {
+  app_.handle("/fields", [](const Request& req, Responder reply) {
+    reply.send(200, "text/plain", "[" + std::string(req.header("x-a")) + "][" + std::string(req.header("x-sum")) + "][" +
+                                      std::string(req.header("x-b")) + "]");
+  });
+  start();
+  Peer& p = connect();
+  send_byte_by_byte(p, "POST /fields HTTP/1.1\r\nHost: t\r\nX-A: o n\te \t\r\nX-B:  \t \r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 1 2 \t \r\n\r\n");
+  auto r = exchange(p, "");
+  ASSERT_EQ(r.size(), 1u) << p.raw;
+  EXPECT_EQ(r[0].body, "[o n\te][1 2][]");
+}
+
 // A fixed response is sent from the route's own bytes; what the socket does not take at once
 // is kept and sent once the client reads, whole, and the connection goes on.
 TEST_F(HttpTest, AFixedResponseLargerThanTheSocketBufferArrivesWhole) {

@@ -203,7 +203,6 @@ const llhttp_settings_t& Connection::parser_settings() {
     s.on_url_complete = on_url_complete;
     s.on_header_field = on_header_field;
     s.on_header_field_complete = on_header_field_complete;
-    s.on_header_value_complete = on_header_value_complete;
     s.on_chunk_header = on_chunk_header;
     s.on_chunk_complete = on_chunk_complete;
     s.on_header_value = on_header_value;
@@ -498,21 +497,16 @@ int Connection::on_header_value(llhttp_t* p, const char* at, size_t length) {
     return -1;
   }
   const uint32_t offset = c->field_piece(at, length);
-  HeaderSpan& header = w.header_spans_.back();
+  Span& value = w.header_spans_.back().value;
   if (!w.in_header_value_) {
-    header.value.offset = offset;
+    value.offset = offset;
     w.in_header_value_ = true;
   }
-  header.value.length += static_cast<uint32_t>(length);
-  return 0;
-}
-
-// Trailing OWS is not part of a field value (RFC 9110 5.5); llhttp drops only the leading.
-int Connection::on_header_value_complete(llhttp_t* p) {
-  auto* c = static_cast<Connection*>(p->data);
-  Work& w = *c->work_;
-  if (w.header_spans_.empty()) return 0;
-  Span& value = w.header_spans_.back().value;
+  // The value's pieces lie one after the other (a head's in the head, a trailer's in the arena):
+  // it runs to this piece's end, less trailing OWS, which is not part of it (RFC 9110 5.5; llhttp
+  // drops only the leading). Trimmed as each piece arrives, and a later piece extends it again
+  // from its own end, so no callback at the value's end is needed.
+  value.length = offset + static_cast<uint32_t>(length) - value.offset;
   const char* bytes = c->span(value).data();
   while (value.length > 0 && (bytes[value.length - 1] == ' ' || bytes[value.length - 1] == '\t')) --value.length;
   return 0;

@@ -125,7 +125,6 @@ class Connection {
   static int on_url_complete(llhttp_t* p);
   static int on_header_field(llhttp_t* p, const char* at, size_t length);
   static int on_header_field_complete(llhttp_t* p);
-  static int on_header_value_complete(llhttp_t* p);
   static int on_chunk_header(llhttp_t* p);
   static int on_chunk_complete(llhttp_t* p);
   static int on_header_value(llhttp_t* p, const char* at, size_t length);
