@@ -442,23 +442,28 @@ int Connection::on_url_complete(llhttp_t* p) {
 int Connection::on_header_field(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
   Work& w = *c->work_;
+  const auto& http = c->server_.config().http;
   const bool first_piece = w.header_spans_.empty() || w.in_header_value_;
+  size_t header_bytes = w.header_bytes_ + length;
   if (first_piece) {
-    if (w.header_spans_.size() >= c->server_.config().http.max_header_fields) {
+    if (w.header_spans_.size() >= http.max_header_fields) {
       w.error_status_ = 431;
       return -1;
     }
-    w.in_header_value_ = false;
-    w.header_bytes_ += 4;  // ": " and CRLF
+    header_bytes += 4;  // ": " and CRLF
   }
-  w.header_bytes_ += length;
-  if (c->over_header_limit()) {
+  w.header_bytes_ = header_bytes;
+  if (header_bytes + w.url_.length > http.max_header_bytes) {
     w.error_status_ = 431;
     return -1;
   }
   const uint32_t offset = c->field_piece(at, length);
-  if (first_piece) w.header_spans_.push_back({{offset, 0}, {}});
-  w.header_spans_.back().name.length += static_cast<uint32_t>(length);
+  if (first_piece) {
+    w.in_header_value_ = false;
+    w.header_spans_.push_back({{offset, static_cast<uint32_t>(length)}, {}});
+  } else {
+    w.header_spans_.back().name.length += static_cast<uint32_t>(length);
+  }
   return 0;
 }
 
@@ -490,7 +495,8 @@ int Connection::on_header_value(llhttp_t* p, const char* at, size_t length) {
     w.error_status_ = 400;
     return -1;
   }
-  w.value_piece_at_end_ = at + length == w.feed_end_;
+  const char* const end = at + length;
+  w.value_piece_at_end_ = end == w.feed_end_;
   w.header_bytes_ += length;
   if (c->over_header_limit()) {
     w.error_status_ = 431;
@@ -505,10 +511,14 @@ int Connection::on_header_value(llhttp_t* p, const char* at, size_t length) {
   // The value's pieces lie one after the other (a head's in the head, a trailer's in the arena):
   // it runs to this piece's end, less trailing OWS, which is not part of it (RFC 9110 5.5; llhttp
   // drops only the leading). Trimmed as each piece arrives, and a later piece extends it again
-  // from its own end, so no callback at the value's end is needed.
-  value.length = offset + static_cast<uint32_t>(length) - value.offset;
-  const char* bytes = c->span(value).data();
-  while (value.length > 0 && (bytes[value.length - 1] == ' ' || bytes[value.length - 1] == '\t')) --value.length;
+  // from its own end, so no callback at the value's end is needed. The usual piece ends in
+  // something else, which its own last byte says.
+  uint32_t value_length = offset + static_cast<uint32_t>(length) - value.offset;
+  if (length == 0 || end[-1] == ' ' || end[-1] == '\t') {
+    const char* bytes = c->span(value).data();
+    while (value_length > 0 && (bytes[value_length - 1] == ' ' || bytes[value_length - 1] == '\t')) --value_length;
+  }
+  value.length = value_length;
   return 0;
 }
 
