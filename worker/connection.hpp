@@ -118,6 +118,34 @@ class Connection {
   struct HeaderSpan {
     Span name, value;
   };
+  // A request's fields as spans, in a vector's elements up to end_: adding one is a store and a
+  // pointer moved, and the vector grows (rarely: its size is kept from request to request) out
+  // of line, which keeps the callback that adds a field small.
+  class HeaderSpans {
+   public:
+    HeaderSpans() = default;
+    HeaderSpans(const HeaderSpans&) = delete;  // end_ points into its own storage
+    HeaderSpans& operator=(const HeaderSpans&) = delete;
+    bool empty() const { return end_ == storage_.data(); }
+    size_t size() const { return static_cast<size_t>(end_ - storage_.data()); }
+    HeaderSpan& back() { return end_[-1]; }
+    const HeaderSpan* begin() const { return storage_.data(); }
+    const HeaderSpan* end() const { return end_; }
+    void clear() { end_ = storage_.data(); }
+    void push_back(const HeaderSpan& span) {
+      if (end_ == storage_.data() + storage_.size()) [[unlikely]] grow();
+      *end_++ = span;
+    }
+
+   private:
+    [[gnu::noinline]] void grow() {
+      const size_t used = size();
+      storage_.resize(used == 0 ? 16 : used * 2);
+      end_ = storage_.data() + used;
+    }
+    std::vector<HeaderSpan> storage_;
+    HeaderSpan* end_ = nullptr;
+  };
 
   static int on_message_begin(llhttp_t* p);
   static int on_method(llhttp_t* p, const char* at, size_t length);
@@ -319,7 +347,7 @@ struct Connection::Work : WorkScalars {
   // The request's head once kept (see keep_request), then any trailer fields and the forwarded
   // client address; reused across requests.
   std::string arena_;
-  std::vector<HeaderSpan> header_spans_;
+  HeaderSpans header_spans_;
   std::vector<Header> headers_;
   std::string body_;
   std::string chunk_line_;        // a chunk-size line split between reads
