@@ -202,7 +202,6 @@ const llhttp_settings_t& Connection::parser_settings() {
     s.on_url = on_url;
     s.on_url_complete = on_url_complete;
     s.on_header_field = on_header_field;
-    s.on_header_field_complete = on_header_field_complete;
     s.on_chunk_header = on_chunk_header;
     s.on_chunk_complete = on_chunk_complete;
     s.on_header_value = on_header_value;
@@ -467,22 +466,6 @@ int Connection::on_header_field(llhttp_t* p, const char* at, size_t length) {
   return 0;
 }
 
-// A field name is a token (RFC 9112 5.1). llhttp, strict, has checked each of its bytes against
-// tchar and refused whitespace before the colon (RFC 9112 5.1's MUST); it lets an empty name
-// through, which is no token either. Checked here by its length alone: a name's bytes are not
-// read again, which on a browser's dozen fields was a tenth of the request's instructions.
-// tests/support/malformed_requests.hpp holds each case (NonTokenInFieldName, SpaceBeforeColon,
-// EmptyFieldName, ...), so that an llhttp which checked less would fail them.
-int Connection::on_header_field_complete(llhttp_t* p) {
-  auto* c = static_cast<Connection*>(p->data);
-  Work& w = *c->work_;
-  if (w.header_spans_.empty() || w.header_spans_.back().name.length == 0) {
-    w.error_status_ = 400;
-    return -1;
-  }
-  return 0;
-}
-
 int Connection::on_header_value(llhttp_t* p, const char* at, size_t length) {
   auto* c = static_cast<Connection*>(p->data);
   Work& w = *c->work_;
@@ -522,6 +505,17 @@ int Connection::on_header_value(llhttp_t* p, const char* at, size_t length) {
   return 0;
 }
 
+// A field name is a token (RFC 9112 5.1). llhttp, strict, has checked each of its bytes against
+// tchar and refused whitespace before the colon (RFC 9112 5.1's MUST); it lets an empty name
+// through, which is no token either. So a name is checked by its length alone, once its section
+// is whole, rather than read again byte by byte in a callback per field: on a browser's dozen
+// fields that was a tenth of the request's instructions. tests/support/malformed_requests.hpp
+// holds each case (NonTokenInFieldName, SpaceBeforeColon, EmptyFieldName, ...), so that an
+// llhttp which checked less would fail them.
+bool Connection::empty_field_name(const HeaderSpans& spans) {
+  return std::any_of(spans.begin(), spans.end(), [](const HeaderSpan& h) { return h.name.length == 0; });
+}
+
 int Connection::on_headers_complete(llhttp_t* p) {
   auto* c = static_cast<Connection*>(p->data);
   Work& w = *c->work_;
@@ -554,6 +548,10 @@ int Connection::on_headers_complete(llhttp_t* p) {
   int hosts = 0;
   bool continue_expected = false;
   for (const HeaderSpan& h : w.header_spans_) {
+    if (h.name.length == 0) {  // see empty_field_name
+      w.error_status_ = 400;
+      return -1;
+    }
     std::string_view name = c->span(h.name);
     if (name.size() == 4 && is_host(name)) {
       ++hosts;
@@ -646,6 +644,11 @@ int Connection::on_message_complete(llhttp_t* p) {
   // HTTP/0.9 ("GET /path" and nothing else) comes here without a header section.
   if (!w.headers_done_) {
     w.error_status_ = 505;
+    return -1;
+  }
+  // A trailer section's names, as the header section's (on_headers_complete checked those again).
+  if ((p->flags & F_CHUNKED) && empty_field_name(w.header_spans_)) {
+    w.error_status_ = 400;
     return -1;
   }
   // Decided now, while the parser still holds this request's flags.

@@ -152,11 +152,11 @@ class Connection {
   static int on_url(llhttp_t* p, const char* at, size_t length);
   static int on_url_complete(llhttp_t* p);
   static int on_header_field(llhttp_t* p, const char* at, size_t length);
-  static int on_header_field_complete(llhttp_t* p);
   static int on_chunk_header(llhttp_t* p);
   static int on_chunk_complete(llhttp_t* p);
   static int on_header_value(llhttp_t* p, const char* at, size_t length);
   static int on_headers_complete(llhttp_t* p);
+  static bool empty_field_name(const HeaderSpans& spans);
   static int on_body(llhttp_t* p, const char* at, size_t length);
   static int on_message_complete(llhttp_t* p);
 
