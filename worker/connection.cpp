@@ -452,7 +452,7 @@ int Connection::on_header_field(llhttp_t* p, const char* at, size_t length) {
     header_bytes += 4;  // ": " and CRLF
   }
   w.header_bytes_ = header_bytes;
-  if (header_bytes + w.url_.length > http.max_header_bytes) {
+  if (c->over_header_limit()) {
     w.error_status_ = 431;
     return -1;
   }
