@@ -90,6 +90,8 @@ void on_readable(evutil_socket_t, short, void* arg) {
   floor_state.out.clear();
   for (int n = c.complete; n > 0; --n) floor_state.out.append(kResponse);
   if (!floor_state.out.empty()) flush(c, floor_state.out, false);
+  // The socket may hold more than the buffer took: again from the loop, if still reading.
+  if (got == sizeof floor_state.in && floor_state.conns[c.fd] && c.out.empty()) event_active(c.read_ev, EV_READ, 0);
 }
 
 void on_accept(evutil_socket_t listener, short, void*) {
@@ -101,8 +103,9 @@ void on_accept(evutil_socket_t listener, short, void*) {
     llhttp_init(&c->parser, HTTP_REQUEST, &floor_state.settings);
     c->parser.data = c.get();
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->read_ev = event_new(floor_state.base, fd, EV_READ | EV_PERSIST, on_readable, c.get());
-    c->write_ev = event_new(floor_state.base, fd, EV_WRITE | EV_PERSIST, on_writable, c.get());
+    // Edge-triggered, as shoal's (on_readable reads again after a read that filled the buffer).
+    c->read_ev = event_new(floor_state.base, fd, EV_READ | EV_PERSIST | EV_ET, on_readable, c.get());
+    c->write_ev = event_new(floor_state.base, fd, EV_WRITE | EV_PERSIST | EV_ET, on_writable, c.get());
     if (!c->read_ev || !c->write_ev || event_add(c->read_ev, nullptr) != 0) die("event_add");
     floor_state.conns[fd] = std::move(c);
   }

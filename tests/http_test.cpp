@@ -257,6 +257,25 @@ TEST_F(HttpTest, PipelinedRequestsAreAnsweredInOrder) {
   for (int i = 0; i < 10; ++i) EXPECT_EQ(r[static_cast<size_t>(i)].body, "body-" + std::to_string(i));
 }
 
+// The connection's events are edge-triggered: epoll reports a socket when bytes arrive, not again
+// while some are left unread. 40 pipelined requests of about 2,000 bytes each (80 KB, more than
+// the worker's 64 KiB read buffer) are all in the socket before the server reads once, and their
+// answers are small enough that no output backpressure stops and restarts reading: each is
+// answered only if the read that filled the buffer is followed by another.
+TEST_F(HttpTest, ReadThatFillsTheBufferReadsAgainUnderEdgeTriggeredEvents) {
+  start();
+  Peer& p = connect();
+  std::string batch;
+  const std::string padding = "X-Pad: " + std::string(1900, 'p') + "\r\n";
+  for (int i = 0; i < 40; ++i) batch += request("GET", "/hello", padding);
+  ASSERT_GT(batch.size(), 64u * 1024);
+  ASSERT_EQ(::send(p.fd, batch.data(), batch.size(), MSG_NOSIGNAL), static_cast<ssize_t>(batch.size()));
+  auto r = exchange(p, "", 40);
+  ASSERT_EQ(r.size(), 40u);
+  for (const auto& response : r) EXPECT_EQ(response.body, "ok\n");
+  EXPECT_EQ(p.eof, Eof::None);
+}
+
 TEST_F(HttpTest, PipelinedBehindADelayedResponseWaitsItsTurn) {
   start();
   Peer& p = connect();

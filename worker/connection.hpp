@@ -166,6 +166,8 @@ class Connection {
   static void on_timer(evutil_socket_t, short, void* self);
 
   bool read_input();
+  void take_input(const char* data, size_t length);
+  void read_again();
   bool read_proxy_header();  // false: not complete yet, or refused (the connection is closed)
   void set_client(const sockaddr* addr, socklen_t addr_len);
   size_t feed_all(const char* data, size_t length);
