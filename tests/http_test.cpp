@@ -86,9 +86,12 @@ class HttpTest : public ::testing::Test {
     server_ = std::make_unique<HttpServer>(base_, *config_, app_);
   }
 
-  Peer& connect(ProxyProtocol proxy = ProxyProtocol::Off) {
+  // sent_first: bytes already in the socket when the server takes it (its first read, right
+  // after the accept, finds them).
+  Peer& connect(ProxyProtocol proxy = ProxyProtocol::Off, std::string_view sent_first = {}) {
     int fds[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+    EXPECT_EQ(::send(fds[1], sent_first.data(), sent_first.size(), MSG_NOSIGNAL), static_cast<ssize_t>(sent_first.size()));
     sockaddr_un sun{};
     sun.sun_family = AF_UNIX;
     server_->adopt(fds[0], reinterpret_cast<sockaddr*>(&sun), sizeof(sa_family_t), proxy);
@@ -1016,6 +1019,17 @@ TEST_F(ProxyTest, V2HeaderWithTlvsSplitByteByByte) {
   auto r = exchange(p, request("GET", "/remote"));
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].body, "198.51.100.4:4711 xff=");
+}
+
+// The first read, right after the accept, may find only part of the header (a balancer that
+// wrote it in two pieces): the connection goes on reading for the rest.
+TEST_F(ProxyTest, AHeaderBegunInTheFirstReadIsReadToItsEnd) {
+  start();
+  Peer& p = connect(ProxyProtocol::V1, "PROXY TCP4 203.0.1");
+  auto r = exchange(p, "13.7 10.0.0.1 51000 80\r\n" + request("GET", "/remote"));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].body, "203.0.113.7:51000 xff=");
+  EXPECT_EQ(server_->proxy_headers_refused(), 0u);
 }
 
 TEST_F(ProxyTest, AnyTakesBothVersionsAndLocalKeepsTheSocketsAddress) {

@@ -715,8 +715,12 @@ void Connection::take_input(const char* data, size_t length) {
   Work& w = work();
   if (proxy_ != ProxyProtocol::Off) {
     w.pending_.append(data, length);
-    if (read_proxy_header()) advance();
-    else if (fd_ >= 0) arm_request_clock();  // the PROXY header is due within header_timeout too
+    if (read_proxy_header()) return advance();
+    if (fd_ < 0) return;
+    // Not whole yet: the rest is due within header_timeout too, and read as it comes (this may be
+    // the first read, right after the accept, before reading started).
+    arm_request_clock();
+    start_reading();
     return;
   }
   size_t used = feed_all(data, length);
