@@ -82,6 +82,7 @@ void on_writable(evutil_socket_t, short, void* arg) {
 
 void on_readable(evutil_socket_t, short, void* arg) {
   Conn& c = *static_cast<Conn*>(arg);
+  const int fd = c.fd;  // c is freed if flush closes it
   ssize_t got = recv(c.fd, floor_state.in, sizeof floor_state.in, 0);
   if (got == 0 || (got < 0 && errno != EAGAIN)) return close_conn(c);
   if (got < 0) return;
@@ -91,7 +92,7 @@ void on_readable(evutil_socket_t, short, void* arg) {
   for (int n = c.complete; n > 0; --n) floor_state.out.append(kResponse);
   if (!floor_state.out.empty()) flush(c, floor_state.out, false);
   // The socket may hold more than the buffer took: again from the loop, if still reading.
-  if (got == sizeof floor_state.in && floor_state.conns[c.fd] && c.out.empty()) event_active(c.read_ev, EV_READ, 0);
+  if (got == sizeof floor_state.in && floor_state.conns[fd] && c.out.empty()) event_active(c.read_ev, EV_READ, 0);
 }
 
 void on_accept(evutil_socket_t listener, short, void*) {
